@@ -1,0 +1,265 @@
+// bindings.cpp - the extension module makemore_cpp._core.
+//
+// Conversion only: arrays in and out, the GIL released around every call into the kernels, one
+// model used by one thread at a time. Arguments arrive validated and converted by the Python
+// package (makemore_cpp/_validate.py): C-contiguous int32 indices in range, the model's dtype.
+// The checks here are the last line against memory errors, not the user's error messages.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core.h"
+#include "threadpool.h"
+
+namespace py = pybind11;
+using namespace mm;
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype is an error, not a copy
+
+namespace {
+
+void require(bool ok, const std::string& what) {
+    if (!ok) throw py::value_error(what);
+}
+
+py::dtype dtype_of(const Model& m) { return m.elem == 4 ? py::dtype::of<float>() : py::dtype::of<double>(); }
+
+py::array new_param_array(const Model& m, int q) {
+    int64_t rows, cols;
+    param_shape(m.cfg, q, &rows, &cols);
+    std::vector<py::ssize_t> shape{(py::ssize_t)rows};
+    if (cols) shape.push_back((py::ssize_t)cols);
+    return py::array(dtype_of(m), shape);
+}
+
+// The parameters (or gradient, or an optimizer moment) in an arena, as the user's arrays.
+py::list arena_to_list(const Model& m, const void* arena) {
+    py::list out;
+    for (int q = 0; q < param_count(m.cfg); ++q) {
+        py::array a = new_param_array(m, q);
+        arena_read(m.cfg, m.lay, m.elem, arena, q, a.mutable_data());
+        out.append(a);
+    }
+    return out;
+}
+
+void check_param_array(const Model& m, int q, const py::array& a) {
+    require(q >= 0 && q < param_count(m.cfg), "parameter index out of range");
+    int64_t rows, cols;
+    param_shape(m.cfg, q, &rows, &cols);
+    require(a.dtype().is(dtype_of(m)) && (a.flags() & py::array::c_style), "array must be C-contiguous of the model's dtype");
+    require(a.ndim() == (cols ? 2 : 1) && a.shape(0) == rows && (!cols || a.shape(1) == cols), "array has the wrong shape");
+}
+
+const Isa* isa() { return isa_current(); }
+
+void check_rows(const Model& m, const carray<int32_t>& X, const carray<int32_t>* Y) {
+    require(X.ndim() == 2 && X.shape(1) == m.cfg.T, "X must be (N, block_size)");
+    if (Y) require(Y->ndim() == 1 && Y->shape(0) == X.shape(0), "Y must be (N,) with N = len(X)");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() = "makemore_cpp's C++ core. Private: use the makemore_cpp package.";
+
+    py::class_<Model, std::shared_ptr<Model>>(mod, "Model")
+        .def(py::init([](int V, int T, int E, std::vector<int> hidden, const std::string& dtype) {
+                 require(V >= 1 && T >= 1 && E >= 1, "sizes must be positive");
+                 require(!hidden.empty() && (int)hidden.size() <= MAX_HIDDEN, "1 to 8 hidden layers");
+                 Config c{};
+                 c.V = V;
+                 c.T = T;
+                 c.E = E;
+                 c.L = (int)hidden.size();
+                 for (int l = 0; l < c.L; ++l) {
+                     require(hidden[l] >= 1, "hidden widths must be positive");
+                     c.H[l] = hidden[l];
+                 }
+                 require(dtype == "float32" || dtype == "float64", "dtype must be float32 or float64");
+                 return std::make_shared<Model>(c, dtype == "float32" ? 4 : 8);
+             }),
+             py::arg("V"), py::arg("T"), py::arg("E"), py::arg("hidden"), py::arg("dtype"))
+        .def_property_readonly("dtype", [](const Model& m) { return m.elem == 4 ? "float32" : "float64"; })
+        .def_property_readonly("nparams", [](const Model& m) { return param_count(m.cfg); })
+        .def_property_readonly("arena_size", [](const Model& m) { return m.lay.total; })
+        .def("init",
+             [](Model& m, uint64_t seed, int kind) {
+                 BusyGuard g(m);
+                 m.init(seed, kind);
+             })
+        .def("get",
+             [](Model& m, int q) {
+                 require(q >= 0 && q < param_count(m.cfg), "parameter index out of range");
+                 BusyGuard g(m);
+                 py::array a = new_param_array(m, q);
+                 arena_read(m.cfg, m.lay, m.elem, m.p, q, a.mutable_data());
+                 return a;
+             })
+        .def("set_all",
+             [](Model& m, const std::vector<py::array>& arrays) {
+                 // All or nothing: every array is checked before any is written.
+                 require((int)arrays.size() == param_count(m.cfg), "wrong number of parameters");
+                 for (int q = 0; q < param_count(m.cfg); ++q) check_param_array(m, q, arrays[q]);
+                 BusyGuard g(m);
+                 for (int q = 0; q < param_count(m.cfg); ++q) arena_write(m.cfg, m.lay, m.elem, m.p, q, arrays[q].data());
+             })
+        .def("loss_and_grad",
+             [](Model& m, carray<int32_t> X, carray<int32_t> Y) {
+                 check_rows(m, X, &Y);
+                 const int B = (int)X.shape(0);
+                 require(B >= 1, "empty batch");
+                 BusyGuard g(m);
+                 std::unique_ptr<Workspace, void (*)(Workspace*)> ws(workspace_create(m.cfg, m.lay, B, m.elem, false, false),
+                                                                    workspace_destroy);
+                 double loss;
+                 {
+                     py::gil_scoped_release nogil;
+                     if (m.elem == 4)
+                         loss = isa()->f32.loss_and_grad(m.view<float>(), ws.get(), X.data(), Y.data(), B, (float*)ws->grad);
+                     else
+                         loss = isa()->f64.loss_and_grad(m.view<double>(), ws.get(), X.data(), Y.data(), B, (double*)ws->grad);
+                 }
+                 return py::make_tuple(loss, arena_to_list(m, ws->grad));
+             })
+        .def("evaluate",
+             // Row losses summed over 32-row chunks (if Y is given) and the logits (if asked).
+             [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits) {
+                 check_rows(m, X, Y ? &*Y : nullptr);
+                 const int64_t N = X.shape(0);
+                 py::object chunks = py::none(), logits = py::none();
+                 double* cl = nullptr;
+                 void* out = nullptr;
+                 if (Y) {
+                     py::array_t<double> a((N + 31) / 32);
+                     cl = a.mutable_data();
+                     chunks = a;
+                 }
+                 if (want_logits) {
+                     py::array a(dtype_of(m), std::vector<py::ssize_t>{(py::ssize_t)N, (py::ssize_t)m.cfg.V});
+                     out = a.mutable_data();
+                     logits = a;
+                 }
+                 BusyGuard g(m);
+                 {
+                     py::gil_scoped_release nogil;
+                     const int32_t* y = Y ? Y->data() : nullptr;
+                     if (m.elem == 4)
+                         isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out);
+                     else
+                         isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out);
+                 }
+                 return py::make_tuple(chunks, logits);
+             })
+        .def("sample",
+             // (n, max_len) int32 ids, 0-padded, of names first .. first + n - 1.
+             [](Model& m, uint64_t seed, int64_t first, int64_t n, double temperature, int top_k,
+                carray<int32_t> prefix, int max_len) {
+                 require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
+                 const int32_t* pre = prefix.data();
+                 for (py::ssize_t i = 0; i < prefix.size(); ++i) require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
+                 py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len});
+                 std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * max_len);
+                 SampleArgs a{seed, first, n, temperature, top_k, pre, (int)prefix.size(), max_len, out.mutable_data()};
+                 BusyGuard g(m);
+                 {
+                     py::gil_scoped_release nogil;
+                     if (m.elem == 4)
+                         isa()->f32.sample(m.view<float>(), &a);
+                     else
+                         isa()->f64.sample(m.view<double>(), &a);
+                 }
+                 return out;
+             });
+
+    py::class_<Trainer>(mod, "Trainer")
+        .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov, double beta1,
+                         double beta2, double eps, double weight_decay, double dropout) {
+                 require(B >= 1, "batch size must be positive");
+                 OptConfig o{kind, momentum, nesterov ? 1 : 0, beta1, beta2, eps, weight_decay, dropout};
+                 return new Trainer(std::move(m), B, o);
+             }),
+             py::arg("model"), py::arg("B"), py::arg("kind"), py::arg("momentum"), py::arg("nesterov"),
+             py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("dropout"))
+        .def_readwrite("t", &Trainer::t)
+        .def("run",
+             // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status).
+             [](Trainer& tr, carray<int32_t> X, carray<int32_t> Y, std::optional<carray<int64_t>> batch_idx,
+                carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
+                 Model& m = *tr.model;
+                 check_rows(m, X, &Y);
+                 const int64_t steps = lr.size();
+                 require(losses.size() == steps, "losses and lr differ in length");
+                 require(X.shape(0) >= 1, "no training rows");
+                 if (batch_idx) require(batch_idx->ndim() == 2 && batch_idx->shape(0) == steps && batch_idx->shape(1) == tr.B,
+                                        "batch_idx must be (steps, B)");
+                 TrainArgs a{X.data(), Y.data(), X.shape(0), batch_idx ? batch_idx->data() : nullptr, lr.data(), steps,
+                             step0, seed, seconds, losses.mutable_data()};
+                 BusyGuard g(m);
+                 RunResult r;
+                 {
+                     py::gil_scoped_release nogil;
+                     if (m.elem == 4) {
+                         OptState<float> os{(float*)tr.m, (float*)tr.v, tr.t};
+                         r = isa()->f32.train(m.view<float>(), &os, &tr.opt, tr.ws, &a);
+                         tr.t = os.t;
+                     } else {
+                         OptState<double> os{(double*)tr.m, (double*)tr.v, tr.t};
+                         r = isa()->f64.train(m.view<double>(), &os, &tr.opt, tr.ws, &a);
+                         tr.t = os.t;
+                     }
+                 }
+                 return py::make_tuple(r.done, r.status);
+             })
+        .def("moments",
+             // The optimizer's moment buffers as lists of user-shaped arrays (None where absent).
+             [](Trainer& tr) {
+                 Model& m = *tr.model;
+                 py::object a = tr.m ? py::object(arena_to_list(m, tr.m)) : py::object(py::none());
+                 py::object b = tr.v ? py::object(arena_to_list(m, tr.v)) : py::object(py::none());
+                 return py::make_tuple(a, b);
+             })
+        .def("set_moments", [](Trainer& tr, std::optional<std::vector<py::array>> a, std::optional<std::vector<py::array>> b) {
+            Model& m = *tr.model;
+            for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)}) {
+                require(arrays->has_value() == (arena != nullptr), "moments do not match the optimizer");
+                if (!arena) continue;
+                require((int)(*arrays)->size() == param_count(m.cfg), "wrong number of moment arrays");
+                for (int q = 0; q < param_count(m.cfg); ++q) check_param_array(m, q, (**arrays)[q]);
+            }
+            for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)})
+                if (arena)
+                    for (int q = 0; q < param_count(m.cfg); ++q) arena_write(m.cfg, m.lay, m.elem, arena, q, (**arrays)[q].data());
+        });
+
+    mod.def("set_num_threads", [](int n) {
+        require(n >= 1, "threads must be >= 1");
+        pool_set_threads(n);
+    });
+    mod.def("get_num_threads", &pool_threads);
+    mod.def("default_threads", &default_threads);
+    mod.def("isa", [] { return std::string(isa()->name); });
+    mod.def("isa_supported", [](const std::string& n) { return isa_supported(n.c_str()); });
+    mod.def("set_isa", [](const std::string& n) {
+        const Isa* i = isa_by_name(n.c_str());
+        require(i != nullptr, "instruction set '" + n + "' is unknown or not supported by this CPU");
+        isa_set(i);
+    });
+    mod.def("dropout_mask", [](const std::string& dtype, uint64_t seed, int64_t step, int layer, int L, int B, int H, double p) {
+        py::array out(dtype == "float32" ? py::dtype::of<float>() : py::dtype::of<double>(),
+                      std::vector<py::ssize_t>{(py::ssize_t)B, (py::ssize_t)H});
+        if (dtype == "float32")
+            isa()->f32.dropout_mask(seed, step, layer, L, B, H, p, (float*)out.mutable_data());
+        else
+            isa()->f64.dropout_mask(seed, step, layer, L, B, H, p, (double*)out.mutable_data());
+        return out;
+    });
+    mod.attr("PAD") = PAD;
+    mod.attr("MAX_HIDDEN") = MAX_HIDDEN;
+}

@@ -1,0 +1,162 @@
+// common.h - the model's shape, where its parameters live, and the interface between the
+// instruction-set-independent code (core.cpp, bindings.cpp) and the per-ISA kernels (isa_*.cpp).
+//
+// Everything here is plain data or has internal linkage: the same header is compiled once per
+// instruction set, and nothing in it may be shared between those translation units.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace mm {
+
+// Every padded dimension (hidden widths, the vocabulary in the logits) is a multiple of PAD
+// elements, so each row starts on a 64-byte boundary whatever the vector width. Padding lanes of
+// weights, biases, activations and gradients are zero and stay zero.
+static constexpr int PAD = 16;
+static constexpr int MAX_HIDDEN = 8;
+
+static inline int64_t padded(int64_t n) { return (n + PAD - 1) / PAD * PAD; }
+
+// The model: V characters, block_size T, n_embd E, L hidden tanh layers of widths H[0..L-1].
+struct Config {
+    int V, T, E, L;
+    int H[MAX_HIDDEN];
+};
+
+// Offsets (in elements) of each parameter inside one flat, 64-byte aligned arena, in the order
+// C, W1, b1, W2, b2, ... The user-facing layouts are the lecture's; inside the arena:
+//   C        (V, E)                    as the user's
+//   W[0]     (T*E, padded(H0))         W1, rows padded
+//   W[l]     (H[l-1], padded(H[l]))    hidden layer l+1, 0 < l < L
+//   W[L]     (V, padded(H[L-1]))       the output layer stored transposed (nn.Linear's layout)
+//   b[l]     padded(width)             b[L] has padded(V) entries
+struct Layout {
+    int64_t C;
+    int64_t W[MAX_HIDDEN + 1], b[MAX_HIDDEN + 1];
+    int64_t rows[MAX_HIDDEN + 1], ld[MAX_HIDDEN + 1];  // rows and padded row length of each W
+    int64_t nb[MAX_HIDDEN + 1];                         // padded length of each b
+    int64_t total;                                      // arena length in elements
+};
+Layout make_layout(const Config& cfg);
+
+// Optimizers, with torch.optim's semantics.
+enum OptKind : int { OPT_SGD = 0, OPT_ADAMW = 1 };
+struct OptConfig {
+    int kind;             // OptKind
+    double momentum;      // SGD: heavy-ball momentum (0 = plain SGD)
+    int nesterov;         // SGD with momentum: Nesterov's variant
+    double beta1, beta2, eps;
+    double weight_decay;  // SGD: added to the gradient (L2); AdamW: decoupled
+    double dropout;       // probability of zeroing a hidden unit during training (0 = off)
+};
+
+// Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
+struct Workspace {
+    int B;                          // rows the buffers hold
+    int nP;                         // rows per position in the compact tables: min(B, V)
+    int32_t* xb;                    // (B, T) the minibatch's contexts
+    int32_t* yb;                    // (B,)   its targets
+    int32_t* slot;                  // (B, T) row of the position's table that serves each example
+    int32_t* ids;                   // (T, nP) distinct ids per position
+    int32_t* nids;                  // (T,)    how many
+    int32_t* seen;                  // (V,)    scratch: -1 or slot
+    void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
+    void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
+    void* G;                        // (T, nP, H0p) per-position gradient sums
+    void* dCsub;                    // (T, nP, E)
+    void* h[MAX_HIDDEN];            // (B, Hp) tanh outputs (before dropout)
+    void* hd[MAX_HIDDEN];           // (B, Hp) after dropout (== h when there is none)
+    void* mask[MAX_HIDDEN];         // (B, Hp) 0 or 1/(1-p); null without dropout
+    void* dh[MAX_HIDDEN];           // (B, Hp) gradient with respect to the pre-activation
+    void* logits;                   // (B, Vp)
+    void* dlogits;                  // (B, Vp)
+    double* row_loss;               // (B,)
+    void* grad;                     // arena-shaped gradient
+    void* snap;                     // arena-shaped snapshot of the parameters (divergence rollback)
+    void* snap_m;                   // and of the optimizer's moments
+    void* snap_v;
+    void* mem;                      // the allocation
+};
+
+// A view of one model's parameters.
+template <class T>
+struct ParamView {
+    const Config* cfg;
+    const Layout* lay;
+    T* p;
+};
+
+// Optimizer state: arena-shaped moment buffers (null when the optimizer needs none) and the
+// number of updates taken so far (AdamW's bias correction).
+template <class T>
+struct OptState {
+    T* m;
+    T* v;
+    int64_t t;
+};
+
+// One call of the training loop.
+struct TrainArgs {
+    const int32_t* X;          // (N, T)
+    const int32_t* Y;          // (N,)
+    int64_t N;
+    const int64_t* batch_idx;  // (steps, B) rows to use, or null to draw them
+    const double* lr;          // (steps,)
+    int64_t steps;
+    int64_t step0;             // global index of the first step (keys the random draws)
+    uint64_t seed;
+    double seconds;            // return after this much time (checked between steps); <= 0: no limit
+    double* losses;            // (steps,) out: minibatch losses
+};
+
+enum RunStatus : int { RUN_OK = 0, RUN_NONFINITE_LOSS = 1, RUN_NONFINITE_PARAMS = 2 };
+struct RunResult {
+    int64_t done;    // steps completed (parameters are those after step done-1)
+    int status;      // RunStatus
+};
+
+struct SampleArgs {
+    uint64_t seed;
+    int64_t first;             // index of the first name (keys the random draws)
+    int64_t n;                 // names to draw
+    double temperature;        // > 0, or 0 for the most likely character every time
+    int top_k;                 // 0: no cut
+    const int32_t* prefix;     // every name starts with these ids
+    int plen;
+    int max_len;               // characters per name at most, prefix included
+    int32_t* out;              // (n, max_len) ids, 0-padded
+};
+
+// The kernels of one instruction set, for one element type.
+template <class T>
+struct Kernels {
+    double (*loss_and_grad)(ParamView<T>, Workspace*, const int32_t* X, const int32_t* Y, int B, T* grad);
+    RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
+    // Sum of row losses over 32-row chunks into chunk_loss[ceil(N/32)] (if Y), logits into out (if out).
+    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out);
+    void (*sample)(ParamView<T>, const SampleArgs*);
+    void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);
+};
+
+struct Isa {
+    const char* name;
+    Kernels<float> f32;
+    Kernels<double> f64;
+};
+
+// Per-ISA tables (isa_*.cpp) and the one in use (core.cpp).
+extern const Isa isa_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const Isa isa_avx2;
+extern const Isa isa_avx512;
+#endif
+const Isa* isa_current();
+const Isa* isa_by_name(const char* name);  // null if unknown or unsupported by this CPU
+void isa_set(const Isa* isa);
+bool isa_supported(const char* name);
+
+// Aligned memory (64 bytes) for kernels that need scratch of their own.
+void* aligned_malloc(size_t bytes);
+void aligned_free(void* p);
+
+}  // namespace mm

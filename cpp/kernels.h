@@ -1,0 +1,274 @@
+// kernels.h - the hot loops: two register-blocked matrix products, cross-entropy, column sums.
+//
+// Included inside an instruction set's namespace (see isa_impl.h), after simd.h.
+// MM_MR x MM_NR is the register tile of gemm_bcast (accumulators in vector registers).
+//
+// Every output element is summed in one fixed order that does not depend on how the work is split
+// into tiles or between threads, so results are bit-identical at any thread count.
+#pragma once
+
+// ---------------------------------------------------------------------------------------------
+// Work splitting.
+
+static inline void split_range(int64_t n, int part, int nparts, int64_t* lo, int64_t* hi) {
+    int64_t base = n / nparts, extra = n % nparts;
+    *lo = part * base + (part < extra ? part : extra);
+    *hi = *lo + base + (part < extra ? 1 : 0);
+}
+
+// Run f(part, nparts) for part < nparts on the thread pool (inline when nparts == 1).
+template <class F>
+static inline void parallel(int nparts, F&& f) {
+    if (nparts <= 1) {
+        f(0, 1);
+        return;
+    }
+    typedef typename std::remove_reference<F>::type Fn;
+    mm::pool_run(nparts, [](void* c, int part, int n) { (*(Fn*)c)(part, n); }, (void*)&f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gemm_bcast: for m < M and the column vectors [nv0, nv1) of the output,
+//     acc[m, n] = sum_k A(m, k) * B[k, n],   A(m, k) = a[m * sm + k * sk],   B row-major (ldb)
+// then ep(m, n, acc-vector) for each vector of W columns starting at column n.
+// A's elements are broadcast, B's rows are loaded as vectors: the shape for x @ W (A = x),
+// x^T @ dy (A = x transposed through its strides) and dy @ W^T with W stored transposed.
+// Each output lane is one chain of multiply-adds over k in order.
+
+template <class T, int MR, int NR, class Ep>
+static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T* b, int64_t ldb,
+                              int m0, int n0, Ep& ep) {
+    typedef vec<T> V;
+    constexpr int W = VT<T>::W;
+    V acc[MR][NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) acc[i][j] = V{};
+    const T* ap = a + m0 * sm;
+    const T* bp = b + n0;
+    for (int k = 0; k < K; ++k) {
+        V bv[NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) bv[j] = vload(bp + j * W);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            V av = vset(ap[i * sm]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; ++j) acc[i][j] += av * bv[j];
+        }
+        ap += sk;
+        bp += ldb;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) ep(m0 + i, n0 + j * W, acc[i][j]);
+}
+
+template <class T, class Ep, int MR, int NR = 1>
+static inline void kern_bcast_nr(int nr, const T* a, int64_t sm, int64_t sk, int K, const T* b,
+                                 int64_t ldb, int m0, int n0, Ep& ep) {
+    if constexpr (NR <= MM_NR) {
+        if (nr == NR)
+            kern_bcast<T, MR, NR, Ep>(a, sm, sk, K, b, ldb, m0, n0, ep);
+        else
+            kern_bcast_nr<T, Ep, MR, NR + 1>(nr, a, sm, sk, K, b, ldb, m0, n0, ep);
+    }
+}
+template <class T, class Ep, int MR = 1>
+static inline void kern_bcast_mr(int mr, int nr, const T* a, int64_t sm, int64_t sk, int K, const T* b,
+                                 int64_t ldb, int m0, int n0, Ep& ep) {
+    if constexpr (MR <= MM_MR) {
+        if (mr == MR)
+            kern_bcast_nr<T, Ep, MR>(nr, a, sm, sk, K, b, ldb, m0, n0, ep);
+        else
+            kern_bcast_mr<T, Ep, MR + 1>(mr, nr, a, sm, sk, K, b, ldb, m0, n0, ep);
+    }
+}
+
+template <class T, class Ep>
+static void gemm_bcast(int M, int nv0, int nv1, int K, const T* a, int64_t sm, int64_t sk, const T* b,
+                       int64_t ldb, Ep& ep) {
+    constexpr int W = VT<T>::W;
+    int nv = nv1 - nv0;
+    if (nv <= 0 || M <= 0) return;
+    // Balanced tiles: no tile is much narrower or shorter than the others.
+    int nch = (nv + MM_NR - 1) / MM_NR, nbase = nv / nch, nextra = nv % nch;
+    int mt = (M + MM_MR - 1) / MM_MR, mbase = M / mt, mextra = M % mt;
+    int n = nv0;
+    for (int c = 0; c < nch; ++c) {
+        int nr = nbase + (c < nextra);
+        int m = 0;
+        for (int r = 0; r < mt; ++r) {
+            int mr = mbase + (r < mextra);
+            kern_bcast_mr<T, Ep>(mr, nr, a, sm, sk, K, b, ldb, m, n * W, ep);
+            m += mr;
+        }
+        n += nr;
+    }
+}
+
+// Epilogues of gemm_bcast.
+template <class T>
+struct EpStore {  // out = acc (+ bias)
+    T* out;
+    int64_t ld;
+    const T* bias;
+    inline void operator()(int m, int n, vec<T> acc) const {
+        if (bias) acc += vload(bias + n);
+        vstore(out + m * ld + n, acc);
+    }
+};
+template <class T>
+struct EpTanh {  // h = tanh(acc + bias); hd = h * mask when there is dropout
+    T* h;
+    T* hd;
+    const T* mask;
+    int64_t ld;
+    const T* bias;
+    inline void operator()(int m, int n, vec<T> acc) const {
+        vec<T> y = vtanh(acc + vload(bias + n));
+        vstore(h + m * ld + n, y);
+        if (mask) vstore(hd + m * ld + n, y * vload(mask + m * ld + n));
+    }
+};
+template <class T>
+struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tanh
+    T* out;
+    const T* h;
+    const T* mask;
+    int64_t ld;
+    inline void operator()(int m, int n, vec<T> acc) const {
+        vec<T> y = vload(h + m * ld + n);
+        if (mask) acc *= vload(mask + m * ld + n);
+        vstore(out + m * ld + n, acc * (T(1) - y * y));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// gemm_dot: for rows m in [m0, m1) and n < N,
+//     s = sum_k a[m * lda + k] * b[n * ldb + k]      (k < Kp, a multiple of the vector width)
+// then ep(m, n, s). Rows of both operands are loaded as vectors and each output is a dot product:
+// the shape for h @ W^T with W stored as rows of length K (the output layer, and dx = dy @ W^T).
+// A tile of MR x NR = W outputs keeps W vector accumulators and reduces them together (vreduce).
+// Rows past the end of a tile repeat the last row (computed, not stored).
+
+template <class T, int MR, int NR, class Ep>
+static inline void kern_dot(const T* a, int64_t lda, const T* b, int64_t ldb, int Kp, int m0, int mr,
+                            int n0, int nr, Ep& ep) {
+    typedef vec<T> V;
+    constexpr int W = VT<T>::W;
+    static_assert(MR * NR == W, "one accumulator per lane");
+    const T* ap[MR];
+    const T* bp[NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) ap[i] = a + (m0 + (i < mr ? i : mr - 1)) * lda;
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) bp[j] = b + (n0 + (j < nr ? j : nr - 1)) * ldb;
+    V acc[W];
+#pragma GCC unroll 16
+    for (int q = 0; q < W; ++q) acc[q] = V{};
+    for (int k = 0; k < Kp; k += W) {
+        V av[MR], bv[NR];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) bv[j] = vload(bp[j] + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
+    }
+    V s = vreduce<T, W>(acc);
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, s[i * NR + j]);
+}
+
+template <class T>
+struct DotTile {
+    static constexpr int W = VT<T>::W;
+    static constexpr int MR = W >= 8 ? 4 : (W >= 2 ? 2 : 1);
+    static constexpr int NR = W / MR;
+};
+
+template <class T, class Ep>
+static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb,
+                     Ep& ep) {
+    constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR;
+    for (int n = 0; n < N; n += NR) {
+        int nr = N - n < NR ? N - n : NR;
+        for (int m = m0; m < m1; m += MR) {
+            int mr = m1 - m < MR ? m1 - m : MR;
+            kern_dot<T, MR, NR, Ep>(a, lda, b, ldb, Kp, m, mr, n, nr, ep);
+        }
+    }
+}
+
+// Epilogues of gemm_dot.
+template <class T>
+struct DotStore {  // out = s (+ bias)
+    T* out;
+    int64_t ld;
+    const T* bias;
+    inline void operator()(int m, int n, T s) const { out[m * ld + n] = bias ? s + bias[n] : s; }
+};
+template <class T>
+struct DotDtanh {  // dpre = s * mask * (1 - h^2)
+    T* out;
+    const T* h;
+    const T* mask;
+    int64_t ld;
+    inline void operator()(int m, int n, T s) const {
+        T y = h[m * ld + n];
+        if (mask) s *= mask[m * ld + n];
+        out[m * ld + n] = s * (T(1) - y * y);
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Cross-entropy, forward and backward in one pass over each row, max-subtracted:
+//     loss_b = log(sum_v exp(l_bv - m_b)) + m_b - l_b,y_b
+//     dl_bv  = (softmax(l_b)_v - [v == y_b]) * scale
+// logits and dl are (rows, Vp) with V valid columns; dl's padding is written as zeros.
+// With dl null, only the losses.
+
+template <class T>
+static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
+                                          T scale, T* dl, double* row_loss) {
+    typedef vec<T> Vv;
+    constexpr int W = VT<T>::W;
+    const ivec<T> lane = viota<T>();
+    const Vv ninf = vset<T>(-__builtin_inf());
+    for (int b = b0; b < b1; ++b) {
+        const T* l = logits + (int64_t)b * Vp;
+        Vv mx = ninf;
+        for (int v = 0; v < Vp; v += W) mx = vselect<T>(lane + v < V, vselect<T>(vload(l + v) > mx, vload(l + v), mx), mx);
+        T m = hmax<T>(mx);
+        Vv s = Vv{};
+        T* d = dl ? dl + (int64_t)b * Vp : nullptr;
+        for (int v = 0; v < Vp; v += W) {
+            Vv e = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{});
+            s += e;
+            if (d) vstore(d + v, e);
+        }
+        T sum = hsum<T>(s);
+        row_loss[b] = __builtin_log((double)sum) + (double)m - (double)l[y[b]];
+        if (d) {
+            Vv f = vset<T>(scale / sum);
+            for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);
+            d[y[b]] -= scale;
+        }
+    }
+}
+
+// out[n] = sum_{r < R} x[r * ld + n] for the column vectors [nv0, nv1), rows in order.
+template <class T>
+static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, T* out) {
+    constexpr int W = VT<T>::W;
+    for (int nv = nv0; nv < nv1; ++nv) {
+        vec<T> s = vec<T>{};
+        for (int r = 0; r < R; ++r) s += vload(x + r * ld + nv * W);
+        vstore(out + nv * W, s);
+    }
+}

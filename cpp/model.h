@@ -1,0 +1,297 @@
+// model.h - the MLP's layers, each a forward/backward pair of plain functions, and the whole
+// model's forward and backward pass over a batch.
+//
+//   B  rows of the batch          T  block_size (context)     E  n_embd
+//   V  vocabulary                 H  a hidden width           Hp, Vp  padded to a multiple of 16
+//
+//   logits = tanh(...tanh(C[X].reshape(B, T*E) @ W1 + b1)...) @ W_out + b_out
+//
+// The first layer never materialises C[X]: W1 splits into T blocks of E rows, W1_t, and
+//   C[X].reshape(B, T*E) @ W1 = sum_t (C @ W1_t)[X[:, t]],
+// so it is computed from per-position tables P_t = C[u_t] @ W1_t over the distinct ids u_t at
+// position t (at most min(B, V) rows each), then gathered and added. The backward pass runs the same
+// way in reverse: G_t = the sum of dpre over the examples with each id, then dW1_t = C[u_t]^T @ G_t
+// and dC[u_t] += G_t @ W1_t^T. For the lecture's batch this does about 60% of the direct
+// arithmetic; for a batch of 512 at context 8 about a fifth.
+//
+// Included inside an instruction set's namespace (see isa_impl.h), after kernels.h.
+#pragma once
+
+// Layer widths.
+static inline int64_t hp(const Config& c, int l) { return padded(c.H[l]); }
+
+// ---------------------------------------------------------------------------------------------
+// Embedding + first layer.
+
+// The distinct ids at each position of xb (B, T): ids[t, :nids[t]], slot (B, T) into them, and the
+// embedding rows Csub[t] (nids[t], E) = C[ids[t]]. Serial; O(B T E).
+template <class T>
+static void embed_index(const Config& c, int B, const int32_t* xb, const T* C, Workspace* ws) {
+    const int Tt = c.T, E = c.E, nP = ws->nP;
+    T* Csub = (T*)ws->Csub;
+    for (int t = 0; t < Tt; ++t) {
+        int32_t* ids = ws->ids + t * nP;
+        int n = 0;
+        for (int b = 0; b < B; ++b) {
+            int32_t v = xb[b * Tt + t];
+            if (ws->seen[v] < 0) {
+                ws->seen[v] = n;
+                ids[n] = v;
+                __builtin_memcpy(Csub + ((int64_t)t * nP + n) * E, C + (int64_t)v * E, E * sizeof(T));
+                ++n;
+            }
+            ws->slot[b * Tt + t] = ws->seen[v];
+        }
+        for (int i = 0; i < n; ++i) ws->seen[ids[i]] = -1;
+        ws->nids[t] = n;
+    }
+}
+
+// P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1).
+// Csub and P hold positions nP rows apart.
+template <class T>
+static void embed_tables(const Config& c, const Layout& L, const T* p, const int32_t* nids, int nP,
+                         const T* Csub, T* P, int nv0, int nv1) {
+    const int64_t ld = L.ld[0];
+    for (int t = 0; t < c.T; ++t) {
+        EpStore<T> ep{P + (int64_t)t * nP * ld, ld, nullptr};
+        gemm_bcast<T>(nids[t], nv0, nv1, c.E, Csub + (int64_t)t * nP * c.E, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld,
+                      ld, ep);
+    }
+}
+
+// h[b] = tanh(b1 + sum_t P_t[slot[b, t]]) for rows [b0, b1) and column vectors [nv0, nv1);
+// hd = h * mask when there is dropout. P_t starts tstride elements after P_{t-1}.
+template <class T>
+static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride, int64_t ld,
+                          const T* bias, T* h, T* hd, const T* mask, int nv0, int nv1) {
+    constexpr int W = VT<T>::W;
+    for (int b = b0; b < b1; ++b) {
+        const int32_t* s = slot + (int64_t)b * Tt;
+        for (int nv = nv0; nv < nv1; ++nv) {
+            const int64_t n = (int64_t)nv * W;
+            vec<T> acc = vload(bias + n);
+            for (int t = 0; t < Tt; ++t) acc += vload(P + t * tstride + s[t] * ld + n);
+            vec<T> y = vtanh(acc);
+            vstore(h + b * ld + n, y);
+            if (mask) vstore(hd + b * ld + n, y * vload(mask + b * ld + n));
+        }
+    }
+}
+
+// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (B, H0p);
+// dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows).
+template <class T>
+static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, int B, const T* dpre, T* g,
+                                   int nv0, int nv1) {
+    constexpr int W = VT<T>::W;
+    const int Tt = c.T, nP = ws->nP;
+    const int64_t ld = L.ld[0];
+    T* G = (T*)ws->G;
+    const T* Csub = (const T*)ws->Csub;
+    for (int t = 0; t < Tt; ++t) {
+        T* Gt = G + (int64_t)t * nP * ld;
+        for (int i = 0; i < ws->nids[t]; ++i)
+            for (int nv = nv0; nv < nv1; ++nv) vstore(Gt + i * ld + nv * W, vec<T>{});
+        for (int b = 0; b < B; ++b) {
+            T* row = Gt + (int64_t)ws->slot[b * Tt + t] * ld;
+            const T* d = dpre + (int64_t)b * ld;
+            for (int nv = nv0; nv < nv1; ++nv) vstore(row + nv * W, vload(row + nv * W) + vload(d + nv * W));
+        }
+        EpStore<T> ep{g + L.W[0] + (int64_t)t * c.E * ld, ld, nullptr};
+        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, Gt, ld, ep);
+    }
+    colsum<T>(ws->nids[0], nv0, nv1, G, ld, g + L.b[0]);
+}
+
+// Backward, second half (rows [r0, r1) of each position's table): dCsub_t = G_t @ W1_t^T.
+template <class T>
+static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws, const T* p, int part, int nparts) {
+    const int nP = ws->nP;
+    const int64_t ld = L.ld[0];
+    for (int t = 0; t < c.T; ++t) {
+        int64_t r0, r1;
+        split_range(ws->nids[t], part, nparts, &r0, &r1);
+        DotStore<T> ep{(T*)ws->dCsub + (int64_t)t * nP * c.E, c.E, nullptr};
+        gemm_dot<T>((int)r0, (int)r1, c.E, (int)ld, (const T*)ws->G + (int64_t)t * nP * ld, ld,
+                    p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+    }
+}
+
+// dC = 0; dC[ids[t]] += dCsub_t. Serial, positions in order.
+template <class T>
+static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g) {
+    const int nP = ws->nP, E = c.E;
+    T* dC = g + L.C;
+    __builtin_memset(dC, 0, sizeof(T) * c.V * E);
+    for (int t = 0; t < c.T; ++t) {
+        const T* d = (const T*)ws->dCsub + (int64_t)t * nP * E;
+        for (int i = 0; i < ws->nids[t]; ++i) {
+            T* row = dC + (int64_t)ws->ids[t * nP + i] * E;
+            for (int e = 0; e < E; ++e) row[e] += d[i * E + e];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hidden layer l (0 < l < L): h_l = tanh(hd_{l-1} @ W_l + b_l), then dropout.
+
+template <class T>
+static void hidden_forward(const Config& c, const Layout& L, const T* p, int l, int B, T* const* h, T* const* hd,
+                           T* const* mask, int nv0, int nv1) {
+    EpTanh<T> ep{h[l], hd[l], mask[l], hp(c, l), p + L.b[l]};
+    gemm_bcast<T>(B, nv0, nv1, c.H[l - 1], hd[l - 1], hp(c, l - 1), 1, p + L.W[l], L.ld[l], ep);
+}
+
+// Given dpre_l = dh[l] (B, H_lp): db_l, dW_l (column vectors [nv0, nv1)) and
+// dpre_{l-1} = (dpre_l @ W_l^T) * mask * (1 - h_{l-1}^2) (rows [r0, r1)).
+template <class T>
+static void hidden_backward(const Config& c, const Layout& L, const T* p, T* g, int l, int B, T* const* h,
+                            T* const* hd, T* const* mask, T* const* dh, int nv0, int nv1, int r0, int r1) {
+    const int64_t ldo = hp(c, l), ldi = hp(c, l - 1);
+    colsum<T>(B, nv0, nv1, dh[l], ldo, g + L.b[l]);
+    EpStore<T> ep{g + L.W[l], L.ld[l], nullptr};
+    gemm_bcast<T>(c.H[l - 1], nv0, nv1, B, hd[l - 1], 1, ldi, dh[l], ldo, ep);
+    DotDtanh<T> dp{dh[l - 1], h[l - 1], mask[l - 1], ldi};
+    gemm_dot<T>(r0, r1, c.H[l - 1], (int)ldo, dh[l], ldo, p + L.W[l], L.ld[l], dp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output layer: logits (B, Vp) = hd_{L-1} @ W_out + b_out, with W_out stored as (V, H_{L-1}p).
+
+template <class T>
+static void output_forward(const Config& c, const Layout& L, const T* p, const T* x, int r0, int r1, T* logits) {
+    const int64_t ld = hp(c, c.L - 1);
+    DotStore<T> ep{logits, padded(c.V), p + L.b[c.L]};
+    gemm_dot<T>(r0, r1, c.V, (int)ld, x, ld, p + L.W[c.L], L.ld[c.L], ep);
+}
+
+// Given dlogits (B, Vp): db_out and dW_out (column vectors [nv0, nv1) of the hidden width; bias
+// vectors [bv0, bv1)), and dpre_{L-1} = (dlogits @ W_out^T) * mask * (1 - h^2) (same columns).
+template <class T>
+static void output_backward(const Config& c, const Layout& L, const T* p, T* g, int B, const T* dlogits, const T* h,
+                            const T* hd, const T* mask, T* dpre, int nv0, int nv1, int bv0, int bv1) {
+    const int64_t Vp = padded(c.V), ld = hp(c, c.L - 1);
+    colsum<T>(B, bv0, bv1, dlogits, Vp, g + L.b[c.L]);
+    EpStore<T> ep{g + L.W[c.L], L.ld[c.L], nullptr};
+    gemm_bcast<T>(c.V, nv0, nv1, B, dlogits, 1, Vp, hd, ld, ep);
+    EpDtanh<T> dp{dpre, h, mask, ld};
+    gemm_bcast<T>(B, nv0, nv1, c.V, dlogits, Vp, 1, p + L.W[c.L], L.ld[c.L], dp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout masks: mask[b, j] = 1/(1-p) if unit j of row b is kept, else 0 (see rng.h), for rows
+// [b0, b1) and columns [j0, j1) (j1 <= H; padding stays 0).
+template <class T>
+static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H, int64_t ld, double p, int b0,
+                         int b1, int j0, int j1, T* mask) {
+    const uint64_t k = rng::key(seed, rng::DROPOUT);
+    const uint64_t thr = (uint64_t)__builtin_llround(p * 16777216.0);
+    const T keep = T(1.0 / (1.0 - p));
+    for (int b = b0; b < b1; ++b) {
+        uint64_t c0 = (((uint64_t)step * L + l) * B + b) * (uint64_t)H;
+        for (int j = j0; j < j1; ++j) mask[b * ld + j] = (rng::draw(k, c0 + j) >> 40) >= thr ? keep : T(0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole model on one batch (ws->xb, ws->yb, B rows): loss, and the gradient into g (arena-
+// shaped). Dropout when p > 0, with the masks of (seed, step). Returns the mean loss; when it is
+// not finite, returns before the backward pass.
+
+static inline int parts_for(double macs) {
+    // Below a few million multiply-adds per phase, waking a second thread costs more than it saves
+    // (measured: benchmarks/NOTES.md).
+    int nt = mm::pool_threads();
+    if (nt <= 1 || macs < 1.5e6) return 1;
+    int n = (int)(macs / 0.75e6);
+    return n < nt ? (n < 1 ? 1 : n) : nt;
+}
+
+template <class T>
+static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
+                                     int64_t step) {
+    const Config& c = *pv.cfg;
+    const Layout& L = *pv.lay;
+    const T* p = pv.p;
+    const int Lh = c.L;
+    const int64_t Vp = padded(c.V), ld0 = L.ld[0];
+    T* h[MAX_HIDDEN];
+    T* hd[MAX_HIDDEN];
+    T* mask[MAX_HIDDEN];
+    T* dh[MAX_HIDDEN];
+    double macs = (double)B * c.H[Lh - 1] * c.V + (double)B * c.T * c.H[0];
+    for (int l = 0; l < Lh; ++l) {
+        h[l] = (T*)ws->h[l];
+        hd[l] = (T*)ws->hd[l];
+        mask[l] = dropout > 0 ? (T*)ws->mask[l] : nullptr;
+        dh[l] = (T*)ws->dh[l];
+        if (l > 0) macs += (double)B * c.H[l - 1] * c.H[l];
+    }
+    macs += (double)c.T * (B < c.V ? B : c.V) * c.E * c.H[0];
+    const int np = parts_for(macs);
+
+    // Forward: embedding, per-position tables and the first layer (split by columns).
+    embed_index<T>(c, B, ws->xb, p + L.C, ws);
+    parallel(np, [&](int part, int n) {
+        int64_t v0, v1;
+        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
+        embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, (T*)ws->P, (int)v0, (int)v1);
+        if (mask[0]) {
+            int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
+            dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], ld0, dropout, 0, B, (int)(v0 * VT<T>::W), j1, mask[0]);
+        }
+        embed_forward<T>(c.T, 0, B, ws->slot, (const T*)ws->P, (int64_t)ws->nP * ld0, ld0, p + L.b[0], h[0], hd[0],
+                         mask[0], (int)v0, (int)v1);
+    });
+    for (int l = 1; l < Lh; ++l) {
+        parallel(np, [&](int part, int n) {
+            int64_t v0, v1;
+            split_range(hp(c, l) / VT<T>::W, part, n, &v0, &v1);
+            if (mask[l]) {
+                int j1 = (int)(v1 * VT<T>::W) < c.H[l] ? (int)(v1 * VT<T>::W) : c.H[l];
+                dropout_fill<T>(seed, step, l, Lh, B, c.H[l], hp(c, l), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
+                                mask[l]);
+            }
+            hidden_forward<T>(c, L, p, l, B, h, hd, mask, (int)v0, (int)v1);
+        });
+    }
+    // Output layer and cross-entropy (split by rows).
+    T* logits = (T*)ws->logits;
+    T* dl = g ? (T*)ws->dlogits : nullptr;
+    parallel(np, [&](int part, int n) {
+        int64_t r0, r1;
+        split_range(B, part, n, &r0, &r1);
+        output_forward<T>(c, L, p, hd[Lh - 1], (int)r0, (int)r1, logits);
+        crossentropy_forward_backward<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, T(1.0 / B), dl, ws->row_loss);
+    });
+    double loss = 0;
+    for (int b = 0; b < B; ++b) loss += ws->row_loss[b];
+    loss /= B;
+    if (!g || !__builtin_isfinite(loss)) return loss;
+
+    // Backward.
+    parallel(np, [&](int part, int n) {
+        int64_t v0, v1, b0, b1;
+        split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
+        split_range(Vp / VT<T>::W, part, n, &b0, &b1);
+        output_backward<T>(c, L, p, g, B, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], (int)v0, (int)v1,
+                           (int)b0, (int)b1);
+    });
+    for (int l = Lh - 1; l > 0; --l) {
+        parallel(np, [&](int part, int n) {
+            int64_t v0, v1, r0, r1;
+            split_range(hp(c, l) / VT<T>::W, part, n, &v0, &v1);
+            split_range(B, part, n, &r0, &r1);
+            hidden_backward<T>(c, L, p, g, l, B, h, hd, mask, dh, (int)v0, (int)v1, (int)r0, (int)r1);
+        });
+    }
+    parallel(np, [&](int part, int n) {
+        int64_t v0, v1;
+        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
+        embed_backward_weights<T>(c, L, ws, B, dh[0], g, (int)v0, (int)v1);
+    });
+    parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, part, n); });
+    embed_backward_scatter<T>(c, L, ws, g);
+    return loss;
+}

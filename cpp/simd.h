@@ -1,0 +1,146 @@
+// simd.h - vectors of the translation unit's width, and the elementwise functions the model needs.
+//
+// Written with GCC's vector extensions, so one source compiles to AVX-512, AVX2, SSE2 or NEON
+// depending on the flags of the translation unit that includes it (isa_*.cpp sets MM_VBYTES).
+// Included inside that unit's own namespace: nothing here is shared between instruction sets.
+#pragma once
+
+template <class T>
+struct VT;
+template <>
+struct VT<float> {
+    typedef float v __attribute__((vector_size(MM_VBYTES)));
+    typedef int32_t i __attribute__((vector_size(MM_VBYTES)));
+    static constexpr int W = MM_VBYTES / 4;
+};
+template <>
+struct VT<double> {
+    typedef double v __attribute__((vector_size(MM_VBYTES)));
+    typedef int64_t i __attribute__((vector_size(MM_VBYTES)));
+    static constexpr int W = MM_VBYTES / 8;
+};
+template <class T>
+using vec = typename VT<T>::v;
+template <class T>
+using ivec = typename VT<T>::i;
+
+template <class T>
+static inline vec<T> vload(const T* p) {
+    vec<T> r;
+    __builtin_memcpy(&r, p, sizeof r);
+    return r;
+}
+template <class T>
+static inline void vstore(T* p, vec<T> x) {
+    __builtin_memcpy(p, &x, sizeof x);
+}
+template <class T>
+static inline vec<T> vset(T x) {
+    return vec<T>{} + x;
+}
+template <class T>
+static inline vec<T> vselect(ivec<T> m, vec<T> a, vec<T> b) {
+    return m ? a : b;
+}
+// Lane indices 0, 1, ..., W-1.
+template <class T>
+static inline ivec<T> viota() {
+    ivec<T> r;
+    for (int i = 0; i < VT<T>::W; ++i) r[i] = i;
+    return r;
+}
+
+// Horizontal sum and maximum, halving: lanes i and i + W/2, then i and i + W/4, ...
+template <class T>
+static inline T hsum(vec<T> x) {
+    T b[VT<T>::W];
+    __builtin_memcpy(b, &x, sizeof b);
+    for (int w = VT<T>::W / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) b[i] += b[i + w];
+    return b[0];
+}
+template <class T>
+static inline T hmax(vec<T> x) {
+    T b[VT<T>::W];
+    __builtin_memcpy(b, &x, sizeof b);
+    for (int w = VT<T>::W / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) b[i] = b[i] > b[i + w] ? b[i] : b[i + w];
+    return b[0];
+}
+
+// One level of the transpose-reduction: A and B each hold W/G accumulators in groups of G lanes;
+// the result holds the 2W/G accumulators (A's, then B's) in groups of G/2 lanes, each the sum of
+// its group's two halves. G = W, W/2, ..., 2 turns W accumulators into one vector of their sums,
+// adding in the same order as hsum.
+template <class T, int G>
+static inline vec<T> vcombine(vec<T> A, vec<T> B) {
+    constexpr int W = VT<T>::W, half = W / 2, g2 = G / 2;
+    ivec<T> lo, hi;
+    for (int r = 0; r < W; ++r) {
+        int rr = r % half;
+        lo[r] = (r < half ? 0 : W) + (rr / g2) * G + rr % g2;
+        hi[r] = lo[r] + g2;
+    }
+    return __builtin_shuffle(A, B, lo) + __builtin_shuffle(A, B, hi);
+}
+template <class T, int G>
+static inline vec<T> vreduce(vec<T>* v) {  // v holds G vectors of W lanes; overwritten
+    if constexpr (G == 1) {
+        return v[0];
+    } else {
+        for (int p = 0; p < G / 2; ++p) v[p] = vcombine<T, G>(v[2 * p], v[2 * p + 1]);
+        return vreduce<T, G / 2>(v);
+    }
+}
+
+// exp and tanh. float: Cephes' expf and tanhf in vector form (about 2 ulp); double: the C
+// library's, lane by lane (double precision is for checking, not for speed).
+static inline vec<float> vexp(vec<float> x) {
+    // Valid for x <= 88; underflows to 0 below -87.3. Callers pass x <= 18.
+    typedef vec<float> V;
+    V xc = vselect<float>(x < -87.3f, vset(-87.3f), x);
+    xc = vselect<float>(xc > 88.0f, vset(88.0f), xc);
+    V fx = xc * 1.44269504088896341f;
+    fx = (fx + 12582912.0f) - 12582912.0f;  // round to nearest
+    V r = xc - fx * 0.693359375f;
+    r = r - fx * -2.12194440e-4f;
+    V z = r * r;
+    V y = vset(1.9875691500E-4f);
+    y = y * r + 1.3981999507E-3f;
+    y = y * r + 8.3334519073E-3f;
+    y = y * r + 4.1665795894E-2f;
+    y = y * r + 1.6666665459E-1f;
+    y = y * r + 5.0000001201E-1f;
+    y = y * z + r + 1.0f;
+    ivec<float> n = __builtin_convertvector(fx, ivec<float>);
+    ivec<float> bits = (n + 127) << 23;
+    V scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    return vselect<float>(x < -87.3f, V{}, y * scale);
+}
+static inline vec<double> vexp(vec<double> x) {
+    for (int i = 0; i < VT<double>::W; ++i) x[i] = __builtin_exp(x[i]);
+    return x;
+}
+static inline vec<float> vtanh(vec<float> x) {
+    typedef vec<float> V;
+    V ax = vselect<float>(x < 0.0f, -x, x);
+    // |x| < 0.625: odd polynomial
+    V z = x * x;
+    V p = vset(-5.70498872745E-3f);
+    p = p * z + 2.06390887954E-2f;
+    p = p * z - 5.37397155531E-2f;
+    p = p * z + 1.33314422036E-1f;
+    p = p * z - 3.33332819422E-1f;
+    V small = (p * z) * x + x;
+    // otherwise 1 - 2 / (exp(2|x|) + 1), with the sign of x; tanh(9) rounds to 1 in float
+    V a9 = vselect<float>(ax < 9.0f, ax, vset(9.0f));
+    V e = vexp(a9 + a9);
+    V large = 1.0f - 2.0f / (e + 1.0f);
+    large = vselect<float>(x < 0.0f, -large, large);
+    return vselect<float>(ax < 0.625f, small, large);
+}
+static inline vec<double> vtanh(vec<double> x) {
+    for (int i = 0; i < VT<double>::W; ++i) x[i] = __builtin_tanh(x[i]);
+    return x;
+}

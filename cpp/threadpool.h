@@ -1,0 +1,22 @@
+// threadpool.h - a small persistent pool of worker threads.
+//
+// pool_run(n, fn, ctx) calls fn(ctx, part, n) for part = 0..n-1, part 0 on the calling thread, the
+// others on workers, and returns when all are done. Workers spin briefly between jobs (a training
+// step issues several jobs in a row) and then sleep. One job runs at a time: a second caller (another
+// Python thread training another model) runs its parts one after another on its own thread, which
+// gives the same result, since no kernel lets the split change any sum.
+//
+// We keep our own pool rather than OpenMP because PyTorch, often imported in the same process, ships
+// its own OpenMP runtime, and two runtimes in one process oversubscribe the cores.
+#pragma once
+
+namespace mm {
+
+typedef void (*TaskFn)(void* ctx, int part, int nparts);
+
+void pool_run(int nparts, TaskFn fn, void* ctx);
+int pool_threads();               // threads a job may use (the caller included)
+void pool_set_threads(int n);     // n >= 1
+int default_threads();            // CPUs this process may run on
+
+}  // namespace mm

@@ -1,0 +1,140 @@
+// train.h - the optimizer and the training loop.
+//
+// Included inside an instruction set's namespace (see isa_impl.h), after model.h.
+#pragma once
+
+// One update of the whole arena (n elements, a multiple of PAD) from the gradient g, torch.optim's
+// rules:
+//   SGD:   d = g + wd p;  m = mu m + d;  d = nesterov ? d + mu m : (mu ? m : d);  p -= lr d
+//   AdamW: p *= 1 - lr wd;  m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;
+//          p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Elements [i0, i1). Returns false if any updated parameter is not finite.
+template <class T>
+static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t i0,
+                             int64_t i1, const OptConfig& o, double lr, int64_t t) {
+    int bad = 0;
+    if (o.kind == OPT_SGD) {
+        const T wd = T(o.weight_decay), mu = T(o.momentum), lrt = T(lr);
+        if (o.momentum == 0 && o.weight_decay == 0) {
+            for (int64_t i = i0; i < i1; ++i) {
+                T x = p[i] - lrt * g[i];
+                p[i] = x;
+                bad |= (x * T(0) != T(0));
+            }
+        } else {
+            const bool nest = o.nesterov != 0, mom = o.momentum != 0;
+            for (int64_t i = i0; i < i1; ++i) {
+                T d = g[i] + wd * p[i];
+                if (mom) {
+                    T b = mu * m[i] + d;
+                    m[i] = b;
+                    d = nest ? d + mu * b : b;
+                }
+                T x = p[i] - lrt * d;
+                p[i] = x;
+                bad |= (x * T(0) != T(0));
+            }
+        }
+    } else {
+        const double bc1 = 1.0 - __builtin_pow(o.beta1, (double)t), bc2 = 1.0 - __builtin_pow(o.beta2, (double)t);
+        const T decay = T(1.0 - lr * o.weight_decay), a1 = T(1.0 - o.beta1), b2 = T(o.beta2), a2 = T(1.0 - o.beta2);
+        const T step = T(lr / bc1), rs = T(1.0 / __builtin_sqrt(bc2)), eps = T(o.eps);
+        for (int64_t i = i0; i < i1; ++i) {
+            T gi = g[i];
+            T mi = m[i] + a1 * (gi - m[i]);
+            T vi = b2 * v[i] + a2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            T x = p[i] * decay - step * mi / (__builtin_sqrt(vi) * rs + eps);
+            p[i] = x;
+            bad |= (x * T(0) != T(0));
+        }
+    }
+    return bad == 0;
+}
+
+template <class T>
+static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
+    const int64_t n = pv.lay->total;
+    os->t += 1;
+    const int np = parts_for((double)n * 8);
+    int bad[64] = {0};
+    parallel(np, [&](int part, int nparts) {
+        int64_t lo, hi;
+        split_range(n / PAD, part, nparts, &lo, &hi);
+        bad[part] = !optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
+    });
+    for (int i = 0; i < np; ++i)
+        if (bad[i]) return false;
+    return true;
+}
+
+// The minibatch of a step: rows batch_idx[s] if given, else B draws from the seeded stream.
+static inline void gather_batch(const TrainArgs* a, int B, int Tt, int64_t s, uint64_t kb, int32_t* xb, int32_t* yb) {
+    const uint64_t gstep = (uint64_t)(a->step0 + s);
+    for (int i = 0; i < B; ++i) {
+        int64_t r = a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
+        for (int t = 0; t < Tt; ++t) xb[i * Tt + t] = a->X[r * Tt + t];
+        yb[i] = a->Y[r];
+    }
+}
+
+static inline double now_seconds() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Steps [0, a->steps) of a run, or fewer if a->seconds runs out. Each step: draw the minibatch, run
+// forward and backward, record the loss, update. A non-finite loss stops the run before its update;
+// a non-finite parameter after an update rolls the run back to the step before (replaying from a
+// snapshot taken at the start of this call: the steps are deterministic). Allocates nothing.
+template <class T>
+static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a,
+                            bool snapshot) {
+    const Config& c = *pv.cfg;
+    const int64_t n = pv.lay->total;
+    const int B = ws->B;
+    T* g = (T*)ws->grad;
+    const int64_t t0 = os->t;
+    if (snapshot) {
+        __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
+        if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
+        if (os->v) __builtin_memcpy(ws->snap_v, os->v, sizeof(T) * n);
+    }
+    const uint64_t kb = rng::key(a->seed, rng::BATCH);
+    const double start = now_seconds();
+    for (int64_t s = 0; s < a->steps; ++s) {
+        gather_batch(a, B, c.T, s, kb, ws->xb, ws->yb);
+        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s);
+        a->losses[s] = loss;
+        if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
+        if (!optimizer_step<T>(pv, os, *o, g, a->lr[s])) {
+            // Back to the parameters after step s-1: restore the snapshot and replay.
+            __builtin_memcpy(pv.p, ws->snap, sizeof(T) * n);
+            if (os->m) __builtin_memcpy(os->m, ws->snap_m, sizeof(T) * n);
+            if (os->v) __builtin_memcpy(os->v, ws->snap_v, sizeof(T) * n);
+            os->t = t0;
+            TrainArgs replay = *a;
+            replay.steps = s;
+            replay.seconds = 0;
+            train_loop<T>(pv, os, o, ws, &replay, false);
+            return RunResult{s, RUN_NONFINITE_PARAMS};
+        }
+        if (a->seconds > 0 && now_seconds() - start > a->seconds) return RunResult{s + 1, RUN_OK};
+    }
+    return RunResult{a->steps, RUN_OK};
+}
+
+template <class T>
+static RunResult train(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a) {
+    return train_loop<T>(pv, os, o, ws, a, true);
+}
+
+// Loss and gradient of the batch (X, Y) of B rows, without dropout. ws holds B rows.
+template <class T>
+static double loss_and_grad(ParamView<T> pv, Workspace* ws, const int32_t* X, const int32_t* Y, int B, T* grad) {
+    __builtin_memcpy(ws->xb, X, sizeof(int32_t) * B * pv.cfg->T);
+    __builtin_memcpy(ws->yb, Y, sizeof(int32_t) * B);
+    return model_forward_backward<T>(pv, ws, B, grad, 0.0, 0, 0);
+}

@@ -1,0 +1,94 @@
+"""Argument checks at the package's boundary: every public function validates here, once, before
+anything reaches the C++ core or changes a model. Messages name the argument, what was expected and
+what was given."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+INT32_MAX = 2**31 - 1
+
+
+def integer(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    """An int (not a bool, not a float) within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def real(value: Any, name: str, low: float | None = None, high: float | None = None, *,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    return integer(value, name, 0, 2**64 - 1)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """NumPy view of an array-like, including a torch tensor."""
+    if hasattr(a, "detach") and hasattr(a, "cpu") and hasattr(a, "numpy"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.ndarray:
+    """Integer indices of any integer dtype, order or strides, checked against 0 <= a < high, as a
+    C-contiguous int32 array (a copy only when ``a`` is not one already).
+
+    ``shape`` holds the expected dimensions, None for any length. ``what`` names ``high``.
+    """
+    arr = to_numpy(a)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or (arr.size == 0 and arr.dtype == np.float64)):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    if arr.ndim != len(shape) or any(s is not None and arr.shape[i] != s for i, s in enumerate(shape)):
+        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if arr.size:
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi >= high:
+            bad = lo if lo < 0 else hi
+            where = np.unravel_index(int(np.argmax(arr == bad)), arr.shape)
+            raise IndexError(f"{name}[{', '.join(map(str, where))}] = {int(bad)} is out of range: "
+                             f"expected 0 <= {name} < {high} ({what})")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def rows(model: Any, X: Any, Y: Any | None, xname: str = "X", yname: str = "Y") -> tuple[np.ndarray, np.ndarray | None]:
+    """Contexts X (N, block_size) and targets Y (N,) for ``model``, as int32."""
+    V = model.vocab_size
+    X = index_array(X, xname, (None, model.block_size), V, "the vocabulary size")
+    if Y is None:
+        return X, None
+    Y = index_array(Y, yname, (None,), V, "the vocabulary size")
+    if len(Y) != len(X):
+        raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")
+    return X, Y
+
+
+def dtype_name(dtype: Any) -> str:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name

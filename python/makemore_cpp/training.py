@@ -1,0 +1,259 @@
+"""The training loop: minibatch SGD (or momentum, or AdamW) run in the C++ core."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _core
+from . import _validate as v
+from .model import MLP
+
+__all__ = ["train", "History", "TrainState", "DivergenceError"]
+
+OPTIMIZERS = {"sgd": 0, "adamw": 1}
+CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or parameter. ``history`` holds the run up to the last
+    finite step; the model keeps the parameters after it."""
+
+    def __init__(self, message: str, history: "History"):
+        super().__init__(message)
+        self.history = history
+
+
+class TrainState:
+    """What a run needs to continue exactly where it stopped: the settings, the global step count
+    (which keys the minibatch and dropout draws and the learning-rate schedule) and the optimizer's
+    moments. Returned in ``History.state``; pass it back as ``train(..., state=...)``."""
+
+    def __init__(self, model: MLP, batch_size: int, seed: int, optimizer: str, momentum: float,
+                 nesterov: bool, betas: tuple[float, float], eps: float, weight_decay: float, dropout: float):
+        self.model = model
+        self.settings = {
+            "batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
+            "nesterov": nesterov, "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
+            "dropout": dropout,
+        }
+        self.step = 0
+        self._t = _core.Trainer(model._m, batch_size, OPTIMIZERS[optimizer], momentum, nesterov, betas[0], betas[1],
+                                eps, weight_decay, dropout)
+
+    def meta(self) -> dict:
+        """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
+        return {"settings": dict(self.settings), "step": self.step, "updates": self._t.t}
+
+    def moments(self) -> dict[str, np.ndarray]:
+        """The optimizer's moment buffers, keyed ``m/C``, ``v/W1``, ... (empty for plain SGD)."""
+        m, s = self._t.moments()
+        out = {}
+        for prefix, arrays in (("m", m), ("v", s)):
+            if arrays is not None:
+                out.update({f"{prefix}/{k}": a for k, a in zip(self.model.param_names, arrays)})
+        return out
+
+    @classmethod
+    def restore(cls, model: MLP, meta: dict, moments: dict[str, np.ndarray]) -> "TrainState":
+        s = meta["settings"]
+        st = cls(model, s["batch_size"], s["seed"], s["optimizer"], s["momentum"], s["nesterov"], tuple(s["betas"]),
+                 s["eps"], s["weight_decay"], s["dropout"])
+        st.step = int(meta["step"])
+        st._t.t = int(meta["updates"])
+        m, w = st._t.moments()
+        get = lambda prefix, present: None if present is None else [  # noqa: E731
+            np.ascontiguousarray(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+        st._t.set_moments(get("m", m), get("v", w))
+        return st
+
+
+@dataclass
+class History:
+    """What a call of :func:`train` did.
+
+    loss: minibatch loss of every step; lr: the learning rate of every step; step0: the global
+    step of ``loss[0]``; seconds and steps_per_second: wall time of the loop; eval_step,
+    eval_loss, eval_seconds: the validation loss after those global steps (with X_val); best_step
+    and best_loss: the best of them (the model holds its parameters when keep_best).
+    """
+    loss: np.ndarray
+    lr: np.ndarray
+    step0: int = 0
+    seconds: float = 0.0
+    steps_per_second: float = 0.0
+    eval_step: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    best_loss: float | None = None
+    stopped: str | None = None
+    state: TrainState | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.loss)
+
+
+def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
+    if callable(lr):
+        arr = np.array([lr(start + i) for i in range(steps)], dtype=np.float64)
+    elif isinstance(lr, (int, float, np.number)) and not isinstance(lr, bool):
+        arr = np.full(steps, float(lr))
+    else:
+        arr = np.asarray(v.to_numpy(lr), dtype=np.float64)
+        if arr.shape != (steps,):
+            raise ValueError(f"lr must be a number, a callable or an array of length steps = {steps}, got shape {arr.shape}")
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"learning rates must be finite and >= 0: lr at step {start + i} is {arr[i]}")
+    return np.ascontiguousarray(arr)
+
+
+def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: float | Sequence[float] | Callable[[int], float] = 0.1,
+          seed: int = 0, batch_indices: Any = None, *, optimizer: str = "sgd", momentum: float = 0.0,
+          nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+          weight_decay: float = 0.0, dropout: float = 0.0, X_val: Any = None, Y_val: Any = None,
+          eval_every: int | None = None, keep_best: bool = False, state: TrainState | None = None,
+          progress: bool = False, on_divergence: str = "raise") -> History:
+    """Train ``model`` in place for ``steps`` minibatch steps, as the lecture's loop does::
+
+        for i in range(steps):
+            ix = <batch_size random rows>; loss = cross_entropy(model(X[ix]), Y[ix])
+            loss.backward(); p -= lr * p.grad
+
+    lr: a number, an array of ``steps`` numbers, or a callable ``step -> lr`` evaluated once for
+        each global step before the loop starts.
+    seed: keys the minibatch draws (row i of step s is a pure function of seed, s and i); or give
+        ``batch_indices`` (steps, batch_size) to replay exact rows.
+    optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``, ``weight_decay`` as torch.optim.SGD) or
+        ``"adamw"`` (``betas``, ``eps``, decoupled ``weight_decay`` as torch.optim.AdamW).
+    dropout: probability of zeroing each hidden unit during training (inverted dropout).
+    X_val, Y_val, eval_every: evaluate the loss on these rows every ``eval_every`` steps and at the
+        end; ``keep_best`` leaves the model with the parameters of the best evaluation.
+    state: a previous run's ``History.state``, to continue that run (same settings required).
+    progress: show a tqdm progress bar (steps/s and the running loss).
+    on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
+        Either way the model keeps the parameters of the last step whose loss and update were finite.
+
+    Ctrl-C stops within a fraction of a second with ``KeyboardInterrupt``; the model then holds the
+    parameters after the last completed step.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a makemore_cpp.MLP, got {type(model).__name__}")
+    steps = v.integer(steps, "steps", 0)
+    batch_size = v.integer(batch_size, "batch_size", 1, 1 << 24)
+    seed = v.seed(seed)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    momentum = v.real(momentum, "momentum", 0.0, 1.0, high_open=True)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if optimizer == "adamw" and momentum:
+        raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
+    betas = (v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True), v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
+    eps = v.real(eps, "eps", 0.0, low_open=True)
+    weight_decay = v.real(weight_decay, "weight_decay", 0.0)
+    dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+    X, Y = v.rows(model, X, Y)
+    if len(X) == 0:
+        raise ValueError("X and Y are empty: there is nothing to train on")
+    if (X_val is None) != (Y_val is None):
+        raise ValueError("give both X_val and Y_val, or neither")
+    if X_val is not None:
+        X_val, Y_val = v.rows(model, X_val, Y_val, "X_val", "Y_val")
+        if len(X_val) == 0:
+            raise ValueError("X_val and Y_val are empty")
+    if eval_every is not None:
+        eval_every = v.integer(eval_every, "eval_every", 1)
+        if X_val is None:
+            raise ValueError("eval_every needs X_val and Y_val")
+    if keep_best and X_val is None:
+        raise ValueError("keep_best needs X_val and Y_val")
+
+    settings = {"batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
+                "nesterov": bool(nesterov), "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
+                "dropout": dropout}
+    if state is None:
+        state = TrainState(model, batch_size, seed, optimizer, momentum, bool(nesterov), betas, eps, weight_decay, dropout)
+    else:
+        if not isinstance(state, TrainState):
+            raise TypeError(f"state must be a TrainState (History.state), got {type(state).__name__}")
+        if state.model is not model:
+            raise ValueError("state belongs to another model")
+        diff = {k: (state.settings[k], settings[k]) for k in settings if state.settings[k] != settings[k]}
+        if diff:
+            raise ValueError("state was made with other settings; pass the same ones to continue the run: " +
+                             ", ".join(f"{k}={a!r} (this call: {b!r})" for k, (a, b) in diff.items()))
+    step0 = state.step
+    lrs = _lr_array(lr, steps, step0)
+    bidx = None
+    if batch_indices is not None:
+        bidx = v.index_array(batch_indices, "batch_indices", (steps, batch_size), len(X), "the number of rows in X")
+        bidx = bidx.astype(np.int64)
+
+    losses = np.full(steps, np.nan)
+    hist = History(loss=losses, lr=lrs, step0=step0, state=state)
+    best_params = None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
+    done = 0
+    t0 = time.perf_counter()
+
+    def evaluate() -> None:
+        nonlocal best_params
+        val = model.loss(X_val, Y_val)
+        hist.eval_step.append(state.step)
+        hist.eval_loss.append(val)
+        hist.eval_seconds.append(time.perf_counter() - t0)
+        if hist.best_loss is None or val < hist.best_loss:
+            hist.best_loss, hist.best_step = val, state.step
+            if keep_best:
+                best_params = model.get_params()
+
+    try:
+        while done < steps:
+            end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
+            n, status = state._t.run(X, Y, None if bidx is None else bidx[done:end], lrs[done:end], state.step, seed,
+                                     CHUNK_SECONDS, losses[done:end])
+            done += n
+            state.step += n
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(loss=f"{np.mean(losses[max(0, done - 100):done]):.4f}", refresh=False)
+            if status:
+                at = step0 + done
+                if status == 1:
+                    hist.stopped = (f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
+                                    f"the model keeps the parameters after step {at - 1}")
+                else:
+                    hist.stopped = (f"the update of step {at} (lr {lrs[done]:g}) made a parameter non-finite; "
+                                    f"the model keeps the parameters after step {at - 1}")
+                break
+            if eval_every is not None and (done % eval_every == 0 or done == steps):
+                evaluate()
+    finally:
+        if bar is not None:
+            bar.close()
+    hist.seconds = time.perf_counter() - t0
+    hist.loss = losses[:done]
+    hist.lr = lrs[:done]
+    hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+    if X_val is not None and hist.stopped is None and (not hist.eval_step or hist.eval_step[-1] != state.step):
+        evaluate()
+    if keep_best and best_params is not None and hist.best_step != state.step:
+        model.set_params(best_params)
+    if hist.stopped is not None and on_divergence == "raise":
+        raise DivergenceError(hist.stopped, hist)
+    return hist
