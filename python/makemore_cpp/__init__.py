@@ -17,11 +17,14 @@ __version__ = "0.1.0"
 from . import _core
 from .data import Vocab, build_dataset, load_names, load_words, split_words
 from .model import MLP
+from .presets import PRESETS, FitResult, fit
+from .schedules import cosine, parse_schedule, step_decay
 from .training import DivergenceError, History, TrainState, train
 
 __all__ = [
     "__version__", "load_names", "load_words", "Vocab", "split_words", "build_dataset", "MLP", "train", "History",
-    "TrainState", "DivergenceError", "set_num_threads", "get_num_threads", "get_isa", "set_isa",
+    "TrainState", "DivergenceError", "fit", "FitResult", "PRESETS", "parse_schedule", "step_decay", "cosine",
+    "set_num_threads", "get_num_threads", "get_isa", "set_isa",
 ]
 
 
