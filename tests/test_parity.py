@@ -1,0 +1,278 @@
+"""The core against the PyTorch reference (float64): losses, every gradient, whole training
+trajectories, every optimizer, dropout, initialisation, evaluation and sampling, on every
+instruction set this CPU has, on shapes that are not multiples of any vector width."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import makemore_cpp as mm
+from makemore_cpp import reference as ref
+
+torch = pytest.importorskip("torch")
+
+TOL_GRAD = {"float64": 1e-10, "float32": 1e-5}
+TOL_TRAJ = {"float64": 1e-9, "float32": 1e-4}
+
+
+def rel_err(ours: dict, theirs: dict) -> float:
+    """Largest error of any tensor relative to that tensor's largest entry."""
+    worst = 0.0
+    for k, r in theirs.items():
+        scale = max(float(np.abs(r).max()), 1e-300)
+        worst = max(worst, float(np.abs(np.asarray(ours[k], np.float64) - r).max()) / scale)
+    return worst
+
+
+def as64(params: dict) -> dict:
+    return {k: a.astype(np.float64) for k, a in params.items()}
+
+
+def random_shapes(seed: int, n: int, deep: bool = False):
+    """(V, block_size, n_embd, n_hidden, batch) drawn over the ranges the core must handle."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        V, T, E = int(rng.integers(2, 101)), int(rng.integers(1, 17)), int(rng.integers(1, 33))
+        H = tuple(int(rng.integers(1, 601)) for _ in range(int(rng.integers(2, 4)))) if deep else int(rng.integers(1, 601))
+        yield V, T, E, H, int(rng.integers(1, 1001))
+
+
+EDGE_SHAPES = [(2, 1, 1, 1, 1), (27, 3, 10, 200, 32), (27, 3, 2, 100, 32), (3, 16, 32, 600, 1000),
+               (100, 1, 1, 17, 33), (97, 5, 7, 15, 999), (28, 4, 9, 31, 17)]
+
+
+def check_gradients(V, T, E, H, B, dtype, init, seed):
+    rng = np.random.default_rng(seed)
+    model = mm.MLP(V, block_size=T, n_embd=E, n_hidden=H, seed=seed, init=init, dtype=dtype)
+    X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, B)
+    loss, grads = model.loss_and_grad(X, Y)
+    rloss, rgrads = ref.loss_and_grad(as64(model.get_params()), X, Y)
+    assert set(grads) == set(rgrads) == set(model.param_names)
+    for k, g in grads.items():
+        assert g.shape == rgrads[k].shape and g.dtype == np.dtype(dtype)
+    return abs(loss - rloss) / abs(rloss), rel_err(grads, rgrads)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_loss_and_gradients_match_torch(isa, dtype):
+    shapes = EDGE_SHAPES + list(random_shapes(1234 + len(isa), 14))
+    for i, (V, T, E, H, B) in enumerate(shapes):
+        init = "lecture" if i % 2 == 0 else "kaiming"
+        eloss, egrad = check_gradients(V, T, E, H, B, dtype, init, seed=i)
+        assert eloss < TOL_GRAD[dtype], (isa, V, T, E, H, B, init, eloss)
+        assert egrad < TOL_GRAD[dtype], (isa, V, T, E, H, B, init, egrad)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_deep_models_match_torch(isa, dtype):
+    """Several hidden layers (n_hidden a tuple), with the initialisation deep models are trained with."""
+    for i, (V, T, E, H, B) in enumerate(random_shapes(99, 6, deep=True)):
+        eloss, egrad = check_gradients(V, T, E, H, B, dtype, "kaiming", seed=i)
+        assert max(eloss, egrad) < TOL_GRAD[dtype], (isa, V, T, E, H, B, eloss, egrad)
+
+
+def test_deep_lecture_init_float32_as_accurate_as_torch_float32():
+    """With N(0, 1) weights a deep float32 model is ill-conditioned (tanh layers of width ~500 take
+    pre-activations of size ~20): torch's own float32 misses its float64 answer by up to ~1e-4.
+    Ours must be as close to float64 as torch's float32 is."""
+    rng = np.random.default_rng(5)
+    for V, T, E, H, B in [(51, 10, 30, (328, 374, 492), 765), (54, 5, 29, (439, 370, 190), 232)]:
+        model = mm.MLP(V, T, E, H, seed=3, init="lecture", dtype="float32")
+        X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, B)
+        loss, grads = model.loss_and_grad(X, Y)
+        p32 = model.get_params()
+        rloss, rgrads = ref.loss_and_grad(as64(p32), X, Y)
+        m32 = ref.TorchMLP(p32, dtype=torch.float32)
+        tl = torch.nn.functional.cross_entropy(m32(X), torch.as_tensor(Y))
+        tl.backward()
+        tgrads = {k: p.grad.double().numpy() for k, p in m32.named_parameters()}
+        ours = max(abs(loss - rloss) / rloss, rel_err(grads, rgrads))
+        theirs = max(abs(float(tl) - rloss) / rloss, rel_err(tgrads, rgrads))
+        assert ours < 3 * theirs + 1e-6, (ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_is_stable_for_extreme_logits(isa, dtype):
+    """Logits of +-1000 (float64) and +-100 (float32): finite and equal to the reference."""
+    big = 1000.0 if dtype == "float64" else 100.0
+    V, T, E, H, B = 29, 3, 4, 37, 41
+    model = mm.MLP(V, T, E, H, seed=1, dtype=dtype)
+    p = model.get_params()
+    rng = np.random.default_rng(0)
+    p["W2"] = p["W2"] * 0.01
+    p["b2"] = rng.choice([-big, big, 0.5 * big], V)
+    model.set_params(p)
+    X, Y = rng.integers(0, V, (B, T)), rng.integers(0, V, B)
+    loss, grads = model.loss_and_grad(X, Y)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+    rloss, rgrads = ref.loss_and_grad(as64(model.get_params()), X, Y)
+    assert abs(loss - rloss) / rloss < TOL_GRAD[dtype]
+    assert rel_err(grads, rgrads) < TOL_GRAD[dtype]
+    assert abs(model.loss(X, Y) - rloss) / rloss < TOL_GRAD[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(27, 3, 10, 200, 32), (31, 5, 7, 45, 19)])
+def test_sgd_trajectory_replays_torch(isa, dtype, shape):
+    """500 steps of the lecture's loop on given rows: every minibatch loss and the final parameters."""
+    V, T, E, H, B = shape
+    rng = np.random.default_rng(7)
+    N = 3000
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    model = mm.MLP(V, T, E, H, seed=2, init="kaiming", dtype=dtype)
+    p0 = as64(model.get_params())
+    steps = 500
+    bidx = rng.integers(0, N, (steps, B))
+    lr = np.where(np.arange(steps) < 250, 0.1, 0.01)
+    hist = mm.train(model, X, Y, steps=steps, batch_size=B, lr=lr, batch_indices=bidx)
+    rlosses, rparams = ref.train_replay(p0, X, Y, lr, bidx)
+    err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
+    assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
+    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+
+
+def test_seeded_minibatches_are_the_documented_draws():
+    """Without batch_indices the core draws row i of step s from (seed, s, i): the reference's
+    NumPy twin of the generator reproduces the whole trajectory."""
+    V, T, E, H, B, N = 27, 3, 10, 64, 32, 5000
+    rng = np.random.default_rng(3)
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    model = mm.MLP(V, T, E, H, seed=4, dtype="float64")
+    p0 = model.get_params()
+    hist = mm.train(model, X, Y, steps=300, batch_size=B, lr=0.1, seed=12345)
+    rlosses, rparams = ref.train_replay(p0, X, Y, 0.1, steps=300, batch_size=B, seed=12345)
+    assert np.abs(hist.loss - rlosses).max() < 1e-9 * np.abs(rlosses).max()
+    assert rel_err(model.get_params(), rparams) < 1e-9
+    idx = ref.batch_indices(12345, 300, B, N)
+    assert idx.min() >= 0 and idx.max() < N and len(np.unique(idx)) > 0.8 * min(N, idx.size)
+
+
+OPTIMIZERS = [
+    dict(optimizer="sgd", momentum=0.9),
+    dict(optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=1e-3),
+    dict(optimizer="sgd", weight_decay=0.01),
+    dict(optimizer="adamw", weight_decay=0.05, betas=(0.9, 0.99), eps=1e-8),
+    dict(optimizer="adamw", weight_decay=0.0, dropout=0.2),
+    dict(optimizer="sgd", dropout=0.5),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_optimizers_and_dropout_replay_torch_optim(dtype, opt):
+    """Momentum, Nesterov, weight decay, AdamW and dropout against torch.optim with the same rows and
+    the same dropout masks (drawn by the reference's twin of the core's generator), two hidden layers."""
+    V, T, E, H, B, N = 23, 4, 6, (40, 19), 24, 2000
+    rng = np.random.default_rng(11)
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    model = mm.MLP(V, T, E, H, seed=8, init="kaiming", dtype=dtype)
+    p0 = as64(model.get_params())
+    lr = 3e-3 if opt["optimizer"] == "adamw" else 0.05
+    steps = 200
+    hist = mm.train(model, X, Y, steps=steps, batch_size=B, lr=lr, seed=99, **opt)
+    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=steps, batch_size=B, seed=99, **opt)
+    err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
+    assert err.max() < TOL_TRAJ[dtype], (int(err.argmax()), float(err.max()))
+    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+
+
+def test_dropout_masks_are_the_documented_draws():
+    masks = ref.dropout_masks(5, 17, [33, 21], 12, 0.3)
+    for layer, m in enumerate(masks):
+        core = mm._core.dropout_mask("float64", 5, 17, layer, 2, 12, m.shape[1], 0.3)
+        np.testing.assert_array_equal(core, m)
+        assert 0.55 < (m > 0).mean() < 0.85
+
+
+@pytest.mark.parametrize("init", ["lecture", "kaiming"])
+def test_initialisation_is_the_documented_draws(init):
+    model = mm.MLP(29, block_size=4, n_embd=5, n_hidden=(33, 17), seed=77, init=init, dtype="float64")
+    theirs = ref.init_params(29, 4, 5, (33, 17), seed=77, init=init)
+    for k, a in model.get_params().items():
+        np.testing.assert_allclose(a, theirs[k], rtol=1e-12, atol=1e-15)
+    z = np.concatenate([ref.init_params(27, 3, 10, 200, seed=0)[k].ravel() for k in ("C", "W1", "W2")])
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02  # N(0, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_evaluation_over_many_rows_matches_torch(isa, dtype):
+    V, T, E, H = 41, 6, 11, (77, 30)
+    rng = np.random.default_rng(2)
+    model = mm.MLP(V, T, E, H, seed=5, init="kaiming", dtype=dtype)
+    N = 5001
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    p = as64(model.get_params())
+    tol = TOL_GRAD[dtype]
+    assert abs(model.loss(X, Y) - ref.loss(p, X, Y)) < tol * ref.loss(p, X, Y)
+    lg, rlg = model.logits(X), ref.logits(p, X)
+    assert lg.shape == (N, V) and lg.dtype == np.dtype(dtype)
+    assert np.abs(lg - rlg).max() < tol * np.abs(rlg).max()
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(temperature=0.7), dict(temperature=1.5, top_k=5),
+                                dict(prefix=[3, 1]), dict(temperature=0), dict(max_len=4)])
+def test_sampling_is_the_documented_draws(isa, kw):
+    """The core's sampler and the reference's (float64, one name and one character at a time, with
+    the same draws) give the same names."""
+    V = 27
+    model = mm.MLP(V, 3, 10, 64, seed=1, init="kaiming", dtype="float64")
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, V, (2000, 3)), rng.integers(1, V, 2000)
+    mm.train(model, X, Y, steps=200, lr=0.5)
+    n = 50
+    ids = model.sample_ids(n, seed=9, **kw)
+    theirs = ref.sample(model.get_params(), n, seed=9, temperature=kw.get("temperature", 1.0),
+                        top_k=kw.get("top_k"), prefix=kw.get("prefix", ()), max_len=kw.get("max_len", 100))
+    ours = [list(row[row > 0]) for row in ids]
+    assert ours == theirs
+
+
+def test_sample_prefix_of_larger_draw():
+    words = mm.load_names()[:2000]
+    vocab = mm.Vocab.from_words(words)
+    model = mm.MLP(vocab, n_hidden=50)
+    X, Y = mm.build_dataset(words, vocab)
+    mm.train(model, X, Y, steps=500)
+    a, b = model.sample(10, seed=3), model.sample(1000, seed=3)
+    assert a == b[:10]
+    assert all(isinstance(s, str) and "." not in s for s in b)
+    assert model.sample(5, seed=3, prefix="ka") == [s for s in model.sample(5, seed=3, prefix="ka")]
+    assert all(s.startswith("ka") for s in model.sample(20, seed=1, prefix="ka"))
+
+
+def test_results_do_not_depend_on_thread_count():
+    """Every sum is taken in one order whatever the split between threads: bit-identical results
+    at 1 and 2 threads, for a configuration large enough to use both."""
+    rng = np.random.default_rng(0)
+    V, T, E, H, B, N = 27, 8, 24, (256, 128), 256, 20000
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    before = mm.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            mm.set_num_threads(threads)
+            model = mm.MLP(V, T, E, H, seed=1, init="kaiming")
+            hist = mm.train(model, X, Y, steps=30, batch_size=B, lr=1e-3, optimizer="adamw", dropout=0.1)
+            results.append((hist.loss.copy(), model.get_params(), model.loss(X, Y), model.sample_ids(300, seed=2)))
+    finally:
+        mm.set_num_threads(before)
+    (l1, p1, e1, s1), (l2, p2, e2, s2) = results
+    np.testing.assert_array_equal(l1, l2)
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k])
+    assert e1 == e2
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_same_seed_same_everything():
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 27, (4000, 3)), rng.integers(0, 27, 4000)
+    runs = []
+    for _ in range(2):
+        model = mm.MLP(27, seed=5)
+        h = mm.train(model, X, Y, steps=400, seed=8)
+        runs.append((h.loss, model.get_params(), model.sample_ids(50, seed=1)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
