@@ -1,0 +1,87 @@
+"""Type stubs for makemore_cpp._core, the C++ extension (cpp/bindings.cpp).
+
+Private: the package's modules call it after validating and converting every argument
+(makemore_cpp/_validate.py). Arguments are positional (the bindings name none but the constructors'). Arrays must already be C-contiguous and of the exact dtype named;
+index arrays int32 (batch indices int64), in range.
+"""
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+PAD: int
+"""Padded dimensions (hidden widths, the vocabulary in the logits) are multiples of this."""
+MAX_HIDDEN: int
+"""The most tanh layers a model may have."""
+
+_Float = npt.NDArray[np.floating]
+_I32 = npt.NDArray[np.int32]
+
+
+class Model:
+    """A model's parameters in one aligned arena: C, W1, b1, ..., W{L+1}, b{L+1}."""
+
+    def __init__(self, V: int, T: int, E: int, hidden: list[int], dtype: str) -> None:
+        """Vocabulary size V, context length T, embedding size E, hidden widths (1 to MAX_HIDDEN),
+        dtype ``"float32"`` or ``"float64"``. The parameters are uninitialised until :meth:`init`
+        or :meth:`set_all`."""
+    @property
+    def dtype(self) -> str:
+        """``"float32"`` or ``"float64"``."""
+    @property
+    def nparams(self) -> int:
+        """How many parameter arrays (1 + 2 * (layers + 1))."""
+    @property
+    def arena_size(self) -> int:
+        """Elements in the padded arena."""
+    def init(self, seed: int, kind: int, /) -> None:
+        """Fill the parameters from ``seed``: kind 0 is the lecture's N(0, 1), 1 the Kaiming scaling."""
+    def get(self, q: int, /) -> _Float:
+        """A copy of parameter ``q`` (0 is C, then W1, b1, ...) in its user shape."""
+    def set_all(self, arrays: list[_Float], /) -> None:
+        """Replace every parameter; all arrays are checked before any is written."""
+    def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
+        """Mean cross-entropy of the rows and its gradient for every parameter."""
+    def evaluate(self, X: _I32, Y: Optional[_I32], want_logits: bool, /) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
+        """(row losses summed over consecutive 32-row chunks if Y is given, logits (N, V) if asked)."""
+    def sample(self, seed: int, first: int, n: int, temperature: float, top_k: int, prefix: _I32,
+               max_len: int, /) -> _I32:
+        """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` as an (n, max_len) int32
+        array of ids, 0-padded; ``top_k`` 0 means all characters."""
+
+
+class Trainer:
+    """The optimizer's state for one model: minibatch workspace, moments and update count."""
+
+    t: int
+    """Updates taken (AdamW's bias-correction counter)."""
+
+    def __init__(self, model: Model, B: int, kind: int, momentum: float, nesterov: bool, beta1: float, beta2: float,
+                 eps: float, weight_decay: float, dropout: float) -> None:
+        """Batch size B; kind 0 is SGD (momentum, nesterov, weight decay as torch.optim.SGD), 1 AdamW."""
+    def run(self, X: _I32, Y: _I32, batch_idx: Optional[npt.NDArray[np.int64]], lr: npt.NDArray[np.float64], step0: int,
+            seed: int, seconds: float, losses: npt.NDArray[np.float64], /) -> tuple[int, int]:
+        """Up to ``len(lr)`` steps from global step ``step0`` (fewer if ``seconds`` run out), each
+        step's minibatch loss written to ``losses``. Returns (steps done, status): status 0 is fine, 1 a
+        non-finite loss, 2 a non-finite parameter after an update."""
+    def moments(self) -> tuple[Optional[list[_Float]], Optional[list[_Float]]]:
+        """The first and second moment buffers in user shapes (None where the optimizer keeps none)."""
+    def set_moments(self, m: Optional[list[_Float]], v: Optional[list[_Float]], /) -> None:
+        """Replace the moment buffers (None exactly where the optimizer keeps none)."""
+
+
+def set_num_threads(n: int, /) -> None:
+    """Threads of the core's pool (>= 1)."""
+def get_num_threads() -> int:
+    """Threads of the core's pool."""
+def default_threads() -> int:
+    """The CPUs this process may run on."""
+def isa() -> str:
+    """The instruction set in use: ``"avx512"``, ``"avx2"`` or ``"generic"``."""
+def isa_supported(name: str, /) -> bool:
+    """Whether this CPU (and build) can run the kernels of ``name``."""
+def set_isa(name: str, /) -> None:
+    """Run the kernels on ``name``; ValueError if unknown or unsupported."""
+def dropout_mask(dtype: str, seed: int, step: int, layer: int, L: int, B: int, H: int, p: float, /) -> _Float:
+    """The (B, H) inverted-dropout mask (0 or 1/(1-p)) the core applies at ``step`` to hidden layer
+    ``layer`` of ``L``, for checking against a reference."""

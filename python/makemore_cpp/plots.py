@@ -1,0 +1,173 @@
+"""The lectures' figures, drawn with matplotlib's Agg backend (no display needed) into PNG files.
+
+    from makemore_cpp import plots
+    plots.loss_curve(hist.loss, "loss.png")                  # log-scale loss, means over 1,000-step windows
+    plots.lr_find_plot(lre, losses, "lr_find.png", suggested_lr=0.1)
+    plots.embeddings_plot(model, "embeddings.png")           # the scatter of C, PCA when n_embd > 2
+
+matplotlib is an optional dependency: ``pip install "makemore_cpp[plot]"``. Without it every
+function here raises :class:`PlotUnavailable` (an ``ImportError``) saying so.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["PlotUnavailable", "INSTALL_HINT", "loss_curve", "window_means", "lr_find_plot", "embeddings_plot",
+           "pca_2d"]
+
+INSTALL_HINT = 'pip install "makemore_cpp[plot]"   (or: pip install matplotlib)'
+
+
+class PlotUnavailable(ImportError):
+    """matplotlib is not installed."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotUnavailable(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def _log_y(ax: Any) -> None:
+    """A log-scale y axis labelled with plain numbers (2, 2.5, 3, ...) rather than powers of ten."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def window_means(values: Sequence[float], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lecture's smoothing, ``torch.tensor(lossi).view(-1, window).mean(1)``: the mean of each
+    whole window of ``window`` consecutive values (a shorter last window is averaged too). Returns
+    (the step at the middle of each window, the means)."""
+    a = np.asarray(values, dtype=np.float64)
+    window = max(1, int(window))
+    n = len(a)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    starts = np.arange(0, n, window)
+    sums = np.add.reduceat(a, starts)
+    counts = np.minimum(starts + window, n) - starts
+    return starts + (counts - 1) / 2.0, sums / counts
+
+
+def loss_curve(losses: Sequence[float], path: str | os.PathLike, window: int | None = None, *,
+               step0: int = 0, eval_steps: Sequence[int] | None = None, eval_losses: Sequence[float] | None = None,
+               title: str | None = None) -> str:
+    """The training loss per step on a log scale: every minibatch loss (faint) and their means over
+    windows of ``window`` steps (the lecture's ``view(-1, 1000).mean(1)``; default about 1/200 of
+    the run, at least 1). ``eval_steps``/``eval_losses`` add the dev loss measured during training.
+    ``step0`` is the global step of ``losses[0]``. Returns the path written."""
+    plt = _pyplot()
+    y = np.asarray(losses, dtype=np.float64)
+    if window is None:
+        window = max(1, len(y) // 200)
+    if window > 1 and len(y) >= window:
+        window = min(window, len(y))
+    steps = step0 + np.arange(len(y))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    finite = np.isfinite(y) & (y > 0)
+    if len(y) > 1:
+        ax.plot(steps[finite], y[finite], color="tab:blue", alpha=0.15, lw=0.5, label="minibatch loss")
+    mid, means = window_means(y, window)
+    ax.plot(step0 + mid, means, color="tab:blue", lw=2, label=f"mean over {window:,}-step windows")
+    if eval_steps is not None and eval_losses is not None and len(eval_steps):
+        ax.plot(list(eval_steps), list(eval_losses), "o-", color="tab:orange", ms=4, lw=1.2, label="dev loss")
+    _log_y(ax)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss (log scale)")
+    if len(means):
+        lo = min(np.nanmin(means), np.nanmin(eval_losses) if eval_losses is not None and len(eval_losses) else np.inf)
+        hi = np.nanmax(means)
+        if np.isfinite(lo) and np.isfinite(hi) and lo > 0:
+            ax.set_ylim(lo * 0.9, max(hi * 1.15, lo * 1.5))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right")
+    ax.set_title(title or f"Training loss over {len(y):,} steps")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def lr_find_plot(lre: Sequence[float], losses: Sequence[float], path: str | os.PathLike, *,
+                 suggested_lr: float | None = None, smoothed: Sequence[float] | None = None,
+                 title: str | None = None) -> str:
+    """The lecture's learning-rate sweep: the minibatch loss of each step against log10 of its
+    learning rate (``plt.plot(lri, lossi)``), with a smoothed curve and the suggested rate marked."""
+    plt = _pyplot()
+    x = np.asarray(lre, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.plot(x[: len(y)], y, color="tab:blue", lw=0.6, alpha=0.4, label="minibatch loss at that step")
+    if smoothed is not None:
+        ax.plot(x[: len(smoothed)], smoothed, color="tab:blue", lw=2, label="smoothed")
+    if suggested_lr is not None:
+        ax.axvline(np.log10(suggested_lr), color="tab:red", ls="--", lw=1.5,
+                   label=f"suggested lr = {suggested_lr:.3g} (log10 = {np.log10(suggested_lr):.2f})")
+    finite = y[np.isfinite(y)]
+    if len(finite):
+        ax.set_ylim(max(0.0, finite.min() - 0.3), min(finite.max(), np.percentile(finite, 5) * 3) + 0.3)
+    ax.set_xlabel("log10(learning rate)")
+    ax.set_ylabel("minibatch loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper center")
+    ax.set_title(title or f"Learning-rate sweep: one step at each of {len(y):,} rates")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pca_2d(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project the rows of ``E`` on its first two principal components. Returns (points (N, 2),
+    fraction of the variance each component explains)."""
+    E = np.asarray(E, dtype=np.float64)
+    centred = E - E.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    total = float((s ** 2).sum()) or 1.0
+    return centred @ vt[:2].T, (s[:2] ** 2) / total
+
+
+def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = None) -> str:
+    """The lecture's figure of the embedding table ``C``: one point per character with the
+    character drawn on it. With ``n_embd == 2`` the axes are C's two columns; otherwise the points
+    are C projected on its first two principal components (the plot says so)."""
+    plt = _pyplot()
+    C = np.asarray(model.get_params()["C"], dtype=np.float64)
+    vocab = getattr(model, "vocab", None)
+    labels = [vocab.itos[i] for i in range(len(C))] if vocab is not None else [str(i) for i in range(len(C))]
+    if C.shape[1] == 1:
+        pts = np.column_stack([C[:, 0], np.zeros(len(C))])
+        xlabel, ylabel, how = "C[:, 0]", "", "n_embd = 1"
+    elif C.shape[1] == 2:
+        pts = C
+        xlabel, ylabel, how = "C[:, 0]", "C[:, 1]", "n_embd = 2: the two columns of C"
+    else:
+        pts, frac = pca_2d(C)
+        xlabel = f"principal component 1 ({frac[0]:.0%} of variance)"
+        ylabel = f"principal component 2 ({frac[1]:.0%} of variance)"
+        how = f"n_embd = {C.shape[1]}, projected to 2-D with PCA"
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.scatter(pts[:, 0], pts[:, 1], s=200)
+    for (x, y), ch in zip(pts, labels):
+        ax.text(x, y, ch, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
+    ax.grid(True, which="both", alpha=0.4)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Character embeddings C ({how})")
+    fig.tight_layout()
+    return _save(fig, path)
