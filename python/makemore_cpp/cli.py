@@ -43,7 +43,7 @@ from .schedules import parse_schedule
 __all__ = [
     "main", "CLIError", "run_train", "TrainResult", "run_sample", "run_lr_find", "LRFindResult", "lr_find",
     "suggest_lr", "run_sweep", "run_embeddings", "run_overfit", "overfit", "OverfitResult", "loss_floor",
-    "mark_samples", "find_checkpoint", "run_bench",
+    "mark_samples", "find_checkpoint", "run_bench", "parse_hidden", "build_parser",
 ]
 
 PROG = "makemore-cpp"
@@ -55,8 +55,6 @@ LOSSES = "losses.npy"         # every step's minibatch loss (float32), for the p
 LOSS_PNG = "loss.png"
 SUMMARY = "summary.json"
 CHUNK_SECONDS = 0.25          # training runs in chunks this long, between progress and log updates
-
-MODEL_KEYS = ("block_size", "n_embd", "n_hidden", "init", "dtype", "seed")
 
 
 class CLIError(Exception):
@@ -201,7 +199,7 @@ def _read_log(path: str) -> list[dict]:
 
 
 def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike | None = None,
-              preset: str = "lecture", *, resume: bool = False, threads: int | None = None, log_every: int = 100,
+              preset: str = "lecture", *, resume: bool = False, threads: int | None = None, log_every: int | None = None,
               samples: int = 20, sample_seed: int = 0, plot: bool = True, progress: bool | None = None,
               quiet: bool = False, **overrides: Any) -> TrainResult:
     """``makemore-cpp train``: train a preset's model (with any of its settings overridden) on the
@@ -228,7 +226,6 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
         overrides["lr"] = str(overrides["lr"])
     if threads is not None:
         mm.set_num_threads(threads)
-    log_every = max(1, int(log_every))
 
     if resume:
         if workdir is None:
@@ -268,6 +265,7 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
         elapsed0 = float(extra.get("elapsed", 0.0))
         best = extra.get("best")
         preset = cfg.get("preset", preset)
+        log_every = log_every or extra.get("log_every")
     else:
         cfg = resolve(preset, **overrides)
         if callable(cfg["lr"]):
@@ -282,6 +280,7 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
         model = MLP(vocab, block_size=cfg["block_size"], n_embd=cfg["n_embd"], n_hidden=cfg["n_hidden"],
                     seed=cfg["seed"], init=cfg["init"], dtype=cfg["dtype"])
         state, done, elapsed0, best = None, 0, 0.0, None
+    log_every = max(1, int(log_every or 100))
     parse_schedule(cfg["lr"], total)  # a bad schedule fails before any file is written
     if total < 1:
         raise CLIError("steps must be at least 1")
@@ -309,9 +308,11 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
 
     # Every step's loss so far (for the plot); the log without records past the checkpoint.
     losses = np.full(total, np.nan, np.float32)
+    known = done  # losses[known:] are this session's
     if resume and os.path.exists(paths["losses"]):
         prev = np.load(paths["losses"])[:done]
         losses[:len(prev)] = prev
+        known = 0 if len(prev) == done else done
     records = [r for r in _read_log(paths["log"]) if not isinstance(r.get("step"), int) or r["step"] <= done] if resume else []
     digest = _words_digest(words)
     settings = _jsonable({k: val for k, val in cfg.items()})
@@ -363,11 +364,11 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
             for i in range(k):  # one record each log_every steps; elapsed interpolated within the chunk
                 s = done + i + 1
                 if s % log_every == 0 or s == total:
-                    lo = max(done, s - log_every)
+                    lo = max(known, s - log_every)
                     log.write(json.dumps({"step": s, "loss": float(hist.loss[i]), "loss_mean": float(np.mean(losses[lo:s])),
                                           "lr": float(hist.lr[i]), "elapsed": round(t0 + (t1 - t0) * (i + 1) / k, 4)}) + "\n")
             done = state.step
-            post = {"loss": f"{np.mean(losses[max(step_start, done - 100):done]):.4f}"}
+            post = {"loss": f"{np.mean(losses[max(known, done - 100):done]):.4f}"}
             if dev_loss is not None:
                 post["dev"] = f"{dev_loss:.4f}"
             bar.set_postfix(post, refresh=False)
@@ -397,8 +398,6 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
         bar.close()
         if not log.closed:
             log.flush()
-    if state is None:  # nothing was left to do
-        state = ck.state  # type: ignore[possibly-undefined]
     seconds = now()
     trained = done - step_start
     seg_seconds = time.perf_counter() - start
@@ -570,23 +569,32 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return (c[hi] - c[lo]) / (hi - lo)
 
 
+def _nice(x: float) -> float:
+    """The nearest (on a log scale) of 1, 2, 5 times a power of ten: 0.0847 -> 0.1, 0.17 -> 0.2."""
+    e = math.floor(math.log10(x))
+    candidates = [m * 10.0 ** k for k in (e - 1, e, e + 1) for m in (1, 2, 5)]
+    return float(f"{min(candidates, key=lambda c: abs(math.log10(c / x))):.3g}")
+
+
 def suggest_lr(lre: np.ndarray, losses: np.ndarray, window: int | None = None) -> tuple[float, str, np.ndarray]:
-    """A learning rate from a sweep, read as the lecture reads its plot: smooth the loss (centred
-    moving average over ``window`` steps, default 1/20 of the sweep); the suggestion is the rate
-    where the smoothed loss is lowest -- past it the steps are too large and the loss climbs again --
-    divided by 3, for a margin. Returns (lr, explanation, smoothed losses)."""
+    """A learning rate from a sweep, read as the lecture reads its plot ("the loss is lowest around
+    10^-1, so 0.1"): smooth the minibatch losses (centred moving average over ``window`` steps,
+    default 1/20 of the sweep), take the rate at the lowest point of the smoothed curve -- lower rates
+    learn more slowly, higher ones make the loss climb again -- and round it to 1, 2 or 5 times a
+    power of ten. Returns (lr, explanation, smoothed losses)."""
+    lre = np.asarray(lre, dtype=np.float64)
     losses = np.asarray(losses, dtype=np.float64)
-    n = int(np.isfinite(losses).sum()) if not np.isfinite(losses).all() else len(losses)
     n = int(np.argmax(~np.isfinite(losses))) if not np.isfinite(losses).all() else len(losses)
     if n < 2:
         raise ValueError("the sweep has fewer than two finite losses: cannot suggest a rate")
     window = window or max(5, n // 20)
     sm = _smooth(losses[:n], window)
     i = int(np.argmin(sm))
-    lr_min = float(10 ** lre[i])
-    lr = lr_min / 3
-    how = (f"the smoothed loss (mean over {window} steps) is lowest, {sm[i]:.3f}, at lr {lr_min:.3g} "
-           f"(log10 {lre[i]:.2f}); the suggestion is a third of that, for a margin below where the loss turns up")
+    at = float(10 ** lre[i])
+    lr = _nice(at)
+    how = (f"the lowest point of the minibatch loss smoothed over {window} steps ({sm[i]:.3f}) is at lr {at:.3g} "
+           f"(log10 {lre[i]:.2f}), rounded to {lr:g}; smaller rates learn more slowly and larger ones make the "
+           f"loss climb again")
     return lr, how, sm
 
 
@@ -953,7 +961,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
                    help="also save the best model by dev loss (best.npz) and report on it")
     o = p.add_argument_group("output")
-    o.add_argument("--log-every", type=_positive_int, default=100, help="steps between log records (default 100)")
+    o.add_argument("--log-every", type=_positive_int, help="steps between log records (default 100; a resumed run keeps its own)")
     o.add_argument("--samples", type=int, default=20, help="names to draw at the end (default 20)")
     o.add_argument("--no-plot", action="store_true", help=f"do not draw {LOSS_PNG}")
     o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -36,10 +36,12 @@ def _pyplot():
 
 
 def _save(fig: Any, path: str | os.PathLike) -> str:
+    """Write ``fig`` as a PNG whose ``Title`` text chunk repeats the plot's title."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    title = fig.axes[0].get_title() if fig.axes else ""
+    fig.savefig(path, dpi=100, format="png", metadata={"Title": title, "Software": "makemore_cpp"})
     _pyplot().close(fig)
     return path
 
@@ -122,11 +124,12 @@ def lr_find_plot(lre: Sequence[float], losses: Sequence[float], path: str | os.P
                    label=f"suggested lr = {suggested_lr:.3g} (log10 = {np.log10(suggested_lr):.2f})")
     finite = y[np.isfinite(y)]
     if len(finite):
-        ax.set_ylim(max(0.0, finite.min() - 0.3), min(finite.max(), np.percentile(finite, 5) * 3) + 0.3)
+        top = np.nanmax(smoothed) * 1.08 if smoothed is not None and len(smoothed) else finite.max()
+        ax.set_ylim(max(0.0, finite.min() - 0.3), min(finite.max(), top) + 0.3)
     ax.set_xlabel("log10(learning rate)")
     ax.set_ylabel("minibatch loss")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper center")
+    ax.legend(loc="lower left")
     ax.set_title(title or f"Learning-rate sweep: one step at each of {len(y):,} rates")
     fig.tight_layout()
     return _save(fig, path)
