@@ -37,7 +37,9 @@ static void embed_index(const Config& c, int B, const int32_t* xb, const T* C, W
             if (ws->seen[v] < 0) {
                 ws->seen[v] = n;
                 ids[n] = v;
-                __builtin_memcpy(Csub + ((int64_t)t * nP + n) * E, C + (int64_t)v * E, E * sizeof(T));
+                T* dst = Csub + ((int64_t)t * nP + n) * E;
+                const T* src = C + (int64_t)v * E;
+                for (int e = 0; e < E; ++e) dst[e] = src[e];
                 ++n;
             }
             ws->slot[b * Tt + t] = ws->seen[v];

@@ -50,22 +50,28 @@ static inline ivec<T> viota() {
     return r;
 }
 
-// Horizontal sum and maximum, halving: lanes i and i + W/2, then i and i + W/4, ...
+// The upper half of x's lanes moved down, then the upper quarter, ...: the steps of a horizontal
+// sum or maximum that adds lanes i and i + W/2, then i and i + W/4, ...
+template <class T>
+static inline vec<T> vfold(vec<T> x, int w) {
+    ivec<T> m;
+    for (int i = 0; i < VT<T>::W; ++i) m[i] = (i + w) % VT<T>::W;
+    return __builtin_shuffle(x, m);
+}
 template <class T>
 static inline T hsum(vec<T> x) {
-    T b[VT<T>::W];
-    __builtin_memcpy(b, &x, sizeof b);
-    for (int w = VT<T>::W / 2; w >= 1; w /= 2)
-        for (int i = 0; i < w; ++i) b[i] += b[i + w];
-    return b[0];
+#pragma GCC unroll 8
+    for (int w = VT<T>::W / 2; w >= 1; w /= 2) x += vfold<T>(x, w);
+    return x[0];
 }
 template <class T>
 static inline T hmax(vec<T> x) {
-    T b[VT<T>::W];
-    __builtin_memcpy(b, &x, sizeof b);
-    for (int w = VT<T>::W / 2; w >= 1; w /= 2)
-        for (int i = 0; i < w; ++i) b[i] = b[i] > b[i + w] ? b[i] : b[i + w];
-    return b[0];
+#pragma GCC unroll 8
+    for (int w = VT<T>::W / 2; w >= 1; w /= 2) {
+        vec<T> y = vfold<T>(x, w);
+        x = vselect<T>(y > x, y, x);
+    }
+    return x[0];
 }
 
 // One level of the transpose-reduction: A and B each hold W/G accumulators in groups of G lanes;
@@ -93,8 +99,8 @@ static inline vec<T> vreduce(vec<T>* v) {  // v holds G vectors of W lanes; over
     }
 }
 
-// exp and tanh. float: Cephes' expf and tanhf in vector form (about 2 ulp); double: the C
-// library's, lane by lane (double precision is for checking, not for speed).
+// exp and tanh. float: vector forms (exp: Cephes' expf, about 1 ulp; tanh: see below); double:
+// the C library's, lane by lane (double precision is for checking, not for speed).
 static inline vec<float> vexp(vec<float> x) {
     // Valid for x <= 88; underflows to 0 below -87.3. Callers pass x <= 18.
     typedef vec<float> V;
@@ -122,23 +128,25 @@ static inline vec<double> vexp(vec<double> x) {
     for (int i = 0; i < VT<double>::W; ++i) x[i] = __builtin_exp(x[i]);
     return x;
 }
+// tanh(x) ~ x P(x^2) / Q(x^2) on [-9, 9] (Eigen's rational approximation; tanh(9) rounds to 1
+// in float): at most 3 ulp from the true value, one division, no exp.
 static inline vec<float> vtanh(vec<float> x) {
     typedef vec<float> V;
-    V ax = vselect<float>(x < 0.0f, -x, x);
-    // |x| < 0.625: odd polynomial
+    x = vselect<float>(x > 9.0f, vset(9.0f), x);
+    x = vselect<float>(x < -9.0f, vset(-9.0f), x);
     V z = x * x;
-    V p = vset(-5.70498872745E-3f);
-    p = p * z + 2.06390887954E-2f;
-    p = p * z - 5.37397155531E-2f;
-    p = p * z + 1.33314422036E-1f;
-    p = p * z - 3.33332819422E-1f;
-    V small = (p * z) * x + x;
-    // otherwise 1 - 2 / (exp(2|x|) + 1), with the sign of x; tanh(9) rounds to 1 in float
-    V a9 = vselect<float>(ax < 9.0f, ax, vset(9.0f));
-    V e = vexp(a9 + a9);
-    V large = 1.0f - 2.0f / (e + 1.0f);
-    large = vselect<float>(x < 0.0f, -large, large);
-    return vselect<float>(ax < 0.625f, small, large);
+    V p = vset(-2.76076847742355e-16f);
+    p = p * z + 2.00018790482477e-13f;
+    p = p * z - 8.60467152213735e-11f;
+    p = p * z + 5.12229709037114e-08f;
+    p = p * z + 1.48572235717979e-05f;
+    p = p * z + 6.37261928875436e-04f;
+    p = p * z + 4.89352455891786e-03f;
+    V q = vset(1.19825839466702e-06f);
+    q = q * z + 1.18534705686654e-04f;
+    q = q * z + 2.26843463243900e-03f;
+    q = q * z + 4.89352518554385e-03f;
+    return (x * p) / q;
 }
 static inline vec<double> vtanh(vec<double> x) {
     for (int i = 0; i < VT<double>::W; ++i) x[i] = __builtin_tanh(x[i]);
