@@ -232,6 +232,35 @@ def test_resume_continues_the_same_run(tmp_path):
     assert p.returncode == 2 and "--resume" in p.stderr
 
 
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """Ctrl-C stops a run (exit status 130, saying how to continue); --resume goes on from the last
+    checkpoint and ends where a run that was never stopped ends."""
+    import signal
+    import time
+    opts = ["--n-hidden", "32", "--eval-every", "2000", "--samples", "0", "--no-plot"]
+    p = subprocess.Popen([sys.executable, "-m", "makemore_cpp", "train", "-o", "a", "--steps", "5000000", *opts],
+                         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "a" / "model.npz").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    assert "--resume -o a" in err
+    at = load(tmp_path / "a" / "model.npz").state.step
+    assert 0 < at < 5_000_000 and at % 2000 == 0
+    total = str(at + 1000)
+    run("train", "-o", "a", "--resume", "--steps", total, cwd=tmp_path)
+    run("train", "-o", "b", "--steps", total, *opts, cwd=tmp_path)
+    a, b = load(tmp_path / "a" / "model.npz"), load(tmp_path / "b" / "model.npz")
+    assert a.state.step == b.state.step == at + 1000
+    for k, val in b.model.get_params().items():
+        np.testing.assert_array_equal(a.model.get_params()[k], val)
+    ra, rb = (step_records(read_log(tmp_path / d / "log.jsonl")) for d in "ab")
+    assert [(r["step"], r["loss"]) for r in ra] == [(r["step"], r["loss"]) for r in rb]
+
+
 def test_train_on_a_file_with_keep_best_and_adamw(tmp_path):
     words = mm.load_names()[:3000]
     (tmp_path / "w.txt").write_text("\n".join(words) + "\n")

@@ -55,6 +55,11 @@ def _log_y(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _usual_gap(steps: Sequence[int]) -> int:
+    gaps, counts = np.unique(np.diff(np.asarray(steps)), return_counts=True)
+    return int(gaps[np.argmax(counts)])
+
+
 def window_means(values: Sequence[float], window: int) -> tuple[np.ndarray, np.ndarray]:
     """The lecture's smoothing, ``torch.tensor(lossi).view(-1, window).mean(1)``: the mean of each
     whole window of ``window`` consecutive values (a shorter last window is averaged too). Returns
@@ -91,8 +96,10 @@ def loss_curve(losses: Sequence[float], path: str | os.PathLike, window: int | N
     mid, means = window_means(y, window)
     ax.plot(step0 + mid, means, color="tab:blue", lw=2, label=f"mean over {window:,}-step windows")
     if eval_steps is not None and eval_losses is not None and len(eval_steps):
-        ax.plot(list(eval_steps), list(eval_losses), "o-", color="tab:orange", ms=4, lw=1.2, label="dev loss")
+        ax.plot(list(eval_steps), list(eval_losses), "o-", color="tab:orange", ms=4, lw=1.2, label="dev loss" + (f" (every {_usual_gap(eval_steps):,} steps)" if len(eval_steps) > 1 else ""))
     _log_y(ax)
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (log scale)")
     if len(means):
