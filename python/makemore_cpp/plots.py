@@ -131,12 +131,14 @@ def lr_find_plot(lre: Sequence[float], losses: Sequence[float], path: str | os.P
                    label=f"suggested lr = {suggested_lr:.3g} (log10 = {np.log10(suggested_lr):.2f})")
     finite = y[np.isfinite(y)]
     if len(finite):
-        top = np.nanmax(smoothed) * 1.08 if smoothed is not None and len(smoothed) else finite.max()
+        # the whole smoothed curve, unless it explodes past 1.5 times where it started
+        top = (min(np.nanmax(smoothed), 1.5 * smoothed[0]) * 1.08 if smoothed is not None and len(smoothed)
+               else finite.max())
         ax.set_ylim(max(0.0, finite.min() - 0.3), min(finite.max(), top) + 0.3)
     ax.set_xlabel("log10(learning rate)")
     ax.set_ylabel("minibatch loss")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="best")
     ax.set_title(title or f"Learning-rate sweep: one step at each of {len(y):,} rates")
     fig.tight_layout()
     return _save(fig, path)
