@@ -504,18 +504,52 @@ def test_python_functions(tmp_path):
     assert ov.passed and ov.rows == sum(len(w) + 1 for w in mm.load_names()[:3])
 
 
+def _runtime_arity(fn) -> int | None:
+    """How many arguments a pybind11 function takes, from the signature line of its docstring."""
+    first = (fn.__doc__ or "").splitlines()[0] if fn.__doc__ else ""
+    if "(" not in first:
+        return None
+    depth, count, inside = 0, 0, first[first.index("(") + 1:]
+    for ch in inside:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            if depth == 0:
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            count += 1
+    return count + 1 if inside.strip()[0] != ")" else 0
+
+
 def test_stubs_cover_the_extension():
+    """_core.pyi names every class, method, function and constant of the extension, with as many
+    arguments as the bindings take."""
     stub = pathlib.Path(mm._core.__file__).with_name("_core.pyi")
     assert stub.exists() and stub.with_name("py.typed").exists()
     tree = ast.parse(stub.read_text())
     top = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     top |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     assert top == {k for k in dir(mm._core) if not k.startswith("_")}
-    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
-        names = {n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AnnAssign)) and hasattr(n, "name")}
-        names |= {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)}
-        runtime = {k for k in dir(getattr(mm._core, cls.name)) if not k.startswith("_")}
-        assert names - {"__init__"} == runtime, cls.name
+
+    def check(fn_node, runtime_fn, where):
+        args = fn_node.args
+        n = len(args.posonlyargs) + len(args.args)
+        want = _runtime_arity(runtime_fn)
+        if want is not None and not any(isinstance(d, ast.Name) and d.id == "property" for d in fn_node.decorator_list):
+            assert n == want, f"{where}: the stub takes {n} arguments, the extension {want}"
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            check(node, getattr(mm._core, node.name), node.name)
+        if isinstance(node, ast.ClassDef):
+            cls = getattr(mm._core, node.name)
+            names = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            names |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
+            runtime = {k for k in dir(cls) if not k.startswith("_")}
+            assert names - {"__init__"} == runtime, node.name
+            for fn in (n for n in node.body if isinstance(n, ast.FunctionDef)):
+                check(fn, getattr(cls, fn.name), f"{node.name}.{fn.name}")
 
 
 def test_public_functions_have_docstrings():

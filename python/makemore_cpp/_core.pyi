@@ -45,9 +45,10 @@ class Model:
     def evaluate(self, X: _I32, Y: Optional[_I32], want_logits: bool, /) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
         """(row losses summed over consecutive 32-row chunks if Y is given, logits (N, V) if asked)."""
     def sample(self, seed: int, first: int, n: int, temperature: float, top_k: int, prefix: _I32,
-               max_len: int, /) -> _I32:
-        """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` as an (n, max_len) int32
-        array of ids, 0-padded; ``top_k`` 0 means all characters."""
+               max_len: int, compact: bool, /) -> _I32:
+        """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` (``top_k`` 0: all characters):
+        an (n, max_len) int32 array of ids, 0-padded; or with ``compact`` the names' ids one after
+        another, each ended by 0, as one flat array."""
 
 
 class Trainer:

@@ -436,7 +436,8 @@ def run_train(workdir: str | os.PathLike | None = None, input: str | os.PathLike
             evals = [(r["step"], r["dev_loss"]) for r in _read_log(paths["log"]) if "dev_loss" in r]
             _plots().loss_curve(losses[:done], paths["plot"], window=_window(done),
                                 eval_steps=[s for s, _ in evals], eval_losses=[val for _, val in evals],
-                                title=f"Training loss: {preset} preset, {model.num_params:,} parameters, {done:,} steps")
+                                title=f"Training loss: {preset} preset on {os.path.basename(input_path) if input_path else 'the bundled names'}, "
+                                      f"{model.num_params:,} parameters, {done:,} steps")
             files["plot"] = paths["plot"]
         except ImportError as e:
             say(f"no {LOSS_PNG}: {e}")
@@ -692,7 +693,11 @@ def run_sweep(grid: dict[str, Sequence[Any]] | None = None, input: str | os.Path
     for ``block_size``, ``n_embd``, ``n_hidden``, ``batch_size``, ``lr``; the preset's value where a
     key is absent), ``jobs`` at a time in separate processes (default: one per CPU, each on
     ``threads_per_job`` threads). ``overrides`` (e.g. ``steps``) apply to every run. Prints the
-    table sorted by dev loss, writes it as CSV to ``output`` and returns its rows (sorted)."""
+    table sorted by dev loss, writes it as CSV to ``output`` and returns its rows (sorted).
+
+    The worker processes are started with multiprocessing's "spawn" method (the core's thread pool
+    does not survive a fork), so a script calling this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard."""
     import multiprocessing as mp
     say = _printer(quiet)
     grid = {k: list(val) for k, val in (grid or {}).items() if val}
