@@ -158,25 +158,31 @@ PYBIND11_MODULE(_core, mod) {
                  return py::make_tuple(chunks, logits);
              })
         .def("sample",
-             // (n, max_len) int32 ids, 0-padded, of names first .. first + n - 1.
+             // Names first .. first + n - 1: (n, max_len + 1) int32 ids, 0-padded, or with compact the
+             // names' ids one after another, each ended by 0.
              [](Model& m, uint64_t seed, int64_t first, int64_t n, double temperature, int top_k,
-                carray<int32_t> prefix, int max_len) {
+                carray<int32_t> prefix, int max_len, bool compact) {
                  require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
                  const int32_t* pre = prefix.data();
                  for (py::ssize_t i = 0; i < prefix.size(); ++i) require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
-                 py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len});
-                 std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * max_len);
-                 SampleArgs a{seed, first, n, temperature, top_k, pre, (int)prefix.size(), max_len, out.mutable_data()};
+                 py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len + 1});
+                 if (!compact) std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * (max_len + 1));  // 0-padded rows
+                 SampleArgs a{seed, first, n, temperature, top_k, pre, (int)prefix.size(), max_len, out.mutable_data(),
+                              compact ? 1 : 0};
                  BusyGuard g(m);
+                 int64_t written;
                  {
                      py::gil_scoped_release nogil;
                      if (m.elem == 4)
-                         isa()->f32.sample(m.view<float>(), &a);
+                         written = isa()->f32.sample(m.view<float>(), &a);
                      else
-                         isa()->f64.sample(m.view<double>(), &a);
+                         written = isa()->f64.sample(m.view<double>(), &a);
                  }
-                 return out;
-             });
+                 if (compact) return py::array(out.reshape({(py::ssize_t)n * (max_len + 1)})[py::slice(0, written, 1)]);
+                 return py::array(out[py::make_tuple(py::ellipsis(), py::slice(0, max_len, 1))]);
+             },
+             py::arg("seed"), py::arg("first"), py::arg("n"), py::arg("temperature"), py::arg("top_k"), py::arg("prefix"),
+             py::arg("max_len"), py::arg("compact") = false);
 
     py::class_<Trainer>(mod, "Trainer")
         .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov, double beta1,

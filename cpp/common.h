@@ -124,7 +124,9 @@ struct SampleArgs {
     const int32_t* prefix;     // every name starts with these ids
     int plen;
     int max_len;               // characters per name at most, prefix included
-    int32_t* out;              // (n, max_len) ids, 0-padded
+    int32_t* out;              // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the
+                               // row untouched), or, when compact, the names one after another, each ended by 0
+    int compact;
 };
 
 // The kernels of one instruction set, for one element type.
@@ -134,7 +136,7 @@ struct Kernels {
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
     // Sum of row losses over 32-row chunks into chunk_loss[ceil(N/32)] (if Y), logits into out (if out).
     void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out);
-    void (*sample)(ParamView<T>, const SampleArgs*);
+    int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);
 };
 

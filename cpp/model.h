@@ -201,10 +201,12 @@ static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H
 // shaped). Dropout when p > 0, with the masks of (seed, step). Returns the mean loss; when it is
 // not finite, returns before the backward pass.
 
+static constexpr int MAX_PARTS = 64;  // arrays of per-part results are this long
 static inline int parts_for(double macs) {
     // Below a few million multiply-adds per phase, waking a second thread costs more than it saves
     // (measured: benchmarks/NOTES.md).
     int nt = mm::pool_threads();
+    if (nt > MAX_PARTS) nt = MAX_PARTS;
     if (nt <= 1 || macs < 1.5e6) return 1;
     int n = (int)(macs / 0.75e6);
     return n < nt ? (n < 1 ? 1 : n) : nt;

@@ -58,7 +58,7 @@ static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o,
     const int64_t n = pv.lay->total;
     os->t += 1;
     const int np = parts_for((double)n * 8);
-    int bad[64] = {0};
+    int bad[MAX_PARTS] = {0};
     parallel(np, [&](int part, int nparts) {
         int64_t lo, hi;
         split_range(n / PAD, part, nparts, &lo, &hi);

@@ -276,3 +276,21 @@ def test_same_seed_same_everything():
     for k in runs[0][1]:
         np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(temperature=0.8, top_k=4), dict(temperature=0), dict(prefix=[2])])
+def test_tabulated_sampling_draws_the_same_names(kw):
+    """With few contexts (V^T) next to the names drawn, the sampler tabulates every context's
+    distribution once; the names are the same as one character at a time."""
+    V, T = 13, 2  # 169 contexts
+    model = mm.MLP(V, T, 5, 40, seed=2, init="kaiming", dtype="float64")
+    rng = np.random.default_rng(1)
+    X, Y = rng.integers(0, V, (3000, T)), rng.integers(1, V, 3000)
+    Y[::5] = 0
+    mm.train(model, X, Y, steps=300, lr=0.5)
+    many = model.sample_ids(400, seed=4, **kw)        # tabulated: 400 names > 169 contexts
+    few = model.sample_ids(40, seed=4, **kw)          # one character at a time
+    np.testing.assert_array_equal(many[:40], few)
+    theirs = ref.sample(model.get_params(), 40, seed=4, temperature=kw.get("temperature", 1.0),
+                        top_k=kw.get("top_k"), prefix=kw.get("prefix", ()))
+    assert [list(r[r > 0]) for r in few] == theirs

@@ -137,7 +137,7 @@ def sample(params: Mapping[str, Any], n: int, seed: int = 0, temperature: float 
                 ch = int(np.argmax(lg))
             else:
                 thr = np.sort(lg)[::-1][top_k - 1] if top_k and top_k < V else -np.inf
-                e = np.where(lg >= thr, np.exp((lg - lg.max()) / temperature), 0.0)
+                e = np.where(lg >= thr, np.exp((lg - lg.max()) * (1.0 / temperature)), 0.0)
                 cum = np.cumsum(e)
                 ch = int(np.searchsorted(cum, u * cum[-1], side="right"))
                 ch = min(ch, int(np.nonzero(e)[0][-1]))
@@ -264,26 +264,27 @@ def train_replay(params: Mapping[str, Any], X: Any, Y: Any, lr: Any, batch_indic
 
 
 def lecture_sample(params: Mapping[str, Any], n: int, seed: int = 2147483647 + 10) -> list[str]:
-    """The lecture's sampling loop, verbatim in spirit: one name and one character at a time,
-    ``torch.multinomial`` on the softmax (returns id lists). Used by the benchmarks."""
+    """The lecture's sampling loop as the notebook runs it: one name and one character at a time,
+    ``torch.multinomial`` on the softmax, with the trained tensors (``requires_grad=True``, no
+    ``torch.no_grad``). Returns id lists. Used by the benchmarks."""
     torch = _torch()
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(seed)
-    P = {k: torch.as_tensor(np.asarray(a)) for k, a in params.items()}
-    block_size = P["W1"].shape[0] // P["C"].shape[1]
+    P = {k: torch.tensor(np.asarray(a), requires_grad=True) for k, a in params.items()}
+    C, W1, b1, W2, b2 = P["C"], P["W1"], P["b1"], P["W2"], P["b2"]
+    block_size = W1.shape[0] // C.shape[1]
     out = []
-    with torch.no_grad():
-        for _ in range(n):
-            name, context = [], [0] * block_size
-            while True:
-                emb = P["C"][torch.tensor([context])]
-                h = torch.tanh(emb.view(1, -1) @ P["W1"] + P["b1"])
-                lg = h @ P["W2"] + P["b2"]
-                probs = F.softmax(lg, dim=1)
-                ix = torch.multinomial(probs, num_samples=1, generator=g).item()
-                context = context[1:] + [ix]
-                if ix == 0:
-                    break
-                name.append(ix)
-            out.append(name)
+    for _ in range(n):
+        name, context = [], [0] * block_size
+        while True:
+            emb = C[torch.tensor([context])]
+            h = torch.tanh(emb.view(1, -1) @ W1 + b1)
+            logits = h @ W2 + b2
+            probs = F.softmax(logits, dim=1)
+            ix = torch.multinomial(probs, num_samples=1, generator=g).item()
+            context = context[1:] + [ix]
+            if ix == 0:
+                break
+            name.append(ix)
+        out.append(name)
     return out
