@@ -56,8 +56,12 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.nda
 
     ``shape`` holds the expected dimensions, None for any length. ``what`` names ``high``.
     """
-    arr = to_numpy(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or (arr.size == 0 and arr.dtype == np.float64)):
+    try:
+        arr = to_numpy(a)
+    except (ValueError, TypeError) as e:  # ragged nested lists, for one
+        raise ValueError(f"{name} must be an array of integers, got {type(a).__name__} that NumPy cannot convert ({e})") from None
+    # kind 'i' or 'u' only: NumPy counts timedelta64 as an integer type, and bool converts silently.
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype == np.float64):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
     if arr.ndim != len(shape) or any(s is not None and arr.shape[i] != s for i, s in enumerate(shape)):
@@ -85,6 +89,8 @@ def rows(model: Any, X: Any, Y: Any | None, xname: str = "X", yname: str = "Y") 
 
 
 def dtype_name(dtype: Any) -> str:
+    if dtype is None:  # np.dtype(None) is float64: not a choice to make silently
+        raise ValueError("dtype must be 'float32' or 'float64', got None")
     try:
         name = np.dtype(dtype).name
     except TypeError:

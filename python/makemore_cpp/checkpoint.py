@@ -65,6 +65,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such checkpoint file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # an .npz is a zip file; np.load would read a .npy as one array
+            raise ValueError(f"not a zip (.npz) file (it starts with {magic!r})")
         with np.load(path, allow_pickle=False) as z:
             if "__meta__" not in z.files:
                 raise ValueError("no __meta__ header: not a makemore_cpp checkpoint")
@@ -80,13 +84,31 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise ValueError(f"{path}: checkpoint format version {meta.get('version')!r}; this makemore_cpp reads version {VERSION}")
     try:
         cfg = meta["config"]
-        vocab = Vocab(cfg["vocab"]) if isinstance(cfg["vocab"], list) else int(cfg["vocab"])
+        vocab = Vocab(cfg["vocab"]) if isinstance(cfg["vocab"], list) else cfg["vocab"]
+        _check_shapes(cfg, len(vocab) if isinstance(vocab, Vocab) else vocab, arrays)
         model = MLP(vocab, block_size=cfg["block_size"], n_embd=cfg["n_embd"], n_hidden=tuple(cfg["n_hidden"]),
                     seed=cfg["seed"], init=cfg["init"], dtype=cfg["dtype"])
         model.set_params({k: arrays[f"param/{k}"] for k in model.param_names})
         state = None
         if meta.get("state") is not None:
             state = TrainState.restore(model, meta["state"], {k: a for k, a in arrays.items() if not k.startswith("param/")})
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise ValueError(f"{path}: checkpoint is inconsistent ({type(e).__name__}: {e})") from None
+    except MemoryError as e:
+        raise MemoryError(f"{path}: {e}") from None
     return Checkpoint(model=model, state=state, extra=meta.get("extra") or {})
+
+
+def _check_shapes(cfg: dict, V: object, arrays: dict) -> None:
+    """The parameters the header describes are the arrays the file holds (checked before a model of
+    the header's sizes is allocated, so a corrupt header cannot ask for any amount of memory)."""
+    T, E, hidden = cfg["block_size"], cfg["n_embd"], cfg["n_hidden"]
+    if not isinstance(hidden, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in [V, T, E, *hidden]):
+        raise TypeError(f"sizes must be integers: vocab {V!r}, block_size {T!r}, n_embd {E!r}, n_hidden {hidden!r}")
+    widths = [T * E] + hidden + [V]
+    want = {"C": (V, E)}
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        want[f"W{i}"], want[f"b{i}"] = (a, b), (b,)
+    have = {k[len("param/"):]: tuple(a.shape) for k, a in arrays.items() if k.startswith("param/")}
+    if have != want:
+        raise ValueError(f"the header describes parameters {want}, the file holds {have}")

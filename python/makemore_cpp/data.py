@@ -27,9 +27,10 @@ def load_names() -> list[str]:
 def load_words(path: str | os.PathLike) -> list[str]:
     """Read a UTF-8 text file, one word per line.
 
-    A byte-order mark, CRLF line ends, surrounding white space and blank lines are dropped.
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file and the
-    line for text that is not UTF-8.
+    A byte-order mark, CRLF line ends, surrounding white space and blank lines are dropped. Lines
+    end where ``str.splitlines`` ends them, as the lecture's ``open(path).read().splitlines()``
+    does (a lone CR included). Raises ``FileNotFoundError`` for a missing file and ``ValueError``
+    naming the file and the line for text that is not UTF-8.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -38,9 +39,9 @@ def load_words(path: str | os.PathLike) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
-        line = raw[: e.start + bom].count(b"\n") + 1
+        line = len((raw[bom: e.start + bom].decode("utf-8") + "x").splitlines())  # lines as splitlines counts them
         raise ValueError(f"{path}: line {line} is not valid UTF-8 (byte {raw[e.start + bom]:#04x} at offset {e.start + bom})") from None
-    return [w for w in (line.strip() for line in text.split("\n")) if w]
+    return [w for w in (line.strip() for line in text.splitlines()) if w]
 
 
 class Vocab:
@@ -65,6 +66,7 @@ class Vocab:
     @classmethod
     def from_words(cls, words: Iterable[str]) -> "Vocab":
         """The vocabulary of ``words``: their distinct characters, sorted, after ``'.'``."""
+        _not_one_str(words)
         words = list(words)
         for i, w in enumerate(words):
             if not isinstance(w, str):
@@ -97,6 +99,8 @@ class Vocab:
         """The string of ``ids`` (``'.'`` for 0, as the lecture's ``''.join(itos[i] for i in ids)``)."""
         out = []
         for i in ids:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"ids must be integers, got {type(i).__name__} {i!r}")
             i = int(i)
             if i not in self.itos:
                 raise ValueError(f"id {i} is not in the vocabulary (0 <= id < {len(self)})")
@@ -111,7 +115,11 @@ def split_words(words: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.
     ``words[:n1], words[n1:n2], words[n2:]`` with ``n1 = int(0.8*n)``, ``n2 = int(0.9*n)``.
     ``seed=None`` keeps the order. The input list is not modified.
     """
-    fractions = [float(f) for f in fractions]
+    _not_one_str(words)
+    try:
+        fractions = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        raise TypeError(f"fractions must be a sequence of numbers, got {fractions!r}") from None
     if not fractions or any(not (f >= 0) for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
     words = list(words)
@@ -137,6 +145,7 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
     if not isinstance(vocab, Vocab):
         raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
     block_size = int(block_size)
+    _not_one_str(words)
     seqs = [vocab.encode(w) + [0] for w in words]
     if not seqs:
         return np.zeros((0, block_size), np.int32), np.zeros(0, np.int32)
@@ -150,3 +159,9 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
     stream[pos] = ids
     X = stream[pos[:, None] + np.arange(-block_size, 0)]
     return np.ascontiguousarray(X, np.int32), ids.copy()
+
+
+def _not_one_str(words: object) -> None:
+    """A str is iterable, but as ``words`` it would be read as one word per character."""
+    if isinstance(words, (str, bytes)):
+        raise TypeError(f"words must be a list of strings, got one {type(words).__name__} {words[:40]!r}")

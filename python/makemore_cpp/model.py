@@ -1,10 +1,13 @@
 """The lecture's MLP: an embedding table C, tanh hidden layers, a linear output layer."""
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
-from typing import Any, Mapping, Sequence
+import threading
+import time
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -15,8 +18,12 @@ from .data import Vocab
 __all__ = ["MLP"]
 
 INITS = {"lecture": 0, "kaiming": 1}
-EVAL_CHUNK = 1 << 18          # rows per call into the core (a multiple of 32), so Ctrl-C is prompt
-SAMPLE_CHUNK_CELLS = 1 << 22  # names x max_len per call into the core
+EVAL_CHUNK = 1 << 18          # rows per call into the core at most (a multiple of 32)
+SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
+CHUNK_SECONDS = 0.05          # calls into the core are sized to take about this long, so Ctrl-C is prompt
+FIRST_CHUNK_MACS = 2e7        # the first call's size, before its time is known: a few milliseconds
+BUSY = ("this model is in use by another thread (training, evaluating or sampling); "
+        "use one model per thread (model.copy()), or wait for the other call to finish")
 
 
 def _param_names(n_layers: int) -> list[str]:
@@ -56,7 +63,7 @@ class MLP:
         if not 1 <= len(widths) <= _core.MAX_HIDDEN:
             raise ValueError(f"n_hidden must be a width or 1 to {_core.MAX_HIDDEN} widths, got {n_hidden!r}")
         widths = [v.integer(w, "n_hidden", 1, 1 << 20) for w in widths]
-        if init not in INITS:
+        if not isinstance(init, str) or init not in INITS:
             raise ValueError(f"init must be one of {sorted(INITS)}, got {init!r}")
         seed = v.seed(seed)
         dtype = v.dtype_name(dtype)
@@ -70,8 +77,25 @@ class MLP:
         self.init = init
         self.seed = seed
         self.param_names = _param_names(len(widths))
+        self._lock = threading.RLock()
         self._m = _core.Model(V, block_size, n_embd, widths, dtype)
         self._m.init(seed, INITS[init])
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the model for the whole of a public call: a call from a second thread meanwhile is
+        refused with RuntimeError (the same thread may nest calls, as train's evaluations do)."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(BUSY)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _row_macs(self) -> float:
+        """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead."""
+        widths = (self.block_size,) + self.n_hidden + (self.vocab_size,)
+        return float(sum(a * b for a, b in zip(widths[:-1], widths[1:])) + 4 * sum(widths))
 
     # ---------------------------------------------------------------- description
     def config(self) -> dict:
@@ -97,7 +121,8 @@ class MLP:
     # ---------------------------------------------------------------- parameters
     def get_params(self) -> dict[str, np.ndarray]:
         """Copies of the parameters, keyed ``C, W1, b1, W2, b2, ...``, in the lecture's shapes."""
-        return {name: self._m.get(q) for q, name in enumerate(self.param_names)}
+        with self._exclusive():
+            return {name: self._m.get(q) for q, name in enumerate(self.param_names)}
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Replace every parameter. Keys and shapes must match; values are converted to the model's
@@ -112,16 +137,21 @@ class MLP:
         arrays = []
         for q, name in enumerate(self.param_names):
             a = v.to_numpy(params[name])
-            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            if a.dtype.kind not in "iuf":  # not bool, complex, timedelta64, object or text
                 raise TypeError(f"params[{name!r}] must hold real numbers, got dtype {a.dtype}")
             shape = self._shape(q)
             if a.shape != shape:
                 raise ValueError(f"params[{name!r}] must have shape {shape}, got {a.shape}")
-            a = np.ascontiguousarray(a, dtype=self.dtype)
-            if not np.isfinite(a).all():
-                raise ValueError(f"params[{name!r}] holds non-finite values")
+            with np.errstate(over="ignore", invalid="ignore"):
+                a = np.ascontiguousarray(a, dtype=self.dtype)
+            finite = np.isfinite(a)
+            if not finite.all():
+                where = np.unravel_index(int(np.argmin(finite)), a.shape)
+                raise ValueError(f"params[{name!r}] must be finite in {self.dtype}, got {a[where]} at index "
+                                 f"{tuple(int(i) for i in where)}")
             arrays.append(a)
-        self._m.set_all(arrays)
+        with self._exclusive():
+            self._m.set_all(arrays)
 
     def _shape(self, q: int) -> tuple[int, ...]:
         widths = (self.block_size * self.n_embd,) + self.n_hidden + (self.vocab_size,)
@@ -133,7 +163,8 @@ class MLP:
     def copy(self) -> "MLP":
         """An independent model with the same configuration and parameters."""
         other = MLP.__new__(MLP)
-        other.__dict__.update({k: val for k, val in self.__dict__.items() if k != "_m"})
+        other.__dict__.update({k: val for k, val in self.__dict__.items() if k not in ("_m", "_lock")})
+        other._lock = threading.RLock()
         other._m = _core.Model(self.vocab_size, self.block_size, self.n_embd, list(self.n_hidden), self.dtype)
         other._m.set_all(list(self.get_params().values()))
         return other
@@ -144,7 +175,11 @@ class MLP:
         X, Y = v.rows(self, X, Y)
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
-        loss, grads = self._m.loss_and_grad(X, Y)
+        if X.size > v.INT32_MAX:
+            raise ValueError(f"X must hold at most {v.INT32_MAX} ids in one loss_and_grad (rows x block_size), "
+                             f"got {len(X)} x {self.block_size}; use loss() for the loss of many rows")
+        with self._exclusive():
+            loss, grads = self._m.loss_and_grad(X, Y)
         return float(loss), dict(zip(self.param_names, grads))
 
     def loss(self, X: Any, Y: Any) -> float:
@@ -153,36 +188,49 @@ class MLP:
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
         sums = []
-        for a in range(0, len(X), EVAL_CHUNK):
-            chunk, _ = self._m.evaluate(X[a:a + EVAL_CHUNK], Y[a:a + EVAL_CHUNK], False)
-            sums.append(chunk)
-        # fsum is exact, so the result does not depend on how the rows were split between calls.
+        with self._exclusive():
+            for a, b in _chunks(len(X), FIRST_CHUNK_MACS / self._row_macs(), EVAL_CHUNK, 32):
+                sums.append(self._m.evaluate(X[a:b], Y[a:b], False)[0])
+        # The core sums the row losses of each 32 rows in order, and every call starts at a multiple
+        # of 32; fsum is exact: so the result does not depend on how the rows were split between calls.
         return math.fsum(np.concatenate(sums).tolist()) / len(X)
 
     def logits(self, X: Any) -> np.ndarray:
         """The logits (N, V) of the contexts X (N, block_size)."""
         X, _ = v.rows(self, X, None)
-        parts = [self._m.evaluate(X[a:a + EVAL_CHUNK], None, True)[1] for a in range(0, len(X), EVAL_CHUNK)]
+        with self._exclusive():
+            parts = [self._m.evaluate(X[a:b], None, True)[1]
+                     for a, b in _chunks(len(X), FIRST_CHUNK_MACS / self._row_macs(), EVAL_CHUNK, 32)]
         return np.concatenate(parts) if parts else np.zeros((0, self.vocab_size), self.dtype)
 
-    def sample_ids(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-                   prefix: Sequence[int] = (), max_len: int = 100) -> np.ndarray:
-        """``sample`` as ids: an (n, max_len) int32 array, 0-padded after each name."""
+    def _sample_chunks(self, n: int, seed: int, temperature: float, top_k: int | None, prefix: Sequence[int],
+                       max_len: int, compact: bool):
+        """Validate, then yield the core's output for names 0 .. n-1 in order: (n_i, max_len) id
+        arrays, or with compact each chunk's names as ids one after another, each ended by 0."""
         n = v.integer(n, "n", 0)
         seed = v.seed(seed)
         temperature = v.real(temperature, "temperature", 0.0)
         top_k = 0 if top_k is None else v.integer(top_k, "top_k", 1)
+        top_k = min(top_k, self.vocab_size)  # top_k >= the vocabulary size keeps every character
         max_len = v.integer(max_len, "max_len", 1, (1 << 20) - 1)
-        prefix = v.index_array(np.asarray(list(prefix), dtype=np.int64), "prefix", (None,), self.vocab_size,
-                               "the vocabulary size")
+        if isinstance(prefix, (str, bytes)):
+            raise TypeError(f"prefix must be a sequence of ids (sample() takes a str), got {type(prefix).__name__} {prefix!r}")
+        prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
         if (prefix == 0).any():
             raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
         if len(prefix) > max_len:
             raise ValueError(f"prefix holds {len(prefix)} characters, more than max_len = {max_len}")
-        chunk = max(1, SAMPLE_CHUNK_CELLS // max_len)
-        parts = [self._m.sample(seed, a, min(chunk, n - a), temperature, top_k, prefix, max_len)
-                 for a in range(0, n, chunk)]
-        return np.concatenate(parts) if parts else np.zeros((0, max_len), np.int32)
+        # Name i depends only on (seed, i), so the calls may hold any number of names.
+        first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
+        for a, b in _chunks(n, first, max(1, SAMPLE_CHUNK_CELLS // max_len)):
+            yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact)
+
+    def sample_ids(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+                   prefix: Sequence[int] = (), max_len: int = 100) -> np.ndarray:
+        """``sample`` as ids: an (n, max_len) int32 array, 0-padded after each name."""
+        with self._exclusive():  # held here, not in the generator: an abandoned generator would keep it
+            parts = list(self._sample_chunks(n, seed, temperature, top_k, prefix, max_len, False))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros((0, max_len), np.int32)
 
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
                prefix: str = "", max_len: int = 100) -> list[str]:
@@ -199,10 +247,16 @@ class MLP:
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if "." in prefix:
             raise ValueError(f"prefix {prefix!r} contains '.', which ends a name")
-        ids = self.sample_ids(n, seed, temperature, top_k, self.vocab.encode(prefix), max_len)
-        codes = np.array([0] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
-        text = codes[ids]
-        return text.view(f"<U{ids.shape[1]}").ravel().tolist() if n else []
+        # The names come as ids, each ended by 0: map them to code points, 0 to a separator that is
+        # not in the vocabulary, and split one string.
+        sep = next(ch for ch in map(chr, range(10, 0x110000)) if ch not in self.vocab.stoi)
+        codes = np.array([ord(sep)] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
+        names: list[str] = []
+        with self._exclusive():
+            for flat in self._sample_chunks(n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True):
+                text = codes[flat].tobytes().decode("utf-32-le")
+                names += text.split(sep)[:-1]
+        return names
 
     # ---------------------------------------------------------------- files and torch
     def save(self, path: str | os.PathLike) -> None:
@@ -239,6 +293,23 @@ class MLP:
         model = cls(vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype)
         model.set_params(params)
         return model
+
+
+def _chunks(n: int, first: float, most: int, align: int = 1) -> Iterator[tuple[int, int]]:
+    """Ranges [a, b) covering [0, n) for successive calls into the core: each starts at a
+    multiple of ``align``; the first holds about ``first`` items, the next are resized (at most 4x
+    at a time, up to ``most``) so that each call takes about CHUNK_SECONDS."""
+    size = max(align, min(most, int(first)) // align * align)
+    most = max(align, most // align * align)
+    a = 0
+    while a < n:
+        b = min(n, a + size)
+        t0 = time.perf_counter()
+        yield a, b
+        if b - a == size:  # a full chunk: its time says how many items fit in CHUNK_SECONDS
+            scale = min(4.0, max(0.25, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
+            size = max(align, min(most, int(size * scale)) // align * align)
+        a = b
 
 
 def _check_memory(V: int, T: int, E: int, widths: list[int], dtype: str) -> None:

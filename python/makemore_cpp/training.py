@@ -1,6 +1,8 @@
 """The training loop: minibatch SGD (or momentum, or AdamW) run in the C++ core."""
 from __future__ import annotations
 
+import functools
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -59,10 +61,12 @@ class TrainState:
     @classmethod
     def restore(cls, model: MLP, meta: dict, moments: dict[str, np.ndarray]) -> "TrainState":
         s = meta["settings"]
+        s = _settings(model, s["batch_size"], s["seed"], s["optimizer"], s["momentum"], s["nesterov"], s["betas"],
+                      s["eps"], s["weight_decay"], s["dropout"])
         st = cls(model, s["batch_size"], s["seed"], s["optimizer"], s["momentum"], s["nesterov"], tuple(s["betas"]),
                  s["eps"], s["weight_decay"], s["dropout"])
-        st.step = int(meta["step"])
-        st._t.t = int(meta["updates"])
+        st.step = v.integer(meta["step"], "step", 0, 2**62)
+        st._t.t = v.integer(meta["updates"], "updates", 0, 2**62)
         m, w = st._t.moments()
         get = lambda prefix, present: None if present is None else [  # noqa: E731
             np.ascontiguousarray(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
@@ -98,12 +102,24 @@ class History:
 
 
 def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
+    def number(x: Any, step: int) -> float:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+            raise TypeError(f"lr({step}) must return a real number, got {type(x).__name__} {x!r}")
+        return float(x)
+
     if callable(lr):
-        arr = np.array([lr(start + i) for i in range(steps)], dtype=np.float64)
-    elif isinstance(lr, (int, float, np.number)) and not isinstance(lr, bool):
+        arr = np.array([number(lr(start + i), start + i) for i in range(steps)], dtype=np.float64)
+    elif isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
         arr = np.full(steps, float(lr))
     else:
-        arr = np.asarray(v.to_numpy(lr), dtype=np.float64)
+        if isinstance(lr, (str, bytes, bool, np.bool_, numbers.Number)):
+            raise TypeError(f"lr must be a real number, a callable or an array of length steps = {steps}, "
+                            f"got {type(lr).__name__} {lr!r}")
+        arr = v.to_numpy(lr)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"lr must be a real number, a callable or an array of length steps = {steps}, "
+                            f"got an array of dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
         if arr.shape != (steps,):
             raise ValueError(f"lr must be a number, a callable or an array of length steps = {steps}, got shape {arr.shape}")
     bad = ~(np.isfinite(arr) & (arr >= 0))
@@ -113,6 +129,46 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _holding_model(f: Callable) -> Callable:
+    """Check the model, and hold it for the whole call (see MLP._exclusive): a model is trained,
+    evaluated or sampled by one thread at a time; a second thread's call is refused."""
+    @functools.wraps(f)
+    def wrapper(model: MLP, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a makemore_cpp.MLP, got {type(model).__name__}")
+        with model._exclusive():
+            return f(model, *args, **kwargs)
+    return wrapper
+
+
+def _settings(model: MLP, batch_size: Any, seed: Any, optimizer: Any, momentum: Any, nesterov: Any, betas: Any,
+              eps: Any, weight_decay: Any, dropout: Any) -> dict:
+    """The optimizer's settings, checked."""
+    batch_size = v.integer(batch_size, "batch_size", 1, 1 << 24)
+    if batch_size * model.block_size > v.INT32_MAX:
+        raise ValueError(f"batch_size * block_size must be <= {v.INT32_MAX}, got {batch_size} * {model.block_size}")
+    seed = v.seed(seed)
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    momentum = v.real(momentum, "momentum", 0.0, 1.0, high_open=True)
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+    if nesterov and momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    if optimizer == "adamw" and momentum:
+        raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
+    betas = (v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True), v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
+    eps = v.real(eps, "eps", 0.0, low_open=True)
+    weight_decay = v.real(weight_decay, "weight_decay", 0.0)
+    dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    return {"batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
+            "nesterov": bool(nesterov), "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
+            "dropout": dropout}
+
+
+@_holding_model
 def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: float | Sequence[float] | Callable[[int], float] = 0.1,
           seed: int = 0, batch_indices: Any = None, *, optimizer: str = "sgd", momentum: float = 0.0,
           nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -142,26 +198,11 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     Ctrl-C stops within a fraction of a second with ``KeyboardInterrupt``; the model then holds the
     parameters after the last completed step.
     """
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a makemore_cpp.MLP, got {type(model).__name__}")
     steps = v.integer(steps, "steps", 0)
-    batch_size = v.integer(batch_size, "batch_size", 1, 1 << 24)
-    seed = v.seed(seed)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    momentum = v.real(momentum, "momentum", 0.0, 1.0, high_open=True)
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True needs momentum > 0")
-    if optimizer == "adamw" and momentum:
-        raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
-    betas = (v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True), v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
-    eps = v.real(eps, "eps", 0.0, low_open=True)
-    weight_decay = v.real(weight_decay, "weight_decay", 0.0)
-    dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
+    settings = _settings(model, batch_size, seed, optimizer, momentum, nesterov, betas, eps, weight_decay, dropout)
+    batch_size, seed, optimizer, momentum = settings["batch_size"], settings["seed"], settings["optimizer"], settings["momentum"]
+    nesterov, betas, eps = settings["nesterov"], tuple(settings["betas"]), settings["eps"]
+    weight_decay, dropout = settings["weight_decay"], settings["dropout"]
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
     X, Y = v.rows(model, X, Y)
@@ -180,9 +221,6 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     if keep_best and X_val is None:
         raise ValueError("keep_best needs X_val and Y_val")
 
-    settings = {"batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
-                "nesterov": bool(nesterov), "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
-                "dropout": dropout}
     if state is None:
         state = TrainState(model, batch_size, seed, optimizer, momentum, bool(nesterov), betas, eps, weight_decay, dropout)
     else:
@@ -234,12 +272,13 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
                 bar.set_postfix(loss=f"{np.mean(losses[max(0, done - 100):done]):.4f}", refresh=False)
             if status:
                 at = step0 + done
+                kept = f"the parameters after step {at - 1}" if at > 0 else "its initial parameters"
                 if status == 1:
                     hist.stopped = (f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
-                                    f"the model keeps the parameters after step {at - 1}")
+                                    f"the model keeps {kept}")
                 else:
                     hist.stopped = (f"the update of step {at} (lr {lrs[done]:g}) made a parameter non-finite; "
-                                    f"the model keeps the parameters after step {at - 1}")
+                                    f"the model keeps {kept}")
                 break
             if eval_every is not None and (done % eval_every == 0 or done == steps):
                 evaluate()
