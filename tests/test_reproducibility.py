@@ -1,0 +1,159 @@
+"""Reproducibility. What a run computes is determined by: the seeds (the model's ``seed`` for the
+initial parameters; ``train``'s ``seed`` for the minibatches and dropout; ``sample``'s ``seed``),
+the settings, the dtype, and the instruction-set path (``get_isa()``: avx512, avx2 or generic) --
+and by nothing else: not the thread count, not the process, not how the work is cut into calls.
+Same inputs, bit-identical parameters, losses and samples, run after run."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import makemore_cpp as mm
+from makemore_cpp import model as model_module
+
+RUN = r"""
+import hashlib, json, sys
+import numpy as np
+import makemore_cpp as mm
+
+def run(threads):
+    mm.set_num_threads(threads)
+    words = mm.load_names()[:4000]
+    vocab = mm.Vocab.from_words(mm.load_names())
+    X, Y = mm.build_dataset(words, vocab, 4)
+    out = {}
+    for dtype, hidden, opt in (("float32", 200, dict(lr=0.1)), ("float64", (64, 48), dict(optimizer="adamw", lr=0.01,
+                                                                                       weight_decay=0.01, dropout=0.1))):
+        m = mm.MLP(vocab, block_size=4, n_embd=8, n_hidden=hidden, seed=11, dtype=dtype, init="kaiming")
+        h = mm.train(m, X, Y, 700, batch_size=48, seed=5, X_val=X[:3000], Y_val=Y[:3000], eval_every=350, **opt)
+        d = hashlib.sha256()
+        for a in m.get_params().values():
+            d.update(a.tobytes())
+        d.update(h.loss.tobytes())
+        d.update(np.array(h.eval_loss).tobytes())
+        d.update(json.dumps(m.sample(300, seed=3, temperature=0.8, top_k=10)).encode())
+        d.update(m.sample_ids(50, seed=4, prefix=vocab.encode("ma"), max_len=12).tobytes())
+        d.update(np.float64(m.loss(X, Y)).tobytes())
+        d.update(m.logits(X[:500]).tobytes())
+        out[dtype] = d.hexdigest()
+    return out
+"""
+
+
+def digest_here(threads: int) -> dict:
+    scope: dict = {}
+    exec(RUN, scope)
+    try:
+        return scope["run"](threads)
+    finally:
+        mm.set_num_threads(mm._core.default_threads())
+
+
+def child_env(**extra) -> dict:
+    env = dict(os.environ, **extra)
+    src = str(pathlib.Path(mm.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def digest_in_child(threads: int, isa: str) -> dict:
+    code = RUN + f"\nprint(mm.get_isa()); print(json.dumps(run({threads})))\n"
+    p = subprocess.run([sys.executable, "-c", code], env=child_env(MAKEMORE_CPP_ISA=isa), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got_isa, out = p.stdout.strip().splitlines()[-2:]
+    assert got_isa == isa
+    return json.loads(out)
+
+
+def test_same_seed_same_bits_at_any_thread_count_in_any_process(isa):
+    """On each instruction set: two runs in this process at 1 and 2 threads (and more threads than
+    CPUs), and one in a fresh process, give the same bits."""
+    first = digest_here(1)
+    assert digest_here(2) == first
+    assert digest_here(5) == first
+    assert digest_in_child(2, isa) == first
+
+
+def test_instruction_set_paths_are_each_deterministic_and_may_differ():
+    """The documented caveat: each ISA path is reproducible, but float results may differ between
+    paths (different vector widths change the order of additions and the use of FMA). Samples of
+    a trained model are equal in practice but not promised."""
+    before = mm.get_isa()
+    digests = {}
+    try:
+        for name in ("generic", "avx2", "avx512"):
+            if mm._core.isa_supported(name):
+                mm.set_isa(name)
+                digests[name] = digest_here(2)
+    finally:
+        mm.set_isa(before)
+    assert len(digests) >= 1
+    print({k: {d: h[:12] for d, h in v.items()} for k, v in digests.items()})
+
+
+def params_digest(m) -> str:
+    return hashlib.sha256(b"".join(a.tobytes() for a in m.get_params().values())).hexdigest()
+
+
+def test_seeds_decide_and_only_seeds():
+    words = mm.load_names()[:2000]
+    vocab = mm.Vocab.from_words(mm.load_names())
+    X, Y = mm.build_dataset(words, vocab, 3)
+    a, b, c = (mm.MLP(vocab, 3, 10, 100, seed=s) for s in (1, 1, 2))
+    assert params_digest(a) == params_digest(b) != params_digest(c)
+    mm.train(a, X, Y, 300, seed=7)
+    mm.train(b, X, Y, 300, seed=7)
+    assert params_digest(a) == params_digest(b)
+    c = mm.MLP(vocab, 3, 10, 100, seed=1)
+    mm.train(c, X, Y, 300, seed=8)
+    assert params_digest(c) != params_digest(a)
+    # a run split in two with the state equals the run in one piece
+    d = mm.MLP(vocab, 3, 10, 100, seed=1)
+    h = mm.train(d, X, Y, 120, seed=7)
+    mm.train(d, X, Y, 180, seed=7, state=h.state)
+    assert params_digest(d) == params_digest(a)
+    # samples: name i depends on (seed, i) only
+    assert a.sample(50, seed=3) == b.sample(50, seed=3) == a.sample(80, seed=3)[:50]
+    assert a.sample(50, seed=3) != a.sample(50, seed=4)
+
+
+def test_results_do_not_depend_on_how_calls_are_chunked(monkeypatch):
+    """loss, logits and sample cut their work into calls sized by time; the answer is the same
+    bits however it is cut."""
+    words = mm.load_names()
+    vocab = mm.Vocab.from_words(words)
+    X, Y = mm.build_dataset(words, vocab, 3)
+    m = mm.MLP(vocab, 3, 10, 200, seed=0)
+    mm.train(m, X, Y, 500)
+    want = (m.loss(X, Y), m.logits(X[:5000]).tobytes(), m.sample(3000, seed=1), m.sample_ids(700, seed=2).tobytes())
+    for seconds, first in ((1e-9, 1.0), (1e-4, 1e5), (10.0, 1e12)):
+        monkeypatch.setattr(model_module, "CHUNK_SECONDS", seconds)
+        monkeypatch.setattr(model_module, "FIRST_CHUNK_MACS", first)
+        got = (m.loss(X, Y), m.logits(X[:5000]).tobytes(), m.sample(3000, seed=1), m.sample_ids(700, seed=2).tobytes())
+        assert got == want, (seconds, first)
+
+
+def test_chunks_cover_the_range_aligned():
+    for n, first, most, align in ((0, 10, 100, 32), (1, 1, 1, 1), (1000, 1, 64, 32), (10**6, 1e9, 2**18, 32),
+                                  (777, 5.5, 50, 1)):
+        ranges = list(model_module._chunks(n, first, most, align))
+        assert [a for a, _ in ranges] == ([0] + [b for _, b in ranges[:-1]] if n else [])
+        assert (ranges[-1][1] if ranges else 0) == n
+        assert all(a % align == 0 and b - a <= max(most, align) for a, b in ranges)
+
+
+def test_the_documentation_says_what_determines_results():
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guarantees.md")
+    if not doc.exists():
+        pytest.skip("docs/guarantees.md is not in this tree (installed package)")
+    text = doc.read_text(encoding="utf-8").lower()
+    for word in ("seed", "thread", "instruction set", "bit-identical", "dtype"):
+        assert word in text, word
