@@ -471,3 +471,30 @@ def test_validation_happens_once_at_the_boundary(monkeypatch):
         m.sample_ids(2, temperature=float("nan"))
     assert seen == []
     m._m = real
+
+
+# ------------------------------------------------------------------------------------ tiny temperatures
+
+@pytest.mark.parametrize("dtype, tiny", [("float64", 5e-324), ("float64", 1e-310), ("float32", 1e-39),
+                                         ("float32", 1e-45), ("float32", 5e-324)])
+def test_temperatures_whose_reciprocal_overflows_draw_the_most_likely_character(dtype, tiny):
+    """The limit temperature -> 0 is the most likely character. Below 1/max(dtype) the core's
+    weights would overflow (see the xfail below), so the boundary takes such temperatures as 0."""
+    m = mm.MLP(27, 2, 3, 7, seed=1, dtype=dtype)
+    greedy = m.sample_ids(20, seed=2, temperature=0, max_len=8)
+    assert np.array_equal(m.sample_ids(20, seed=2, temperature=tiny, max_len=8), greedy)
+    # just above the threshold the core's own arithmetic is fine, and also greedy here
+    assert np.array_equal(m.sample_ids(20, seed=2, temperature=1e-30 if dtype == "float32" else 1e-300, max_len=8),
+                          greedy)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "C++ core (cpp/sample.h, char_weights): with 1/temperature beyond the dtype's range, inv = inf and "
+    "(l_max - max) * inv = 0 * inf = NaN, so the running sums are NaN and pick_char returns the last id, "
+    "V-1, for every character. The Python boundary maps such temperatures to 0; the core should too."))
+def test_core_sampler_with_an_overflowing_reciprocal_temperature():
+    m = mm.MLP(27, 2, 3, 7, seed=1, dtype="float64")
+    prefix = np.zeros(0, np.int32)
+    got = m._m.sample(2, 0, 20, 1e-310, 0, prefix, 8, False)
+    want = m._m.sample(2, 0, 20, 0.0, 0, prefix, 8, False)
+    assert np.array_equal(got, want)

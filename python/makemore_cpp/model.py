@@ -210,6 +210,10 @@ class MLP:
         n = v.integer(n, "n", 0)
         seed = v.seed(seed)
         temperature = v.real(temperature, "temperature", 0.0)
+        if temperature < 1.0 / float(np.finfo(self.dtype).max):
+            # 1/temperature would overflow the core's weights exp((l - max l) / temperature); the
+            # distribution is then the limit temperature -> 0: the most likely character.
+            temperature = 0.0
         top_k = 0 if top_k is None else v.integer(top_k, "top_k", 1)
         top_k = min(top_k, self.vocab_size)  # top_k >= the vocabulary size keeps every character
         max_len = v.integer(max_len, "max_len", 1, (1 << 20) - 1)
