@@ -50,6 +50,9 @@ def save(path: str | os.PathLike, model: MLP, state: Any = None, extra: dict | N
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a checkpoint gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

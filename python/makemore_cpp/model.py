@@ -280,9 +280,10 @@ class MLP:
         return TorchMLP.from_params(self.get_params(), self.block_size)
 
     @classmethod
-    def from_torch(cls, module_or_state_dict: Any, vocab: Vocab | int | None = None, dtype: str = "float32") -> "MLP":
+    def from_torch(cls, module_or_state_dict: Any, vocab: Vocab | int | None = None, dtype: str | None = None) -> "MLP":
         """A model from a torch module or state dict with tensors named ``C, W1, b1, W2, b2, ...``
-        (the lecture's notebook: ``{'C': C, 'W1': W1, ...}``). The vocabulary size is C's rows."""
+        (the lecture's notebook: ``{'C': C, 'W1': W1, ...}``). The vocabulary size is C's rows; the
+        dtype is the tensors' (float64 stays float64, anything else becomes float32) unless given."""
         sd = module_or_state_dict.state_dict() if hasattr(module_or_state_dict, "state_dict") else module_or_state_dict
         if not isinstance(sd, Mapping) or "C" not in sd or "W1" not in sd:
             raise ValueError("expected a module or state dict with tensors 'C', 'W1', 'b1', 'W2', 'b2', ...")
@@ -294,6 +295,8 @@ class MLP:
         hidden = [params[f"W{i}"].shape[1] for i in range(1, n_layers + 1)]
         if vocab is None:
             vocab = C.shape[0]
+        if dtype is None:
+            dtype = "float64" if all(a.dtype == np.float64 for a in params.values()) else "float32"
         model = cls(vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype)
         model.set_params(params)
         return model
