@@ -155,5 +155,5 @@ def test_the_documentation_says_what_determines_results():
     if not doc.exists():
         pytest.skip("docs/guarantees.md is not in this tree (installed package)")
     text = doc.read_text(encoding="utf-8").lower()
-    for word in ("seed", "thread", "instruction set", "bit-identical", "dtype"):
+    for word in ("seed", "thread", "instruction-set path", "get_isa", "bit-identical", "dtype", "version"):
         assert word in text, word
