@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -671,6 +672,14 @@ def _sweep_init(input_path: str | None, threads: int) -> None:
     _SWEEP_WORDS, _ = _load_input(input_path)
 
 
+def _sweep_worker_init(input_path: str | None, threads: int) -> None:
+    # Ctrl-C is the parent's to handle: it terminates the pool. A worker that raised
+    # KeyboardInterrupt itself would only be replaced by a new one. (Only in pool workers: an
+    # ignored SIGINT would be inherited by every process the caller starts.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _sweep_init(input_path, threads)
+
+
 def _sweep_one(job: tuple[int, str, dict]) -> dict:
     i, preset, settings = job
     res = mm.fit(_SWEEP_WORDS, preset, **settings)
@@ -731,7 +740,7 @@ def run_sweep(grid: dict[str, Sequence[Any]] | None = None, input: str | os.Path
         it: Iterable[dict] = map(_sweep_one, work)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(jobs, initializer=_sweep_init, initargs=(input_path, threads_per_job))
+        pool = mp.get_context("spawn").Pool(jobs, initializer=_sweep_worker_init, initargs=(input_path, threads_per_job))
         it = pool.imap_unordered(_sweep_one, work)
     try:
         for r in it:
@@ -743,6 +752,12 @@ def run_sweep(grid: dict[str, Sequence[Any]] | None = None, input: str | os.Path
             results.append(row)
             say(f"  [{len(results)}/{len(combos)}] " + " ".join(f"{k}={row[k]}" for k in keys) +
                 f"  dev {row['dev_loss']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr)
+    except BaseException:  # Ctrl-C or a failed run: stop the workers now, do not wait for the queue
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.close()
