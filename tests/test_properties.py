@@ -346,7 +346,8 @@ def bad_index_arrays(V: int, shape: tuple, rows: int | None = None) -> st.Search
                 return kind, base.reshape(-1, 1)
             return kind, np.zeros((N, shape[1] + draw(st.sampled_from([-1, 1, 2])) if shape[1] > 1 else shape[1] + 1), int)
         if kind == "ragged":
-            return kind, [[0] * (shape[1] if len(shape) > 1 else 1), [0]]
+            w = shape[1] if len(shape) > 1 else 1
+            return kind, [[0] * w, [0] * (w + 1)]  # rows of two lengths (w + 1, so also when w == 1)
         if kind == "none":
             return kind, None
         return kind, [[2**70] * (shape[1] if len(shape) > 1 else 1)] if len(shape) > 1 else [2**70]
@@ -395,7 +396,8 @@ def bad_calls(draw):
             return cfg, where, kind, lambda m: m.logits(XX)
         return cfg, where, kind, lambda m: getattr(m, fn)(XX, YY)
     if where == "batch_indices":
-        kind, bad = draw(bad_index_arrays(len(X), (None, 4), rows=3))
+        # (None is not bad here: it means "draw the minibatches")
+        kind, bad = draw(bad_index_arrays(len(X), (None, 4), rows=3).filter(lambda kb: kb[0] != "none"))
         return cfg, where, kind, lambda m: mm.train(m, X, Y, 3, batch_size=4, batch_indices=bad)
     if where == "prefix":
         bad = draw(st.one_of(st.lists(st.integers(max_value=0), min_size=1, max_size=3),

@@ -498,3 +498,18 @@ def test_core_sampler_with_an_overflowing_reciprocal_temperature():
     got = m._m.sample(2, 0, 20, 1e-310, 0, prefix, 8, False)
     want = m._m.sample(2, 0, 20, 0.0, 0, prefix, 8, False)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("call", ["loss", "loss_and_grad", "train"])
+def test_missing_targets_are_named(call):
+    """Y=None where targets are needed: a TypeError that names Y (found by the hypothesis campaign:
+    it used to fail inside the package with "'NoneType' object is not subscriptable")."""
+    m = mm.MLP(5, block_size=2, n_embd=2, n_hidden=3)
+    X = np.zeros((4, 2), np.int32)
+    before = m.get_params()
+    with pytest.raises(TypeError, match=r"^Y must be an array of integers"):
+        if call == "train":
+            mm.train(m, X, None, 2, batch_size=2)
+        else:
+            getattr(m, call)(X, None)
+    assert all(np.array_equal(before[k], m.get_params()[k]) for k in before)

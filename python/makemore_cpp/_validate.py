@@ -76,13 +76,17 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.nda
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def rows(model: Any, X: Any, Y: Any | None, xname: str = "X", yname: str = "Y") -> tuple[np.ndarray, np.ndarray | None]:
+def contexts(model: Any, X: Any, xname: str = "X") -> np.ndarray:
+    """Contexts X (N, block_size) for ``model``, as int32."""
+    return index_array(X, xname, (None, model.block_size), model.vocab_size, "the vocabulary size")
+
+
+def rows(model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y") -> tuple[np.ndarray, np.ndarray]:
     """Contexts X (N, block_size) and targets Y (N,) for ``model``, as int32."""
-    V = model.vocab_size
-    X = index_array(X, xname, (None, model.block_size), V, "the vocabulary size")
+    X = contexts(model, X, xname)
     if Y is None:
-        return X, None
-    Y = index_array(Y, yname, (None,), V, "the vocabulary size")
+        raise TypeError(f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None")
+    Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size")
     if len(Y) != len(X):
         raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")
     return X, Y

@@ -197,7 +197,7 @@ class MLP:
 
     def logits(self, X: Any) -> np.ndarray:
         """The logits (N, V) of the contexts X (N, block_size)."""
-        X, _ = v.rows(self, X, None)
+        X = v.contexts(self, X)
         with self._exclusive():
             parts = [self._m.evaluate(X[a:b], None, True)[1]
                      for a, b in _chunks(len(X), FIRST_CHUNK_MACS / self._row_macs(), EVAL_CHUNK, 32)]
