@@ -15,6 +15,8 @@ import math
 import os
 from fractions import Fraction
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
@@ -144,6 +146,36 @@ def torch_float32_grads(params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
     return {k: p.grad.numpy().astype(np.float64) for k, p in mod.named_parameters()}
 
 
+def tanh_ulp_sensitivity(params: dict, X: np.ndarray, Y: np.ndarray, rgrads: dict, ulps: float = 3) -> dict:
+    """How far the float64 reference's gradients move when every tanh output is off by ``ulps``
+    float32 units in the last place (towards +-1, and towards 0): the error that a float32 tanh
+    within that many ulps (ours: at most 3, see cpp/simd.h) implies through 1 - h^2 at saturation,
+    whatever else is computed exactly. Relative to each tensor's scale, the larger of the two."""
+    true_tanh = torch.tanh
+
+    class Shifted(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, d):
+            y = true_tanh(x)
+            ulp = torch.from_numpy(np.spacing(np.abs(y.detach().numpy()).astype(np.float32)).astype(np.float64))
+            y = (y + d * ulp * torch.sign(y)).clamp(-1.0, 1.0)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y * y), None
+
+    worst: dict[str, float] = {}
+    for d in (ulps, -ulps):
+        with mock.patch.object(torch, "tanh", lambda x, d=d: Shifted.apply(x, d)):
+            _, shifted = ref.loss_and_grad(params, X, Y)
+        for k in rgrads:
+            worst[k] = max(worst.get(k, 0.0), rel_err(shifted[k], rgrads[k]))
+    return worst
+
+
 def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
     scale = float(np.abs(theirs).max()) if theirs.size else 0.0
     return float(np.abs(np.asarray(ours, np.float64) - theirs).max(initial=0.0)) / max(scale, 1e-300)
@@ -153,7 +185,10 @@ def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
 def test_loss_and_grad_equal_the_reference(case):
     """float64: to 1e-9 of each tensor's scale. float32: to 2e-4 -- or, where float32 itself cannot
     do that (tanh units saturated to within 1e-4 of +-1: the gradient goes through 1 - h^2, a
-    cancellation), within 8 times the error of torch's own float32 gradient."""
+    cancellation), within 8 times the error of torch's own float32 gradient, or twice the error
+    that a tanh off by 3 float32 ulps implies (ours is within 3 ulps; torch's within about 1, so
+    where one saturated unit decides the gradient, torch's error can be small by luck: the
+    campaign found a 1-unit, 1-row case at 9.5 times torch's error and 0.9 times this bound)."""
     cfg, X, Y = case
     m = make(cfg)
     loss, grads = m.loss_and_grad(X, Y)
@@ -171,7 +206,11 @@ def test_loss_and_grad_equal_the_reference(case):
         assert yardstick is not None, (k, rel_err(grads[k], rgrads[k]))
         ours, torch32 = rel_err(grads[k], rgrads[k]), rel_err(yardstick[k], rgrads[k])
         note(f"{k}: ours {ours:.3g}, torch float32 {torch32:.3g}")
-        assert ours <= 8 * torch32, (k, ours, torch32)
+        if ours <= 8 * torch32:
+            continue
+        sens = tanh_ulp_sensitivity(f64(params), Xc, Yc, rgrads)[k]
+        note(f"{k}: a 3-ulp tanh moves the reference by {sens:.3g}")
+        assert ours <= 2 * sens, (k, ours, torch32, sens)
 
 
 @given(model_and_rows(max_rows=200))

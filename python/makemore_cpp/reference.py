@@ -209,7 +209,7 @@ def loss_and_grad(params: Mapping[str, Any], X: Any, Y: Any, masks: Sequence[Any
     m = _module_class()(params)
     loss = torch.nn.functional.cross_entropy(m(X, masks), torch.as_tensor(np.asarray(Y), dtype=torch.long))
     loss.backward()
-    return float(loss), {k: p.grad.numpy().copy() for k, p in m.named_parameters()}
+    return float(loss.detach()), {k: p.grad.numpy().copy() for k, p in m.named_parameters()}
 
 
 def loss(params: Mapping[str, Any], X: Any, Y: Any) -> float:
