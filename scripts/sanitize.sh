@@ -53,8 +53,11 @@ preload="$asan"
 export LD_PRELOAD="$preload"
 # CPython leaks by design: no leak checking. A failed huge allocation must return null (the core
 # turns it into MemoryError), not end the process.
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# Reports go to files (pytest captures the tests' stderr, and a halted process never prints it),
+# shown at the end.
+report="$work/report"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=0:log_path=$report${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$report${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$work/src"
 export PYTHONMALLOC=malloc        # Python's own objects through the sanitized malloc too
 export MAKEMORE_SANITIZE_RUN=1
@@ -75,5 +78,10 @@ cd "$root"
 status=0
 "$python" -m pytest "${args[@]}" tests "$@" || status=$?
 echo "sanitize: pytest exited $status after $(( $(date +%s) - start )) s (build included)"
+if compgen -G "$report.*" > /dev/null; then
+    echo "sanitize: reports:"
+    cat "$report".*
+    status=1
+fi
 [ "$status" -eq 0 ] && echo "sanitize: clean"
 exit "$status"

@@ -226,7 +226,16 @@ class MLP:
             raise ValueError(f"prefix holds {len(prefix)} characters, more than max_len = {max_len}")
         # Name i depends only on (seed, i), so the calls may hold any number of names.
         first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
-        for a, b in _chunks(n, first, max(1, SAMPLE_CHUNK_CELLS // max_len)):
+        most = max(1, SAMPLE_CHUNK_CELLS // max_len)
+        # The core tabulates every context's distribution when a call draws at least as many names
+        # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h): then give every
+        # call that many names, or the first calls would take the slow path.
+        contexts = self.vocab_size ** self.block_size
+        least = 1
+        if contexts <= n and contexts * (self.vocab_size + 2) * 8 <= (256 << 20):
+            least = min(n, contexts)
+            first, most = max(first, least), max(most, least)
+        for a, b in _chunks(n, first, most, least=least):
             yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact)
 
     def sample_ids(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
@@ -302,10 +311,10 @@ class MLP:
         return model
 
 
-def _chunks(n: int, first: float, most: int, align: int = 1) -> Iterator[tuple[int, int]]:
+def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> Iterator[tuple[int, int]]:
     """Ranges [a, b) covering [0, n) for successive calls into the core: each starts at a
     multiple of ``align``; the first holds about ``first`` items, the next are resized (at most 4x
-    at a time, up to ``most``) so that each call takes about CHUNK_SECONDS."""
+    at a time, between ``least`` and ``most``) so that each call takes about CHUNK_SECONDS."""
     size = max(align, min(most, int(first)) // align * align)
     most = max(align, most // align * align)
     a = 0
@@ -315,7 +324,7 @@ def _chunks(n: int, first: float, most: int, align: int = 1) -> Iterator[tuple[i
         yield a, b
         if b - a == size:  # a full chunk: its time says how many items fit in CHUNK_SECONDS
             scale = min(4.0, max(0.25, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
-            size = max(align, min(most, int(size * scale)) // align * align)
+            size = max(align, least, min(most, int(size * scale)) // align * align)
         a = b
 
 
