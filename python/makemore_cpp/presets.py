@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lecture": dict(_LECTURE),
     "kaiming": dict(_LECTURE, init="kaiming"),
     # Two tanh layers of 384, 32-dimensional embeddings, context 8, AdamW with cosine decay, dropout
-    # 0.15: dev 1.936 on the lecture's split in about 2 minutes on 2 cores (the recipes tried, and
+    # 0.15: dev 1.935 on the lecture's split in about 2 minutes on 2 cores (the recipes tried, and
     # what each gave, are in benchmarks/NOTES.md).
     "best": dict(
         _LECTURE, block_size=8, n_embd=32, n_hidden=(384, 384), init="kaiming", steps=90_000, batch_size=128,
