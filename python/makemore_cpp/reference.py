@@ -259,7 +259,7 @@ def train_replay(params: Mapping[str, Any], X: Any, Y: Any, lr: Any, batch_indic
         opt.zero_grad()
         loss_t.backward()
         opt.step()
-        losses[s] = float(loss_t)
+        losses[s] = float(loss_t.detach())
     return losses, m.params()
 
 
