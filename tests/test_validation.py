@@ -513,3 +513,26 @@ def test_missing_targets_are_named(call):
         else:
             getattr(m, call)(X, None)
     assert all(np.array_equal(before[k], m.get_params()[k]) for k in before)
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` starting one byte into a buffer: contiguous but not aligned."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    out = buf[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+def test_unaligned_arrays_reach_the_core_aligned():
+    """A contiguous but unaligned int32 or float array is copied before the core reads it (reading
+    through it in C++ is undefined behaviour; the sanitizer job found Y passed through unaligned)."""
+    X = np.random.default_rng(0).integers(0, 5, (9, 2)).astype(np.int32)
+    Y = np.arange(9, dtype=np.int32) % 5
+    assert _validate.index_array(unaligned(X), "X", (None, 2), 5, "").flags.aligned
+    assert _validate.core_array(unaligned(np.ones(7)), np.float64).flags.aligned
+    m = mm.MLP(5, block_size=2, n_embd=2, n_hidden=3, dtype="float64")
+    assert m.loss(unaligned(X), unaligned(Y)) == m.loss(X, Y)
+    p = m.get_params()
+    m.set_params({k: unaligned(a) for k, a in p.items()})
+    assert all(np.array_equal(m.get_params()[k], p[k]) for k in p)

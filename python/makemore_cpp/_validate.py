@@ -73,7 +73,14 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.nda
             where = np.unravel_index(int(np.argmax(arr == bad)), arr.shape)
             raise IndexError(f"{name}[{', '.join(map(str, where))}] = {int(bad)} is out of range: "
                              f"expected 0 <= {name} < {high} ({what})")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    return core_array(arr, np.int32)
+
+
+def core_array(a: Any, dtype: Any) -> np.ndarray:
+    """``a`` as a C-contiguous, aligned array of ``dtype`` for the core, copied only if it is not one
+    already. (np.ascontiguousarray keeps an unaligned view unaligned: reading int32 or float through
+    it in C++ is undefined behaviour, which the sanitizer job catches.)"""
+    return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
 def contexts(model: Any, X: Any, xname: str = "X") -> np.ndarray:

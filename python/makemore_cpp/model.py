@@ -143,7 +143,7 @@ class MLP:
             if a.shape != shape:
                 raise ValueError(f"params[{name!r}] must have shape {shape}, got {a.shape}")
             with np.errstate(over="ignore", invalid="ignore"):
-                a = np.ascontiguousarray(a, dtype=self.dtype)
+                a = v.core_array(a, self.dtype)
             finite = np.isfinite(a)
             if not finite.all():
                 where = np.unravel_index(int(np.argmin(finite)), a.shape)

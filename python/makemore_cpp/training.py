@@ -69,7 +69,7 @@ class TrainState:
         st._t.t = v.integer(meta["updates"], "updates", 0, 2**62)
         m, w = st._t.moments()
         get = lambda prefix, present: None if present is None else [  # noqa: E731
-            np.ascontiguousarray(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+            v.core_array(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
         st._t.set_moments(get("m", m), get("v", w))
         return st
 
@@ -126,7 +126,7 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"learning rates must be finite and >= 0: lr at step {start + i} is {arr[i]}")
-    return np.ascontiguousarray(arr)
+    return v.core_array(arr, np.float64)
 
 
 def _holding_model(f: Callable) -> Callable:
