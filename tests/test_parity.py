@@ -87,7 +87,7 @@ def test_deep_lecture_init_float32_as_accurate_as_torch_float32():
         tl.backward()
         tgrads = {k: p.grad.double().numpy() for k, p in m32.named_parameters()}
         ours = max(abs(loss - rloss) / rloss, rel_err(grads, rgrads))
-        theirs = max(abs(float(tl) - rloss) / rloss, rel_err(tgrads, rgrads))
+        theirs = max(abs(float(tl.detach()) - rloss) / rloss, rel_err(tgrads, rgrads))
         assert ours < 3 * theirs + 1e-6, (ours, theirs)
 
 
