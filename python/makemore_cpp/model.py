@@ -230,10 +230,10 @@ class MLP:
         # The core tabulates every context's distribution when a call draws at least as many names
         # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h): then give every
         # call that many names, or the first calls would take the slow path.
-        contexts = self.vocab_size ** self.block_size
+        n_contexts = self.vocab_size ** self.block_size
         least = 1
-        if contexts <= n and contexts * (self.vocab_size + 2) * 8 <= (256 << 20):
-            least = min(n, contexts)
+        if n_contexts <= n and n_contexts * (self.vocab_size + 2) * 8 <= (256 << 20):
+            least = n_contexts
             first, most = max(first, least), max(most, least)
         for a, b in _chunks(n, first, most, least=least):
             yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact)
