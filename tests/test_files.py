@@ -177,6 +177,19 @@ def test_corrupt_bytes_are_refused_or_harmless(saved, tmp_path, data):
     assert same_params(c.model, model) and c.model.vocab == model.vocab
 
 
+@pytest.mark.parametrize("field, value", [(8, 99), (6, 0x41), (6, 0x20), (4, 109)])
+def test_corrupt_zip_headers_are_refused(saved, tmp_path, field, value):
+    """Header fields that make zipfile raise NotImplementedError or RuntimeError (compression method,
+    the "encrypted" and "patched data" flags, the version needed) in a member's local and central
+    headers: a ValueError naming the file, as for any other corruption."""
+    path, raw, _ = saved
+    b = bytearray(raw)
+    for sig, base in ((b"PK\x03\x04", 0), (b"PK\x01\x02", 2)):  # central headers have one field more first
+        i = b.find(sig, 1)
+        b[i + base + field] = value & 0xFF
+    assert_refused(write(tmp_path, bytes(b), "bad-header.npz"), "corrupt")
+
+
 def npz_bytes(**arrays) -> bytes:
     f = io.BytesIO()
     np.savez(f, **arrays)

@@ -79,7 +79,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
             arrays = {k: z[k] for k in z.files if k != "__meta__"}
     except ValueError as e:
         raise ValueError(f"{path}: cannot read checkpoint: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, UnicodeDecodeError, json.JSONDecodeError,
+            NotImplementedError, RuntimeError) as e:  # zipfile's: a corrupt method, flag, version or "encrypted" bit
         raise ValueError(f"{path}: not a makemore_cpp checkpoint, or truncated or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a makemore_cpp checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
