@@ -129,8 +129,10 @@ PYBIND11_MODULE(_core, mod) {
                  return py::make_tuple(loss, arena_to_list(m, ws->grad));
              })
         .def("evaluate",
-             // Row losses summed over 32-row chunks (if Y is given) and the logits (if asked).
-             [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits) {
+             // Row losses summed over 32-row chunks (if Y is given) and the logits (if asked). dedup:
+             // compute each distinct context once where possible (the same results; off to time the
+             // kernels on every row).
+             [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits, bool dedup) {
                  check_rows(m, X, Y ? &*Y : nullptr);
                  const int64_t N = X.shape(0);
                  py::object chunks = py::none(), logits = py::none();
@@ -151,9 +153,9 @@ PYBIND11_MODULE(_core, mod) {
                      py::gil_scoped_release nogil;
                      const int32_t* y = Y ? Y->data() : nullptr;
                      if (m.elem == 4)
-                         isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out);
+                         isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out, dedup);
                      else
-                         isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out);
+                         isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out, dedup);
                  }
                  return py::make_tuple(chunks, logits);
              })

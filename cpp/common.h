@@ -135,7 +135,9 @@ struct Kernels {
     double (*loss_and_grad)(ParamView<T>, Workspace*, const int32_t* X, const int32_t* Y, int B, T* grad);
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
     // Sum of row losses over 32-row chunks into chunk_loss[ceil(N/32)] (if Y), logits into out (if out).
-    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out);
+    // With dedup, each distinct context is computed once when that is possible (same results).
+    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out,
+                     bool dedup);
     int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);
 };

@@ -1,14 +1,16 @@
 // eval.h - the forward pass over any number of rows: loss and logits.
 //
-// For many rows the per-position tables are built once over the whole vocabulary,
-// P_t = C @ W1_t (V, H0p), and each row's first layer is T gathers and adds.
-// Rows go in chunks of ROWS; each chunk's loss is summed in row order and the chunks' sums are
-// added in chunk order by the caller, so the result does not depend on the number of threads.
+// The per-position tables are built once over the whole vocabulary, P_t = C @ W1_t (V, H0p), and
+// each row's first layer is T gathers and adds. Each distinct context is computed once when the
+// contexts fit a table (see evaluate). Rows go in chunks of ROWS; each chunk's loss is summed in
+// row order and the chunks' sums are added in chunk order by the caller, so the result does not
+// depend on the number of threads.
 //
 // Included inside an instruction set's namespace (see isa_impl.h), after model.h.
 #pragma once
 
 static constexpr int ROWS = 32;
+static constexpr int64_t DEDUP_ALWAYS = 65536;  // at most this many contexts: always computed once each
 
 // Full tables P (T, V, H0p) for the column vectors [nv0, nv1).
 template <class T>
@@ -24,7 +26,9 @@ static void full_tables(const Config& c, const Layout& L, const T* p, T* P, int 
 // region, so that a failed allocation raises MemoryError instead of ending the process.
 struct Mem {
     void* p;
-    explicit Mem(size_t bytes) : p(mm::aligned_malloc(bytes)) { __builtin_memset(p, 0, bytes); }
+    explicit Mem(size_t bytes, bool zero = true) : p(mm::aligned_malloc(bytes)) {
+        if (zero) __builtin_memset(p, 0, bytes);
+    }
     ~Mem() { mm::aligned_free(p); }
     Mem(const Mem&) = delete;
     Mem& operator=(const Mem&) = delete;
@@ -71,17 +75,117 @@ static void rows_forward(const Config& c, const Layout& L, const T* p, const T* 
     output_forward<T>(c, L, p, s.h[c.L - 1], 0, n, s.logits);
 }
 
+// The number of contexts, V^T (the T ids of a context read as a number in base V, the oldest id
+// first), or limit + 1 if that is more than limit.
+static inline int64_t context_count(int V, int Tt, int64_t limit) {
+    int64_t n = 1;
+    for (int t = 0; t < Tt; ++t) {
+        if (n > limit / V) return limit + 1;
+        n *= V;
+    }
+    return n;
+}
+
+// f(part, ch) for the chunks ch < nchunks on np parts, `grain` chunks at a time handed out in turn
+// to the parts that ask (so a thread slowed down by other work on its core takes fewer).
+template <class F>
+static void for_chunks(int np, int64_t nchunks, int64_t grain, F&& f) {
+    int64_t next = 0;
+    parallel(np, [&](int part, int) {
+        for (int64_t c0; (c0 = __atomic_fetch_add(&next, grain, __ATOMIC_RELAXED)) < nchunks;)
+            for (int64_t ch = c0; ch < c0 + grain && ch < nchunks; ++ch) f(part, ch);
+    });
+}
+
 template <class T>
-static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out) {
+static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out,
+                     bool dedup) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
-    const int64_t ld0 = L.ld[0], Vp = padded(c.V);
-    Mem tables(sizeof(T) * c.T * c.V * ld0);
-    T* P = (T*)tables.p;
+    const int Tt = c.T, V = c.V;
+    const int64_t ld0 = L.ld[0], Vp = padded(V);
     const int64_t nchunks = (N + ROWS - 1) / ROWS;
-    double per_row = (double)c.H[c.L - 1] * c.V + (double)c.T * c.H[0];
+    double per_row = (double)c.H[c.L - 1] * V + (double)Tt * c.H[0];
     for (int l = 1; l < c.L; ++l) per_row += (double)c.H[l - 1] * c.H[l];
+
+    // Contexts repeat (the lecture's 182,625 training rows hold 5,438 distinct ones): when the
+    // context numbers fit a table of a few entries per row, find the distinct contexts, compute
+    // each one's logits once, and give every row its context's. The same values as computing each
+    // row: no row's logits depend on the other rows of its chunk, and the losses are summed in the
+    // same 32-row chunks in the same order.
+    const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
+    const int64_t nctx = context_count(V, Tt, limit);
+    if (dedup && nctx <= limit) {
+        Mem table(sizeof(int32_t) * nctx);       // 1 where a context occurs, then its index among them
+        Mem keys(sizeof(int32_t) * N, false);    // each row's context number
+        int32_t* id = (int32_t*)table.p;
+        int32_t* kr = (int32_t*)keys.p;
+        parallel(parts_for((double)N * Tt * 64), [&](int part, int n) {
+            int64_t r0, r1;
+            split_range(N, part, n, &r0, &r1);
+            for (int64_t r = r0; r < r1; ++r) {
+                int32_t k = 0;
+                for (int t = 0; t < Tt; ++t) k = k * V + X[r * Tt + t];
+                kr[r] = k;
+                // Each entry written once: no cache line goes back and forth between the threads.
+                if (!__atomic_load_n(&id[k], __ATOMIC_RELAXED)) __atomic_store_n(&id[k], 1, __ATOMIC_RELAXED);
+            }
+        });
+        int64_t nu = 0;
+        for (int64_t k = 0; k < nctx; ++k) id[k] = id[k] ? (int32_t)nu++ : -1;
+        if (nu * Vp * (int64_t)sizeof(T) <= ((int64_t)256 << 20)) {
+            // The distinct contexts' logits U (nu, Vp) and log-sum-exps lse (nu).
+            const int64_t uchunks = (nu + ROWS - 1) / ROWS;
+            int np = parts_for(per_row * (double)nu);
+            if (np > uchunks) np = (int)uchunks;
+            Mem tables(sizeof(T) * Tt * V * ld0);
+            Mem logits(sizeof(T) * nu * Vp + (sizeof(double) + sizeof(int32_t)) * nu, false);
+            T* U = (T*)logits.p;
+            double* lse = (double*)(U + nu * Vp);
+            int32_t* ukey = (int32_t*)(lse + nu);  // the contexts' numbers
+            for (int64_t k = 0; k < nctx; ++k)
+                if (id[k] >= 0) ukey[id[k]] = (int32_t)k;
+            T* P = (T*)tables.p;
+            parallel(np, [&](int part, int n) {
+                int64_t v0, v1;
+                split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
+                full_tables<T>(c, L, p, P, (int)v0, (int)v1);
+            });
+            const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt);
+            Mem scratch(bytes * np);
+            for_chunks(np, uchunks, 1, [&](int part, int64_t ch) {
+                RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
+                int32_t* ctx = (int32_t*)s.extra;
+                const int64_t u0 = ch * ROWS;
+                const int rows = (int)(nu - u0 < ROWS ? nu - u0 : ROWS);
+                for (int r = 0; r < rows; ++r) {
+                    int64_t k = ukey[u0 + r];
+                    for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
+                }
+                rows_forward<T>(c, L, p, P, ctx, rows, s);
+                crossentropy_forward_backward<T>(0, rows, V, (int)Vp, s.logits, nullptr, T(1), nullptr, lse + u0);
+                __builtin_memcpy(U + u0 * Vp, s.logits, sizeof(T) * rows * Vp);
+            });
+            for_chunks(parts_for((double)N * (out ? V * 4 : 64)), nchunks, 64, [&](int, int64_t ch) {
+                const int64_t r0 = ch * ROWS;
+                const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
+                double sum = 0;
+                for (int r = 0; r < rows; ++r) {
+                    const int64_t u = id[kr[r0 + r]];
+                    if (Y) sum += lse[u] - (double)U[u * Vp + Y[r0 + r]];
+                    if (out) __builtin_memcpy(out + (r0 + r) * V, U + u * Vp, sizeof(T) * V);
+                }
+                if (Y) chunk_loss[ch] = sum;
+            });
+            return;
+        }
+    }
+
+    // Every row computed: for many rows the per-position tables are built once over the whole
+    // vocabulary, and each row's first layer is T gathers and adds.
+    Mem tables(sizeof(T) * Tt * V * ld0);
+    T* P = (T*)tables.p;
     int np = parts_for(per_row * (double)N);
     if (np > nchunks) np = (int)(nchunks > 0 ? nchunks : 1);
     parallel(np, [&](int part, int n) {
@@ -91,21 +195,18 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     });
     const size_t bytes = rows_bytes(c, ROWS, 0);
     Mem scratch(bytes * np);
-    parallel(np, [&](int part, int n) {
+    for_chunks(np, nchunks, 1, [&](int part, int64_t ch) {
         RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
-        for (int64_t ch = part; ch < nchunks; ch += n) {
-            const int64_t r0 = ch * ROWS;
-            const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
-            rows_forward<T>(c, L, p, P, X + r0 * c.T, rows, s);
-            if (out)
-                for (int r = 0; r < rows; ++r)
-                    __builtin_memcpy(out + (r0 + r) * c.V, s.logits + r * Vp, sizeof(T) * c.V);
-            if (Y) {
-                crossentropy_forward_backward<T>(0, rows, c.V, (int)Vp, s.logits, Y + r0, T(1), nullptr, s.loss);
-                double sum = 0;
-                for (int r = 0; r < rows; ++r) sum += s.loss[r];
-                chunk_loss[ch] = sum;
-            }
+        const int64_t r0 = ch * ROWS;
+        const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
+        rows_forward<T>(c, L, p, P, X + r0 * Tt, rows, s);
+        if (out)
+            for (int r = 0; r < rows; ++r) __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
+        if (Y) {
+            crossentropy_forward_backward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, T(1), nullptr, s.loss);
+            double sum = 0;
+            for (int r = 0; r < rows; ++r) sum += s.loss[r];
+            chunk_loss[ch] = sum;
         }
     });
 }

@@ -231,7 +231,8 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
 //     loss_b = log(sum_v exp(l_bv - m_b)) + m_b - l_b,y_b
 //     dl_bv  = (softmax(l_b)_v - [v == y_b]) * scale
 // logits and dl are (rows, Vp) with V valid columns; dl's padding is written as zeros.
-// With dl null, only the losses.
+// With dl null, only the losses; with y null too, row_loss gets log(sum_v exp(l_bv - m_b)) + m_b,
+// from which loss_b is that minus l_b,y_b.
 
 template <class T>
 static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
@@ -253,7 +254,8 @@ static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T
             if (d) vstore(d + v, e);
         }
         T sum = hsum<T>(s);
-        row_loss[b] = __builtin_log((double)sum) + (double)m - (double)l[y[b]];
+        const double lse = __builtin_log((double)sum) + (double)m;
+        row_loss[b] = y ? lse - (double)l[y[b]] : lse;
         if (d) {
             Vv f = vset<T>(scale / sum);
             for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);

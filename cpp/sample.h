@@ -99,16 +99,6 @@ static inline int pick_char(const double* cum, int V, double target) {
     return pos;
 }
 
-// Contexts as numbers: the T ids in base V, the oldest first.
-static inline int64_t context_count(int V, int Tt, int64_t limit) {
-    int64_t n = 1;
-    for (int t = 0; t < Tt; ++t) {
-        if (n > limit / V) return limit + 1;
-        n *= V;
-    }
-    return n;
-}
-
 // Rewrite the (n, max_len + 1) rows of out, each a name ended by 0, in place as the names one after
 // another; returns the ids written. Row i starts at i * (max_len + 1) >= w: writes never overtake reads.
 static int64_t compact_names(int32_t* out, int64_t n, int max_len) {

@@ -30,6 +30,7 @@ struct Pool {
     std::condition_variable cv;
     std::atomic<uint64_t> generation{0};
     std::atomic<int> pending{0};
+    std::atomic<int> next{0};                // the next part of the current job to hand out
     std::atomic<bool> stop{false};
     TaskFn fn = nullptr;
     void* ctx = nullptr;
@@ -67,27 +68,34 @@ struct Pool {
             }
             seen = generation.load(std::memory_order_acquire);
             if (stop.load()) return;
-            if (id < nparts) fn(ctx, id, nparts);
+            drain();
             pending.fetch_sub(1, std::memory_order_acq_rel);
         }
     }
 
+    // Parts go to whichever thread asks next, so a thread slowed down by something else on its
+    // core does fewer of them.
+    void drain() {
+        for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < nparts;) fn(ctx, i, nparts);
+    }
+
     void run(int n, TaskFn f, void* c) {
         std::unique_lock<std::mutex> job(job_mu, std::try_to_lock);
-        if (!job.owns_lock() || n > nthreads) {   // busy with another caller's job: do it here
+        if (!job.owns_lock() || workers.empty()) {   // busy with another caller's job: do it here
             for (int i = 0; i < n; ++i) f(c, i, n);
             return;
         }
         fn = f;
         ctx = c;
         nparts = n;
+        next.store(0, std::memory_order_relaxed);
         pending.store((int)workers.size(), std::memory_order_relaxed);
         {
             std::lock_guard<std::mutex> g(mu);
             generation.fetch_add(1, std::memory_order_release);
         }
         cv.notify_all();
-        f(c, 0, n);
+        drain();
         while (pending.load(std::memory_order_acquire) != 0) cpu_relax();
     }
 };

@@ -1,7 +1,8 @@
 // threadpool.h - a small persistent pool of worker threads.
 //
-// pool_run(n, fn, ctx) calls fn(ctx, part, n) for part = 0..n-1, part 0 on the calling thread, the
-// others on workers, and returns when all are done. Workers spin briefly between jobs (a training
+// pool_run(n, fn, ctx) calls fn(ctx, part, n) once for each part = 0..n-1 and returns when all are
+// done. The calling thread and the workers take parts in turn as each finishes its last, so n may
+// exceed the number of threads, and which thread runs a part is not fixed. Workers spin briefly between jobs (a training
 // step issues several jobs in a row) and then sleep. One job runs at a time: a second caller (another
 // Python thread training another model) runs its parts one after another on its own thread, which
 // gives the same result, since no kernel lets the split change any sum.

@@ -194,12 +194,17 @@ def test_initialisation_is_the_documented_draws(init):
     assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02  # N(0, 1)
 
 
+# (V, T, E, H, N): 41^6 contexts, too many to find the distinct ones by table: every row computed;
+# 27^3 and 5^2: each distinct context computed once (nearly every row distinct; most rows repeats).
+EVAL_SHAPES = [(41, 6, 11, (77, 30), 5001), (27, 3, 10, 200, 5001), (5, 2, 3, (19,), 5001)]
+
+
+@pytest.mark.parametrize("shape", EVAL_SHAPES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_evaluation_over_many_rows_matches_torch(isa, dtype):
-    V, T, E, H = 41, 6, 11, (77, 30)
+def test_evaluation_over_many_rows_matches_torch(isa, dtype, shape):
+    V, T, E, H, N = shape
     rng = np.random.default_rng(2)
     model = mm.MLP(V, T, E, H, seed=5, init="kaiming", dtype=dtype)
-    N = 5001
     X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
     p = as64(model.get_params())
     tol = TOL_GRAD[dtype]
@@ -207,6 +212,35 @@ def test_evaluation_over_many_rows_matches_torch(isa, dtype):
     lg, rlg = model.logits(X), ref.logits(p, X)
     assert lg.shape == (N, V) and lg.dtype == np.dtype(dtype)
     assert np.abs(lg - rlg).max() < tol * np.abs(rlg).max()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_distinct_contexts_give_the_every_row_results(isa, threads):
+    """Evaluating each distinct context once gives bit for bit what computing every row gives:
+    the 32-row loss sums and the logits, with and without Y, on random shapes and row counts
+    (few to many repeats), float32 and float64."""
+    rng = np.random.default_rng(77 + threads)
+    before = mm.get_num_threads()
+    mm.set_num_threads(threads)
+    try:
+        for i in range(12):
+            V, T = int(rng.integers(2, 40)), int(rng.integers(1, 5))
+            E, H = int(rng.integers(1, 20)), tuple(int(rng.integers(1, 150)) for _ in range(int(rng.integers(1, 3))))
+            N = int(rng.integers(1, 40000))
+            dtype = ("float32", "float64")[i % 2]
+            model = mm.MLP(V, T, E, H, seed=i, init="kaiming", dtype=dtype)
+            # ids drawn unevenly, as characters are: many repeated contexts
+            X = np.minimum(rng.geometric(0.3, (N, T)) - 1, V - 1).astype(np.int32)
+            Y = rng.integers(0, V, N).astype(np.int32)
+            a_loss, a_logits = model._m.evaluate(X, Y, True, True)
+            b_loss, b_logits = model._m.evaluate(X, Y, True, False)
+            np.testing.assert_array_equal(a_loss, b_loss)
+            np.testing.assert_array_equal(a_logits, b_logits)
+            assert a_logits.shape == (N, V)
+            np.testing.assert_array_equal(model._m.evaluate(X, None, True, True)[1], b_logits)
+            assert model._m.evaluate(X, Y, False, True)[1] is None
+    finally:
+        mm.set_num_threads(before)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(temperature=0.7), dict(temperature=1.5, top_k=5),
@@ -262,6 +296,16 @@ def test_results_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(p1[k], p2[k])
     assert e1 == e2
     np.testing.assert_array_equal(s1, s2)
+    # and evaluation by distinct contexts (a block size whose contexts fit a table)
+    X3 = rng.integers(0, V, (200000, 3)) // 2
+    losses = []
+    try:
+        for threads in (1, 2):
+            mm.set_num_threads(threads)
+            losses.append(mm.MLP(V, 3, 10, 200, seed=1).loss(X3, Y[:1].repeat(200000)))
+    finally:
+        mm.set_num_threads(before)
+    assert losses[0] == losses[1]
 
 
 def test_same_seed_same_everything():

@@ -22,6 +22,10 @@ EVAL_CHUNK = 1 << 18          # rows per call into the core at most (a multiple 
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
 CHUNK_SECONDS = 0.05          # calls into the core are sized to take about this long, so Ctrl-C is prompt
 FIRST_CHUNK_MACS = 2e7        # the first call's size, before its time is known: a few milliseconds
+# The core computes each distinct context once, always when there are at most DEDUP_ALWAYS of them
+# (cpp/eval.h): then no call computes more than vocab_size ** block_size rows, however long.
+DEDUP_ALWAYS = 65536
+DEDUP_FIRST_MACS = 2e8        # up to this much at most (about 20 ms here), the first call takes every row
 BUSY = ("this model is in use by another thread (training, evaluating or sampling); "
         "use one model per thread (model.copy()), or wait for the other call to finish")
 
@@ -96,6 +100,13 @@ class MLP:
         """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead."""
         widths = (self.block_size,) + self.n_hidden + (self.vocab_size,)
         return float(sum(a * b for a, b in zip(widths[:-1], widths[1:])) + 4 * sum(widths))
+
+    def _eval_first(self) -> float:
+        """Rows in the first evaluation call."""
+        contexts = self.vocab_size ** self.block_size
+        if contexts <= DEDUP_ALWAYS and contexts * self._row_macs() <= DEDUP_FIRST_MACS:
+            return EVAL_CHUNK
+        return FIRST_CHUNK_MACS / self._row_macs()
 
     # ---------------------------------------------------------------- description
     def config(self) -> dict:
@@ -189,8 +200,8 @@ class MLP:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
         sums = []
         with self._exclusive():
-            for a, b in _chunks(len(X), FIRST_CHUNK_MACS / self._row_macs(), EVAL_CHUNK, 32):
-                sums.append(self._m.evaluate(X[a:b], Y[a:b], False)[0])
+            for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32):
+                sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
         # The core sums the row losses of each 32 rows in order, and every call starts at a multiple
         # of 32; fsum is exact: so the result does not depend on how the rows were split between calls.
         return math.fsum(np.concatenate(sums).tolist()) / len(X)
@@ -199,8 +210,8 @@ class MLP:
         """The logits (N, V) of the contexts X (N, block_size)."""
         X = v.contexts(self, X)
         with self._exclusive():
-            parts = [self._m.evaluate(X[a:b], None, True)[1]
-                     for a, b in _chunks(len(X), FIRST_CHUNK_MACS / self._row_macs(), EVAL_CHUNK, 32)]
+            parts = [self._m.evaluate(X[a:b], None, True, True)[1]
+                     for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32)]
         return np.concatenate(parts) if parts else np.zeros((0, self.vocab_size), self.dtype)
 
     def _sample_chunks(self, n: int, seed: int, temperature: float, top_k: int | None, prefix: Sequence[int],
