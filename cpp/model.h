@@ -62,6 +62,28 @@ static void embed_tables(const Config& c, const Layout& L, const T* p, const int
     }
 }
 
+// Row b, column vectors [nv, nv + N) of embed_forward: N tanh chains side by side.
+template <class T, int N>
+static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, int64_t tstride, int64_t ld,
+                                         const T* bias, T* h, T* hd, const T* mask, int b, int nv) {
+    constexpr int W = VT<T>::W;
+    const int64_t n = (int64_t)nv * W;
+    vec<T> acc[N];
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) acc[j] = vload(bias + n + j * W);
+    for (int t = 0; t < Tt; ++t) {
+        const T* row = P + t * tstride + s[t] * ld + n;
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) acc[j] += vload(row + j * W);
+    }
+    vtanh_n<N>(acc);
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) {
+        vstore(h + b * ld + n + j * W, acc[j]);
+        if (mask) vstore(hd + b * ld + n + j * W, acc[j] * vload(mask + b * ld + n + j * W));
+    }
+}
+
 // h[b] = tanh(b1 + sum_t P_t[slot[b, t]]) for rows [b0, b1) and column vectors [nv0, nv1);
 // hd = h * mask when there is dropout. P_t starts tstride elements after P_{t-1}.
 template <class T>
@@ -70,14 +92,9 @@ static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* 
     constexpr int W = VT<T>::W;
     for (int b = b0; b < b1; ++b) {
         const int32_t* s = slot + (int64_t)b * Tt;
-        for (int nv = nv0; nv < nv1; ++nv) {
-            const int64_t n = (int64_t)nv * W;
-            vec<T> acc = vload(bias + n);
-            for (int t = 0; t < Tt; ++t) acc += vload(P + t * tstride + s[t] * ld + n);
-            vec<T> y = vtanh(acc);
-            vstore(h + b * ld + n, y);
-            if (mask) vstore(hd + b * ld + n, y * vload(mask + b * ld + n));
-        }
+        int nv = nv0;
+        for (; nv + 4 <= nv1; nv += 4) embed_forward_vectors<T, 4>(Tt, s, P, tstride, ld, bias, h, hd, mask, b, nv);
+        for (; nv < nv1; ++nv) embed_forward_vectors<T, 1>(Tt, s, P, tstride, ld, bias, h, hd, mask, b, nv);
     }
 }
 

@@ -130,25 +130,45 @@ static inline vec<double> vexp(vec<double> x) {
 }
 // tanh(x) ~ x P(x^2) / Q(x^2) on [-9, 9] (Eigen's rational approximation; tanh(9) rounds to 1
 // in float): at most 3 ulp from the true value, one division, no exp.
-static inline vec<float> vtanh(vec<float> x) {
+// vtanh_n does N vectors step by step across them: one tanh is a chain of about 45 cycles of
+// dependent operations, and N interleaved chains keep the FMA pipes busy where one would not.
+template <int N>
+static inline void vtanh_n(vec<float>* x) {
     typedef vec<float> V;
-    x = vselect<float>(x > 9.0f, vset(9.0f), x);
-    x = vselect<float>(x < -9.0f, vset(-9.0f), x);
-    V z = x * x;
-    V p = vset(-2.76076847742355e-16f);
-    p = p * z + 2.00018790482477e-13f;
-    p = p * z - 8.60467152213735e-11f;
-    p = p * z + 5.12229709037114e-08f;
-    p = p * z + 1.48572235717979e-05f;
-    p = p * z + 6.37261928875436e-04f;
-    p = p * z + 4.89352455891786e-03f;
-    V q = vset(1.19825839466702e-06f);
-    q = q * z + 1.18534705686654e-04f;
-    q = q * z + 2.26843463243900e-03f;
-    q = q * z + 4.89352518554385e-03f;
-    return (x * p) / q;
+    static constexpr float P[7] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
+                                   5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
+                                   4.89352455891786e-03f};
+    static constexpr float Q[4] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
+                                   4.89352518554385e-03f};
+    V z[N], p[N], q[N];
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) {
+        x[j] = vselect<float>(x[j] > 9.0f, vset(9.0f), x[j]);
+        x[j] = vselect<float>(x[j] < -9.0f, vset(-9.0f), x[j]);
+        z[j] = x[j] * x[j];
+        p[j] = vset(P[0]);
+        q[j] = vset(Q[0]);
+    }
+#pragma GCC unroll 8
+    for (int i = 1; i < 7; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) {
+            p[j] = p[j] * z[j] + P[i];
+            if (i < 4) q[j] = q[j] * z[j] + Q[i];
+        }
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) x[j] = (x[j] * p[j]) / q[j];
+}
+static inline vec<float> vtanh(vec<float> x) {
+    vtanh_n<1>(&x);
+    return x;
+}
+template <int N>
+static inline void vtanh_n(vec<double>* x) {
+    for (int j = 0; j < N; ++j)
+        for (int i = 0; i < VT<double>::W; ++i) x[j][i] = __builtin_tanh(x[j][i]);
 }
 static inline vec<double> vtanh(vec<double> x) {
-    for (int i = 0; i < VT<double>::W; ++i) x[i] = __builtin_tanh(x[i]);
+    vtanh_n<1>(&x);
     return x;
 }
