@@ -57,7 +57,7 @@ template <class T>
 static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
     const int64_t n = pv.lay->total;
     os->t += 1;
-    const int np = parts_for((double)n * 8);
+    const int np = parts_for((double)n * 16);
     int bad[MAX_PARTS] = {0};
     parallel(np, [&](int part, int nparts) {
         int64_t lo, hi;
