@@ -60,6 +60,13 @@ struct Workspace {
     int32_t* ids;                   // (T, nP) distinct ids per position
     int32_t* nids;                  // (T,)    how many
     int32_t* seen;                  // (V,)    scratch: -1 or slot
+    int nu;                         // distinct contexts in the minibatch (B with dropout: rows differ)
+    int32_t* uslot;                 // (nu, T) slot rows of the distinct contexts, in order of first row
+    int32_t* ustart;                // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
+    int32_t* ulist;                 // (B,)     in increasing order
+    int32_t* urow;                  // (B,)     each row's context
+    int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
+    int hsize;                      // a power of two >= 2B
     void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
     void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
     void* G;                        // (T, nP, H0p) per-position gradient sums

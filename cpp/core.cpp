@@ -165,6 +165,10 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     };
     size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_slot = take(4ull * B * c.T);
     size_t o_ids = take(4ull * c.T * nP), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
+    int hsize = 1;
+    while (hsize < 2 * B) hsize *= 2;
+    size_t o_uslot = take(4ull * B * c.T), o_ustart = take(4ull * (B + 1)), o_ulist = take(4ull * B);
+    size_t o_urow = take(4ull * B), o_htab = take(4ull * hsize);
     size_t o_Csub = take((size_t)elem * c.T * nP * c.E), o_P = take((size_t)elem * c.T * nP * L.ld[0]);
     size_t o_G = take((size_t)elem * c.T * nP * L.ld[0]), o_dC = take((size_t)elem * c.T * nP * c.E);
     size_t o_h[MAX_HIDDEN], o_hd[MAX_HIDDEN], o_mask[MAX_HIDDEN], o_dh[MAX_HIDDEN];
@@ -194,6 +198,12 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->nids = (int32_t*)(mem + o_nids);
     ws->seen = (int32_t*)(mem + o_seen);
     for (int v = 0; v < c.V; ++v) ws->seen[v] = -1;
+    ws->uslot = (int32_t*)(mem + o_uslot);
+    ws->ustart = (int32_t*)(mem + o_ustart);
+    ws->ulist = (int32_t*)(mem + o_ulist);
+    ws->urow = (int32_t*)(mem + o_urow);
+    ws->htab = (int32_t*)(mem + o_htab);
+    ws->hsize = hsize;
     ws->Csub = mem + o_Csub;
     ws->P = mem + o_P;
     ws->G = mem + o_G;

@@ -234,31 +234,63 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
 // With dl null, only the losses; with y null too, row_loss gets log(sum_v exp(l_bv - m_b)) + m_b,
 // from which loss_b is that minus l_b,y_b.
 
+// One row's max m and sum_v exp(l_v - m) (the exps into d if it is not null).
 template <class T>
-static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
-                                          T scale, T* dl, double* row_loss) {
+static inline T row_expsum(const T* l, int V, int Vp, T* d, T* m_out) {
     typedef vec<T> Vv;
     constexpr int W = VT<T>::W;
     const ivec<T> lane = viota<T>();
-    const Vv ninf = vset<T>(-__builtin_inf());
+    Vv mx = vset<T>(-__builtin_inf());
+    for (int v = 0; v < Vp; v += W) mx = vselect<T>(lane + v < V, vselect<T>(vload(l + v) > mx, vload(l + v), mx), mx);
+    const T m = hmax<T>(mx);
+    Vv s = Vv{};
+    for (int v = 0; v < Vp; v += W) {
+        Vv e = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{});
+        s += e;
+        if (d) vstore(d + v, e);
+    }
+    *m_out = m;
+    return hsum<T>(s);
+}
+
+template <class T>
+static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
+                                          T scale, T* dl, double* row_loss) {
+    constexpr int W = VT<T>::W;
     for (int b = b0; b < b1; ++b) {
         const T* l = logits + (int64_t)b * Vp;
-        Vv mx = ninf;
-        for (int v = 0; v < Vp; v += W) mx = vselect<T>(lane + v < V, vselect<T>(vload(l + v) > mx, vload(l + v), mx), mx);
-        T m = hmax<T>(mx);
-        Vv s = Vv{};
         T* d = dl ? dl + (int64_t)b * Vp : nullptr;
-        for (int v = 0; v < Vp; v += W) {
-            Vv e = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{});
-            s += e;
-            if (d) vstore(d + v, e);
-        }
-        T sum = hsum<T>(s);
+        T m;
+        const T sum = row_expsum<T>(l, V, Vp, d, &m);
         const double lse = __builtin_log((double)sum) + (double)m;
         row_loss[b] = y ? lse - (double)l[y[b]] : lse;
         if (d) {
-            Vv f = vset<T>(scale / sum);
+            vec<T> f = vset<T>(scale / sum);
             for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);
+            d[y[b]] -= scale;
+        }
+    }
+}
+
+// The same for rows that share logits: context u in [u0, u1) has the logits row u and the rows
+// ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above (the same value), and one dlogits row
+// per context, the sum of its rows': softmax(l_u) * (rows * scale), minus scale at each row's target.
+template <class T>
+static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
+                                 const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
+    constexpr int W = VT<T>::W;
+    for (int u = u0; u < u1; ++u) {
+        const T* l = logits + (int64_t)u * Vp;
+        T* d = dl + (int64_t)u * Vp;
+        T m;
+        const T sum = row_expsum<T>(l, V, Vp, d, &m);
+        const double lse = __builtin_log((double)sum) + (double)m;
+        const int i0 = ustart[u], i1 = ustart[u + 1];
+        vec<T> f = vset<T>(scale * T(i1 - i0) / sum);
+        for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);
+        for (int i = i0; i < i1; ++i) {
+            const int b = ulist[i];
+            row_loss[b] = lse - (double)l[y[b]];
             d[y[b]] -= scale;
         }
     }

@@ -49,6 +49,53 @@ static void embed_index(const Config& c, int B, const int32_t* xb, const T* C, W
     }
 }
 
+// The minibatch's distinct contexts (rows with the same slot at every position; the lecture's
+// batches of 32 hold about 27.6): without dropout, rows with one context have the same activations,
+// so the layers run over the nu distinct contexts, the cross-entropy over every row with its
+// context's logits, and each context's dlogits is the sum of its rows'. With group false (dropout:
+// each row has its own masks) every row is a context of its own. Serial; O(B T).
+static void group_rows(int Tt, int B, Workspace* ws, bool group) {
+    const int32_t* slot = ws->slot;
+    int32_t *uslot = ws->uslot, *urow = ws->urow, *ustart = ws->ustart, *ht = ws->htab;
+    int nu = 0;
+    if (group) {
+        const uint32_t mask = (uint32_t)ws->hsize - 1;
+        for (int i = 0; i < ws->hsize; ++i) ht[i] = -1;
+        for (int b = 0; b < B; ++b) {
+            const int32_t* sb = slot + b * Tt;
+            uint32_t h = 0;
+            for (int t = 0; t < Tt; ++t) h = (h ^ (uint32_t)sb[t]) * 0x9E3779B1u;
+            for (uint32_t i = (h ^ (h >> 15)) & mask;; i = (i + 1) & mask) {
+                int u = ht[i];
+                if (u < 0) {
+                    u = ht[i] = nu++;
+                    for (int t = 0; t < Tt; ++t) uslot[u * Tt + t] = sb[t];
+                } else {
+                    int t = 0;
+                    while (t < Tt && uslot[u * Tt + t] == sb[t]) ++t;
+                    if (t < Tt) continue;
+                }
+                urow[b] = u;
+                break;
+            }
+        }
+    } else {
+        for (int b = 0; b < B; ++b) {
+            for (int t = 0; t < Tt; ++t) uslot[b * Tt + t] = slot[b * Tt + t];
+            urow[b] = b;
+        }
+        nu = B;
+    }
+    // Each context's rows, in increasing order: ulist[ustart[u] .. ustart[u + 1]).
+    for (int u = 0; u <= nu; ++u) ustart[u] = 0;
+    for (int b = 0; b < B; ++b) ++ustart[urow[b] + 1];
+    for (int u = 0; u < nu; ++u) ustart[u + 1] += ustart[u];
+    int32_t* cur = ht;  // hsize >= 2B > nu
+    for (int u = 0; u < nu; ++u) cur[u] = ustart[u];
+    for (int b = 0; b < B; ++b) ws->ulist[cur[urow[b]]++] = b;
+    ws->nu = nu;
+}
+
 // P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1).
 // Csub and P hold positions nP rows apart.
 template <class T>
@@ -98,7 +145,7 @@ static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* 
     }
 }
 
-// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (B, H0p);
+// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (B contexts, H0p);
 // dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows).
 template <class T>
 static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, int B, const T* dpre, T* g,
@@ -113,7 +160,7 @@ static void embed_backward_weights(const Config& c, const Layout& L, Workspace* 
         for (int i = 0; i < ws->nids[t]; ++i)
             for (int nv = nv0; nv < nv1; ++nv) vstore(Gt + i * ld + nv * W, vec<T>{});
         for (int b = 0; b < B; ++b) {
-            T* row = Gt + (int64_t)ws->slot[b * Tt + t] * ld;
+            T* row = Gt + (int64_t)ws->uslot[b * Tt + t] * ld;
             const T* d = dpre + (int64_t)b * ld;
             for (int nv = nv0; nv < nv1; ++nv) vstore(row + nv * W, vload(row + nv * W) + vload(d + nv * W));
         }
@@ -252,8 +299,11 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     macs += (double)c.T * (B < c.V ? B : c.V) * c.E * c.H[0];
     const int np = parts_for(macs);
 
-    // Forward: embedding, per-position tables and the first layer (split by columns).
+    // Forward: embedding, per-position tables and the first layer (split by columns), over the
+    // nu distinct contexts (all B rows with dropout).
     embed_index<T>(c, B, ws->xb, p + L.C, ws);
+    group_rows(c.T, B, ws, dropout <= 0);
+    const int nu = ws->nu;
     parallel(np, [&](int part, int n) {
         int64_t v0, v1;
         split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
@@ -262,7 +312,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
             dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], ld0, dropout, 0, B, (int)(v0 * VT<T>::W), j1, mask[0]);
         }
-        embed_forward<T>(c.T, 0, B, ws->slot, (const T*)ws->P, (int64_t)ws->nP * ld0, ld0, p + L.b[0], h[0], hd[0],
+        embed_forward<T>(c.T, 0, nu, ws->uslot, (const T*)ws->P, (int64_t)ws->nP * ld0, ld0, p + L.b[0], h[0], hd[0],
                          mask[0], (int)v0, (int)v1);
     });
     for (int l = 1; l < Lh; ++l) {
@@ -274,17 +324,19 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
                 dropout_fill<T>(seed, step, l, Lh, B, c.H[l], hp(c, l), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
                                 mask[l]);
             }
-            hidden_forward<T>(c, L, p, l, B, h, hd, mask, (int)v0, (int)v1);
+            hidden_forward<T>(c, L, p, l, nu, h, hd, mask, (int)v0, (int)v1);
         });
     }
-    // Output layer and cross-entropy (split by rows).
+    // Output layer and cross-entropy (split by contexts). Without a gradient, dlogits is still
+    // written (to the workspace), not read.
     T* logits = (T*)ws->logits;
-    T* dl = g ? (T*)ws->dlogits : nullptr;
+    T* dl = (T*)ws->dlogits;
     parallel(np, [&](int part, int n) {
         int64_t r0, r1;
-        split_range(B, part, n, &r0, &r1);
+        split_range(nu, part, n, &r0, &r1);
         output_forward<T>(c, L, p, hd[Lh - 1], (int)r0, (int)r1, logits);
-        crossentropy_forward_backward<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, T(1.0 / B), dl, ws->row_loss);
+        crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
+                                ws->row_loss);
     });
     double loss = 0;
     for (int b = 0; b < B; ++b) loss += ws->row_loss[b];
@@ -296,21 +348,21 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         int64_t v0, v1, b0, b1;
         split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
         split_range(Vp / VT<T>::W, part, n, &b0, &b1);
-        output_backward<T>(c, L, p, g, B, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], (int)v0, (int)v1,
+        output_backward<T>(c, L, p, g, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], (int)v0, (int)v1,
                            (int)b0, (int)b1);
     });
     for (int l = Lh - 1; l > 0; --l) {
         parallel(np, [&](int part, int n) {
             int64_t v0, v1, r0, r1;
             split_range(hp(c, l) / VT<T>::W, part, n, &v0, &v1);
-            split_range(B, part, n, &r0, &r1);
-            hidden_backward<T>(c, L, p, g, l, B, h, hd, mask, dh, (int)v0, (int)v1, (int)r0, (int)r1);
+            split_range(nu, part, n, &r0, &r1);
+            hidden_backward<T>(c, L, p, g, l, nu, h, hd, mask, dh, (int)v0, (int)v1, (int)r0, (int)r1);
         });
     }
     parallel(np, [&](int part, int n) {
         int64_t v0, v1;
         split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        embed_backward_weights<T>(c, L, ws, B, dh[0], g, (int)v0, (int)v1);
+        embed_backward_weights<T>(c, L, ws, nu, dh[0], g, (int)v0, (int)v1);
     });
     parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, part, n); });
     embed_backward_scatter<T>(c, L, ws, g);
