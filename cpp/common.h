@@ -65,6 +65,8 @@ struct Workspace {
     int32_t* ustart;                // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
     int32_t* ulist;                 // (B,)     in increasing order
     int32_t* urow;                  // (B,)     each row's context
+    int32_t* pstart;                // (T, nP + 1) the contexts with id i at position t are
+    int32_t* plist;                 // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
     int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
     int hsize;                      // a power of two >= 2B
     void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids

@@ -169,6 +169,7 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     while (hsize < 2 * B) hsize *= 2;
     size_t o_uslot = take(4ull * B * c.T), o_ustart = take(4ull * (B + 1)), o_ulist = take(4ull * B);
     size_t o_urow = take(4ull * B), o_htab = take(4ull * hsize);
+    size_t o_pstart = take(4ull * c.T * (nP + 1)), o_plist = take(4ull * c.T * B);
     size_t o_Csub = take((size_t)elem * c.T * nP * c.E), o_P = take((size_t)elem * c.T * nP * L.ld[0]);
     size_t o_G = take((size_t)elem * c.T * nP * L.ld[0]), o_dC = take((size_t)elem * c.T * nP * c.E);
     size_t o_h[MAX_HIDDEN], o_hd[MAX_HIDDEN], o_mask[MAX_HIDDEN], o_dh[MAX_HIDDEN];
@@ -203,6 +204,8 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->ulist = (int32_t*)(mem + o_ulist);
     ws->urow = (int32_t*)(mem + o_urow);
     ws->htab = (int32_t*)(mem + o_htab);
+    ws->pstart = (int32_t*)(mem + o_pstart);
+    ws->plist = (int32_t*)(mem + o_plist);
     ws->hsize = hsize;
     ws->Csub = mem + o_Csub;
     ws->P = mem + o_P;

@@ -94,6 +94,18 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     for (int u = 0; u < nu; ++u) cur[u] = ustart[u];
     for (int b = 0; b < B; ++b) ws->ulist[cur[urow[b]]++] = b;
     ws->nu = nu;
+    // The contexts with each id at each position, in increasing order (for the gradient sums G_t).
+    const int nP = ws->nP;
+    for (int t = 0; t < Tt; ++t) {
+        int32_t* ps = ws->pstart + t * (nP + 1);
+        int32_t* pl = ws->plist + t * B;
+        const int n = ws->nids[t];
+        for (int i = 0; i <= n; ++i) ps[i] = 0;
+        for (int u = 0; u < nu; ++u) ++ps[uslot[u * Tt + t] + 1];
+        for (int i = 0; i < n; ++i) ps[i + 1] += ps[i];
+        for (int i = 0; i < n; ++i) cur[i] = ps[i];
+        for (int u = 0; u < nu; ++u) pl[cur[uslot[u * Tt + t]]++] = u;
+    }
 }
 
 // P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1).
@@ -145,24 +157,44 @@ static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* 
     }
 }
 
-// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (B contexts, H0p);
+// out[nv .. nv + N vectors) = the sum of the rows rows[0 .. n) of x, in that order.
+template <class T, int N>
+static inline void psum_vectors(const int32_t* rows, int n, const T* x, int64_t ld, int nv, T* out) {
+    constexpr int W = VT<T>::W;
+    vec<T> acc[N];
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) acc[j] = vec<T>{};
+    for (int k = 0; k < n; ++k) {
+        const T* row = x + (int64_t)rows[k] * ld + (int64_t)nv * W;
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) acc[j] += vload(row + j * W);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < N; ++j) vstore(out + (int64_t)(nv + j) * W, acc[j]);
+}
+
+// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (nu, H0p);
 // dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows).
 template <class T>
-static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, int B, const T* dpre, T* g,
-                                   int nv0, int nv1) {
-    constexpr int W = VT<T>::W;
+static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* dpre, T* g, int nv0,
+                                   int nv1) {
     const int Tt = c.T, nP = ws->nP;
     const int64_t ld = L.ld[0];
     T* G = (T*)ws->G;
     const T* Csub = (const T*)ws->Csub;
+    // G_t[i] = the sum of dpre over the contexts with id i at position t, in increasing order,
+    // kept in registers 8, 4 or 1 vectors at a time.
     for (int t = 0; t < Tt; ++t) {
         T* Gt = G + (int64_t)t * nP * ld;
-        for (int i = 0; i < ws->nids[t]; ++i)
-            for (int nv = nv0; nv < nv1; ++nv) vstore(Gt + i * ld + nv * W, vec<T>{});
-        for (int b = 0; b < B; ++b) {
-            T* row = Gt + (int64_t)ws->uslot[b * Tt + t] * ld;
-            const T* d = dpre + (int64_t)b * ld;
-            for (int nv = nv0; nv < nv1; ++nv) vstore(row + nv * W, vload(row + nv * W) + vload(d + nv * W));
+        const int32_t* ps = ws->pstart + t * (nP + 1);
+        const int32_t* pl = ws->plist + t * ws->B;
+        for (int i = 0; i < ws->nids[t]; ++i) {
+            const int32_t* rows = pl + ps[i];
+            const int n = ps[i + 1] - ps[i];
+            int nv = nv0;
+            for (; nv + 8 <= nv1; nv += 8) psum_vectors<T, 8>(rows, n, dpre, ld, nv, Gt + i * ld);
+            for (; nv + 4 <= nv1; nv += 4) psum_vectors<T, 4>(rows, n, dpre, ld, nv, Gt + i * ld);
+            for (; nv < nv1; ++nv) psum_vectors<T, 1>(rows, n, dpre, ld, nv, Gt + i * ld);
         }
         EpStore<T> ep{g + L.W[0] + (int64_t)t * c.E * ld, ld, nullptr};
         gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, Gt, ld, ep);
@@ -362,7 +394,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     parallel(np, [&](int part, int n) {
         int64_t v0, v1;
         split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        embed_backward_weights<T>(c, L, ws, nu, dh[0], g, (int)v0, (int)v1);
+        embed_backward_weights<T>(c, L, ws, dh[0], g, (int)v0, (int)v1);
     });
     parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, part, n); });
     embed_backward_scatter<T>(c, L, ws, g);
