@@ -68,7 +68,7 @@ struct Workspace {
     int32_t* pstart;                // (T, nP + 1) the contexts with id i at position t are
     int32_t* plist;                 // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
     int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
-    int hsize;                      // a power of two >= 2B
+    int64_t hsize;                  // a power of two >= 2B
     void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
     void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
     void* G;                        // (T, nP, H0p) per-position gradient sums

@@ -165,8 +165,8 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     };
     size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_slot = take(4ull * B * c.T);
     size_t o_ids = take(4ull * c.T * nP), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
-    int hsize = 1;
-    while (hsize < 2 * B) hsize *= 2;
+    int64_t hsize = 1;
+    while (hsize < 2 * (int64_t)B) hsize *= 2;
     size_t o_uslot = take(4ull * B * c.T), o_ustart = take(4ull * (B + 1)), o_ulist = take(4ull * B);
     size_t o_urow = take(4ull * B), o_htab = take(4ull * hsize);
     size_t o_pstart = take(4ull * c.T * (nP + 1)), o_plist = take(4ull * c.T * B);

@@ -274,24 +274,39 @@ static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T
 
 // The same for rows that share logits: context u in [u0, u1) has the logits row u and the rows
 // ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above (the same value), and one dlogits row
-// per context, the sum of its rows': softmax(l_u) * (rows * scale), minus scale at each row's target.
+// per context: the sum, in row order, of its rows' dlogits rows exactly as computed one by one (so
+// that rows whose gradients cancel exactly still do: a sum scaled by the row count would not).
 template <class T>
 static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
                                  const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
+    typedef vec<T> Vv;
     constexpr int W = VT<T>::W;
+    const ivec<T> lane = viota<T>();
     for (int u = u0; u < u1; ++u) {
         const T* l = logits + (int64_t)u * Vp;
         T* d = dl + (int64_t)u * Vp;
         T m;
         const T sum = row_expsum<T>(l, V, Vp, d, &m);
         const double lse = __builtin_log((double)sum) + (double)m;
+        const Vv f = vset<T>(scale / sum);
+        for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);  // q = softmax * scale
         const int i0 = ustart[u], i1 = ustart[u + 1];
-        vec<T> f = vset<T>(scale * T(i1 - i0) / sum);
-        for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);
         for (int i = i0; i < i1; ++i) {
-            const int b = ulist[i];
-            row_loss[b] = lse - (double)l[y[b]];
-            d[y[b]] -= scale;
+            const int b = ulist[i], yb = y[b];
+            row_loss[b] = lse - (double)l[yb];
+            if (i == i0) {
+                d[yb] -= scale;  // the first row's dlogits: q - scale at its target
+                continue;
+            }
+            // d += q, then d[yb] = (d[yb] before) + (q[yb] - scale); q again from the same exps.
+            const T before = d[yb];
+            T qy = 0;
+            for (int v = 0; v < Vp; v += W) {
+                Vv q = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{}) * f;
+                if (yb >= v && yb < v + W) qy = q[yb - v];
+                vstore(d + v, vload(d + v) + q);
+            }
+            d[yb] = before + (qy - scale);
         }
     }
 }

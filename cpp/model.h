@@ -59,13 +59,13 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     int32_t *uslot = ws->uslot, *urow = ws->urow, *ustart = ws->ustart, *ht = ws->htab;
     int nu = 0;
     if (group) {
-        const uint32_t mask = (uint32_t)ws->hsize - 1;
-        for (int i = 0; i < ws->hsize; ++i) ht[i] = -1;
+        const uint64_t mask = (uint64_t)ws->hsize - 1;
+        for (int64_t i = 0; i < ws->hsize; ++i) ht[i] = -1;
         for (int b = 0; b < B; ++b) {
             const int32_t* sb = slot + b * Tt;
             uint32_t h = 0;
             for (int t = 0; t < Tt; ++t) h = (h ^ (uint32_t)sb[t]) * 0x9E3779B1u;
-            for (uint32_t i = (h ^ (h >> 15)) & mask;; i = (i + 1) & mask) {
+            for (uint64_t i = (h ^ (h >> 15)) & mask;; i = (i + 1) & mask) {
                 int u = ht[i];
                 if (u < 0) {
                     u = ht[i] = nu++;

@@ -214,6 +214,34 @@ def test_evaluation_over_many_rows_matches_torch(isa, dtype, shape):
     assert np.abs(lg - rlg).max() < tol * np.abs(rlg).max()
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_repeated_contexts_keep_exact_zero_gradients(isa, dtype):
+    """Training sums the dlogits of a minibatch's rows with one context before the backward pass.
+    Where each row's gradient is exactly zero (one character: softmax is 1), so is the sum -- a
+    shortcut such as count x softmax - (one per row) would leave rounding residue, and AdamW turns
+    any nonzero gradient into a full step (the campaign found both)."""
+    model = mm.MLP(1, 1, 1, 1, seed=0, dtype=dtype)
+    X, Y = np.zeros((26, 1), np.int64), np.zeros(26, np.int64)
+    loss, grads = model.loss_and_grad(X, Y)
+    assert loss == 0.0
+    for k, g in grads.items():
+        assert not g.any(), (k, g)
+    # and with the rows of the other contexts mixed in: still the reference's gradient
+    V, rng = 5, np.random.default_rng(3)
+    model = mm.MLP(V, 2, 3, 7, seed=1, dtype=dtype)
+    X = np.repeat(rng.integers(0, V, (4, 2)), 9, axis=0)
+    Y = rng.integers(0, V, len(X))
+    loss, grads = model.loss_and_grad(X, Y)
+    rloss, rgrads = ref.loss_and_grad(as64(model.get_params()), X, Y)
+    assert abs(loss - rloss) < TOL_GRAD[dtype] * rloss and rel_err(grads, rgrads) < TOL_GRAD[dtype]
+    # zero gradients and no weight decay: AdamW leaves every parameter where it was
+    m1 = mm.MLP(1, 1, 1, 1, seed=0, dtype=dtype)
+    p0 = m1.get_params()
+    mm.train(m1, np.zeros((1, 1), int), np.zeros(1, int), steps=5, batch_size=3, optimizer="adamw", lr=0.5, weight_decay=0.0)
+    for k, a in m1.get_params().items():
+        np.testing.assert_array_equal(a, p0[k])
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_distinct_contexts_give_the_every_row_results(isa, threads):
     """Evaluating each distinct context once gives bit for bit what computing every row gives:
