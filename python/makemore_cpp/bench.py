@@ -255,7 +255,7 @@ def sample_workload(threads: int, args) -> dict:
         from . import reference
         params = model.get_params()
         impls["torch lecture loop"] = lambda: timed(lambda: reference.lecture_sample(params, n_torch)) / n_torch
-    res = interleave(impls, max(3, args.repeats // 2))
+    res = interleave(impls, args.repeats)
     return {"unit": "s/name", "threads": threads, "data": source, "samples": res}
 
 
