@@ -148,7 +148,6 @@ static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, i
 template <class T>
 static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride, int64_t ld,
                           const T* bias, T* h, T* hd, const T* mask, int nv0, int nv1) {
-    constexpr int W = VT<T>::W;
     for (int b = b0; b < b1; ++b) {
         const int32_t* s = slot + (int64_t)b * Tt;
         int nv = nv0;

@@ -39,7 +39,7 @@ struct Pool {
     pid_t pid = 0;
 
     explicit Pool(int n) : nthreads(n), pid(getpid()) {
-        for (int i = 1; i < n; ++i) workers.emplace_back([this, i] { work(i); });
+        for (int i = 1; i < n; ++i) workers.emplace_back([this] { work(); });
     }
     ~Pool() {
         {
@@ -51,7 +51,7 @@ struct Pool {
         for (auto& t : workers) t.join();
     }
 
-    void work(int id) {
+    void work() {
         uint64_t seen = 0;
         for (;;) {
             // Spin for a short while: the next job of a training step is usually microseconds away.
