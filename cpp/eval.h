@@ -117,10 +117,12 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
     const int64_t nctx = context_count(V, Tt, limit);
     if (dedup && nctx <= limit) {
-        Mem table(sizeof(int32_t) * nctx);       // 1 where a context occurs, then its index among them
-        Mem keys(sizeof(int32_t) * N, false);    // each row's context number
+        const int64_t most = N < nctx ? N : nctx;  // distinct contexts at most
+        Mem table(sizeof(int32_t) * nctx);         // 1 where a context occurs, then its index among them
+        Mem keys(sizeof(int32_t) * (N + most), false);
         int32_t* id = (int32_t*)table.p;
-        int32_t* kr = (int32_t*)keys.p;
+        int32_t* kr = (int32_t*)keys.p;            // each row's context number
+        int32_t* ukey = kr + N;                    // each distinct context's number
         parallel(parts_for((double)N * Tt * 64), [&](int part, int n) {
             int64_t r0, r1;
             split_range(N, part, n, &r0, &r1);
@@ -133,19 +135,19 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             }
         });
         int64_t nu = 0;
-        for (int64_t k = 0; k < nctx; ++k) id[k] = id[k] ? (int32_t)nu++ : -1;
+        for (int64_t k = 0; k < nctx; ++k) {
+            if (id[k]) ukey[nu] = (int32_t)k;
+            id[k] = id[k] ? (int32_t)nu++ : -1;
+        }
         if (nu * Vp * (int64_t)sizeof(T) <= ((int64_t)256 << 20)) {
             // The distinct contexts' logits U (nu, Vp) and log-sum-exps lse (nu).
             const int64_t uchunks = (nu + ROWS - 1) / ROWS;
             int np = parts_for(per_row * (double)nu);
             if (np > uchunks) np = (int)uchunks;
             Mem tables(sizeof(T) * Tt * V * ld0);
-            Mem logits(sizeof(T) * nu * Vp + (sizeof(double) + sizeof(int32_t)) * nu, false);
+            Mem logits(sizeof(T) * nu * Vp + sizeof(double) * nu, false);
             T* U = (T*)logits.p;
             double* lse = (double*)(U + nu * Vp);
-            int32_t* ukey = (int32_t*)(lse + nu);  // the contexts' numbers
-            for (int64_t k = 0; k < nctx; ++k)
-                if (id[k] >= 0) ukey[id[k]] = (int32_t)k;
             T* P = (T*)tables.p;
             parallel(np, [&](int part, int n) {
                 int64_t v0, v1;
@@ -164,7 +166,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                     for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
                 }
                 rows_forward<T>(c, L, p, P, ctx, rows, s);
-                crossentropy_forward_backward<T>(0, rows, V, (int)Vp, s.logits, nullptr, T(1), nullptr, lse + u0);
+                crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, nullptr, lse + u0);
                 __builtin_memcpy(U + u0 * Vp, s.logits, sizeof(T) * rows * Vp);
             });
             for_chunks(parts_for((double)N * (out ? V * 4 : 64)), nchunks, 64, [&](int, int64_t ch) {
@@ -203,7 +205,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         if (out)
             for (int r = 0; r < rows; ++r) __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
         if (Y) {
-            crossentropy_forward_backward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, T(1), nullptr, s.loss);
+            crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, s.loss);
             double sum = 0;
             for (int r = 0; r < rows; ++r) sum += s.loss[r];
             chunk_loss[ch] = sum;

@@ -227,12 +227,10 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
 };
 
 // ---------------------------------------------------------------------------------------------
-// Cross-entropy, forward and backward in one pass over each row, max-subtracted:
+// Cross-entropy, max-subtracted:
 //     loss_b = log(sum_v exp(l_bv - m_b)) + m_b - l_b,y_b
 //     dl_bv  = (softmax(l_b)_v - [v == y_b]) * scale
 // logits and dl are (rows, Vp) with V valid columns; dl's padding is written as zeros.
-// With dl null, only the losses; with y null too, row_loss gets log(sum_v exp(l_bv - m_b)) + m_b,
-// from which loss_b is that minus l_b,y_b.
 
 // One row's max m and sum_v exp(l_v - m) (the exps into d if it is not null).
 template <class T>
@@ -253,27 +251,21 @@ static inline T row_expsum(const T* l, int V, int Vp, T* d, T* m_out) {
     return hsum<T>(s);
 }
 
+// The losses of rows [b0, b1) (no gradient): loss_b into row_loss[b]; with y null,
+// log(sum_v exp(l_bv - m_b)) + m_b, from which loss_b is that minus l_b,y_b.
 template <class T>
-static void crossentropy_forward_backward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
-                                          T scale, T* dl, double* row_loss) {
-    constexpr int W = VT<T>::W;
+static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y, double* row_loss) {
     for (int b = b0; b < b1; ++b) {
         const T* l = logits + (int64_t)b * Vp;
-        T* d = dl ? dl + (int64_t)b * Vp : nullptr;
         T m;
-        const T sum = row_expsum<T>(l, V, Vp, d, &m);
+        const T sum = row_expsum<T>(l, V, Vp, nullptr, &m);
         const double lse = __builtin_log((double)sum) + (double)m;
         row_loss[b] = y ? lse - (double)l[y[b]] : lse;
-        if (d) {
-            vec<T> f = vset<T>(scale / sum);
-            for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);
-            d[y[b]] -= scale;
-        }
     }
 }
 
-// The same for rows that share logits: context u in [u0, u1) has the logits row u and the rows
-// ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above (the same value), and one dlogits row
+// Forward and backward for rows that share logits: context u in [u0, u1) has the logits row u and
+// the rows ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above, and one dlogits row
 // per context: the sum, in row order, of its rows' dlogits rows exactly as computed one by one (so
 // that rows whose gradients cancel exactly still do: a sum scaled by the row count would not).
 template <class T>
