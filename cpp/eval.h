@@ -12,14 +12,25 @@
 static constexpr int ROWS = 32;
 static constexpr int64_t DEDUP_ALWAYS = 65536;  // at most this many contexts: always computed once each
 
-// Full tables P (T, V, H0p) for the column vectors [nv0, nv1).
+// Multiply-adds of one row's forward pass (with the full tables).
+static inline double row_macs(const Config& c) {
+    double m = (double)c.H[c.L - 1] * c.V + (double)c.T * c.H[0];
+    for (int l = 1; l < c.L; ++l) m += (double)c.H[l - 1] * c.H[l];
+    return m;
+}
+
+// Full tables P (T, V, H0p), their column vectors split into np parts.
 template <class T>
-static void full_tables(const Config& c, const Layout& L, const T* p, T* P, int nv0, int nv1) {
+static void full_tables(const Config& c, const Layout& L, const T* p, T* P, int np) {
     const int64_t ld = L.ld[0];
-    for (int t = 0; t < c.T; ++t) {
-        EpStore<T> ep{P + (int64_t)t * c.V * ld, ld, nullptr};
-        gemm_bcast<T>(c.V, nv0, nv1, c.E, p + L.C, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
-    }
+    parallel(np, [&](int part, int n) {
+        int64_t nv0, nv1;
+        split_range(ld / VT<T>::W, part, n, &nv0, &nv1);
+        for (int t = 0; t < c.T; ++t) {
+            EpStore<T> ep{P + (int64_t)t * c.V * ld, ld, nullptr};
+            gemm_bcast<T>(c.V, (int)nv0, (int)nv1, c.E, p + L.C, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+        }
+    });
 }
 
 // Memory that zeroes itself and frees itself. Allocated on the calling thread, before any parallel
@@ -106,8 +117,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     const int Tt = c.T, V = c.V;
     const int64_t ld0 = L.ld[0], Vp = padded(V);
     const int64_t nchunks = (N + ROWS - 1) / ROWS;
-    double per_row = (double)c.H[c.L - 1] * V + (double)Tt * c.H[0];
-    for (int l = 1; l < c.L; ++l) per_row += (double)c.H[l - 1] * c.H[l];
+    const double per_row = row_macs(c);
 
     // Contexts repeat (the lecture's 182,625 training rows hold 5,438 distinct ones): when the
     // context numbers fit a table of a few entries per row, find the distinct contexts, compute
@@ -149,11 +159,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             T* U = (T*)logits.p;
             double* lse = (double*)(U + nu * Vp);
             T* P = (T*)tables.p;
-            parallel(np, [&](int part, int n) {
-                int64_t v0, v1;
-                split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-                full_tables<T>(c, L, p, P, (int)v0, (int)v1);
-            });
+            full_tables<T>(c, L, p, P, np);
             const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt);
             Mem scratch(bytes * np);
             for_chunks(np, uchunks, 1, [&](int part, int64_t ch) {
@@ -190,11 +196,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     T* P = (T*)tables.p;
     int np = parts_for(per_row * (double)N);
     if (np > nchunks) np = (int)(nchunks > 0 ? nchunks : 1);
-    parallel(np, [&](int part, int n) {
-        int64_t v0, v1;
-        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        full_tables<T>(c, L, p, P, (int)v0, (int)v1);
-    });
+    full_tables<T>(c, L, p, P, np);
     const size_t bytes = rows_bytes(c, ROWS, 0);
     Mem scratch(bytes * np);
     for_chunks(np, nchunks, 1, [&](int part, int64_t ch) {

@@ -124,18 +124,13 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     const uint64_t ks = rng::key(a->seed, rng::SAMPLE);
     Mem tables(sizeof(T) * Tt * V * ld0);
     T* P = (T*)tables.p;
-    double per_row = (double)c.H[c.L - 1] * V + (double)Tt * c.H[0];
-    for (int l = 1; l < c.L; ++l) per_row += (double)c.H[l - 1] * c.H[l];
+    const double per_row = row_macs(c);
     // Tabulate when the contexts are at most an eighth of the characters to draw (about 8 a name)
     // and their running sums fit in 256 MiB.
     const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (V + 2)));
     const bool tabulate = nctx * (V + 2) * 8 <= ((int64_t)256 << 20) && nctx <= a->n;
     int np = parts_for(per_row * (double)(tabulate ? nctx : 8 * a->n));
-    parallel(np, [&](int part, int n) {
-        int64_t v0, v1;
-        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        full_tables<T>(c, L, p, P, (int)v0, (int)v1);
-    });
+    full_tables<T>(c, L, p, P, np);
 
     if (tabulate) {
         // cum (nctx, V), sum (nctx), best (nctx)
