@@ -129,7 +129,7 @@ PYBIND11_MODULE(_core, mod) {
                  return py::make_tuple(loss, arena_to_list(m, ws->grad));
              })
         .def("evaluate",
-             // Row losses summed over 32-row chunks (if Y is given) and the logits (if asked). dedup:
+             // Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the logits (if asked). dedup:
              // compute each distinct context once where possible (the same results; off to time the
              // kernels on every row).
              [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits, bool dedup) {
@@ -139,7 +139,7 @@ PYBIND11_MODULE(_core, mod) {
                  double* cl = nullptr;
                  void* out = nullptr;
                  if (Y) {
-                     py::array_t<double> a((N + 31) / 32);
+                     py::array_t<double> a((N + SUM_ROWS - 1) / SUM_ROWS);
                      cl = a.mutable_data();
                      chunks = a;
                  }

@@ -14,6 +14,7 @@ namespace mm {
 // weights, biases, activations and gradients are zero and stay zero.
 static constexpr int PAD = 16;
 static constexpr int MAX_HIDDEN = 8;
+static constexpr int SUM_ROWS = 1024;  // evaluation returns the loss summed over blocks of this many rows
 
 static inline int64_t padded(int64_t n) { return (n + PAD - 1) / PAD * PAD; }
 
@@ -143,9 +144,9 @@ template <class T>
 struct Kernels {
     double (*loss_and_grad)(ParamView<T>, Workspace*, const int32_t* X, const int32_t* Y, int B, T* grad);
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
-    // Sum of row losses over 32-row chunks into chunk_loss[ceil(N/32)] (if Y), logits into out (if out).
+    // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits into out (if out).
     // With dedup, each distinct context is computed once when that is possible (same results).
-    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out,
+    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup);
     int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);

@@ -10,6 +10,7 @@
 #pragma once
 
 static constexpr int ROWS = 32;
+static constexpr int CHUNKS = SUM_ROWS / ROWS;  // chunks per block (common.h: SUM_ROWS)
 static constexpr int64_t DEDUP_ALWAYS = 65536;  // at most this many contexts: always computed once each
 
 // Multiply-adds of one row's forward pass (with the full tables).
@@ -108,8 +109,15 @@ static void for_chunks(int np, int64_t nchunks, int64_t grain, F&& f) {
     });
 }
 
+// The sum, in order, of n chunk sums.
+static inline double block_sum(const double* cs, int n) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) s += cs[i];
+    return s;
+}
+
 template <class T>
-static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* chunk_loss, T* out,
+static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
@@ -127,27 +135,37 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
     const int64_t nctx = context_count(V, Tt, limit);
     if (dedup && nctx <= limit) {
+        // Each part marks the contexts of its rows in a bit set of its own (no cache line is
+        // written by two threads); the sets' union, read in order, numbers the distinct contexts.
         const int64_t most = N < nctx ? N : nctx;  // distinct contexts at most
-        Mem table(sizeof(int32_t) * nctx);         // 1 where a context occurs, then its index among them
+        const int64_t words = (nctx + 63) / 64;
+        const int npn = parts_for((double)N * Tt * 64);
+        Mem bits(sizeof(uint64_t) * words * npn);
+        Mem table(sizeof(int32_t) * nctx, false);  // each occurring context's index among them
         Mem keys(sizeof(int32_t) * (N + most), false);
         int32_t* id = (int32_t*)table.p;
         int32_t* kr = (int32_t*)keys.p;            // each row's context number
         int32_t* ukey = kr + N;                    // each distinct context's number
-        parallel(parts_for((double)N * Tt * 64), [&](int part, int n) {
+        parallel(npn, [&](int part, int n) {
             int64_t r0, r1;
             split_range(N, part, n, &r0, &r1);
+            uint64_t* b = (uint64_t*)bits.p + part * words;
             for (int64_t r = r0; r < r1; ++r) {
                 int32_t k = 0;
                 for (int t = 0; t < Tt; ++t) k = k * V + X[r * Tt + t];
                 kr[r] = k;
-                // Each entry written once: no cache line goes back and forth between the threads.
-                if (!__atomic_load_n(&id[k], __ATOMIC_RELAXED)) __atomic_store_n(&id[k], 1, __ATOMIC_RELAXED);
+                b[k >> 6] |= (uint64_t)1 << (k & 63);
             }
         });
         int64_t nu = 0;
-        for (int64_t k = 0; k < nctx; ++k) {
-            if (id[k]) ukey[nu] = (int32_t)k;
-            id[k] = id[k] ? (int32_t)nu++ : -1;
+        for (int64_t w = 0; w < words; ++w) {
+            uint64_t m = 0;
+            for (int q = 0; q < npn; ++q) m |= ((const uint64_t*)bits.p)[q * words + w];
+            for (; m; m &= m - 1) {
+                const int32_t k = (int32_t)(w * 64 + __builtin_ctzll(m));
+                ukey[nu] = k;
+                id[k] = (int32_t)nu++;
+            }
         }
         if (nu * Vp * (int64_t)sizeof(T) <= ((int64_t)256 << 20)) {
             // The distinct contexts' logits U (nu, Vp) and log-sum-exps lse (nu).
@@ -175,16 +193,36 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                 crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, nullptr, lse + u0);
                 __builtin_memcpy(U + u0 * Vp, s.logits, sizeof(T) * rows * Vp);
             });
-            for_chunks(parts_for((double)N * (out ? V * 4 : 64)), nchunks, 64, [&](int, int64_t ch) {
-                const int64_t r0 = ch * ROWS;
-                const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
-                double sum = 0;
-                for (int r = 0; r < rows; ++r) {
-                    const int64_t u = id[kr[r0 + r]];
-                    if (Y) sum += lse[u] - (double)U[u * Vp + Y[r0 + r]];
-                    if (out) __builtin_memcpy(out + (r0 + r) * V, U + u * Vp, sizeof(T) * V);
+            // Each row's loss is its context's lse minus its target's logit. A block's 32 chunks
+            // are summed four at a time side by side (each chunk's sum still in row order): one
+            // chain of dependent additions would take longer than the loads.
+            const int64_t nblocks = (N + SUM_ROWS - 1) / SUM_ROWS;
+            for_chunks(parts_for((double)N * (out ? V * 4 : 64)), nblocks, 1, [&](int, int64_t blk) {
+                const int64_t b0 = blk * SUM_ROWS, b1 = N - b0 < SUM_ROWS ? N : b0 + SUM_ROWS;
+                if (out)
+                    for (int64_t r = b0; r < b1; ++r) __builtin_memcpy(out + r * V, U + id[kr[r]] * Vp, sizeof(T) * V);
+                if (!Y) return;
+                auto term = [&](int64_t r) { const int64_t u = id[kr[r]]; return lse[u] - (double)U[u * Vp + Y[r]]; };
+                double cs[CHUNKS];
+                const int full = (int)((b1 - b0) / ROWS), nch = (int)((b1 - b0 + ROWS - 1) / ROWS);
+                int j = 0;
+                for (; j + 4 <= full; j += 4) {
+                    const int64_t r = b0 + (int64_t)j * ROWS;
+                    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                    for (int i = 0; i < ROWS; ++i) {
+                        s0 += term(r + i);
+                        s1 += term(r + ROWS + i);
+                        s2 += term(r + 2 * ROWS + i);
+                        s3 += term(r + 3 * ROWS + i);
+                    }
+                    cs[j] = s0, cs[j + 1] = s1, cs[j + 2] = s2, cs[j + 3] = s3;
                 }
-                if (Y) chunk_loss[ch] = sum;
+                for (; j < nch; ++j) {
+                    double s0 = 0;
+                    for (int64_t r = b0 + (int64_t)j * ROWS; r < b1 && r < b0 + (int64_t)(j + 1) * ROWS; ++r) s0 += term(r);
+                    cs[j] = s0;
+                }
+                block_loss[blk] = block_sum(cs, nch);
             });
             return;
         }
@@ -199,6 +237,8 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     full_tables<T>(c, L, p, P, np);
     const size_t bytes = rows_bytes(c, ROWS, 0);
     Mem scratch(bytes * np);
+    Mem sums(sizeof(double) * (Y ? nchunks : 1), false);
+    double* cs = (double*)sums.p;
     for_chunks(np, nchunks, 1, [&](int part, int64_t ch) {
         RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
         const int64_t r0 = ch * ROWS;
@@ -210,7 +250,10 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, s.loss);
             double sum = 0;
             for (int r = 0; r < rows; ++r) sum += s.loss[r];
-            chunk_loss[ch] = sum;
+            cs[ch] = sum;
         }
     });
+    if (Y)
+        for (int64_t ch = 0; ch < nchunks; ch += CHUNKS)
+            block_loss[ch / CHUNKS] = block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
 }

@@ -69,6 +69,8 @@ BAD_CALLS = [
     ("X uint64 2**63", lambda m: m.loss(np.where(idx(-1) < 0, np.uint64(2**63), X0.astype(np.uint64)), Y0),
      IndexError, [rf"X\[7, 2\] = {2**63}\b", "0 <= X < 27"]),
     ("X int8 negative", lambda m: m.loss(idx(-5).astype(np.int8), Y0), IndexError, [r"= -5\b"]),
+    ("X big-endian negative", lambda m: m.loss(idx(-3).astype(">i2"), Y0), IndexError, [r"X\[7, 2\] = -3\b"]),
+    ("Y int64 negative", lambda m: m.loss(X0, np.where(np.arange(N) == 5, -7, Y0).astype(np.int64)), IndexError, [r"Y\[5\] = -7\b"]),
     ("Y beyond int32", lambda m: m.loss(X0, np.where(np.arange(N) == 3, BIG, Y0)), IndexError,
      [rf"Y\[3\] = {BIG}", "0 <= Y < 27"]),
     ("Y 2-d", lambda m: m.loss(X0, Y0[:, None]), ValueError, [r"\bY\b", r"\(N,\)", r"\(50, 1\)"]),

@@ -66,7 +66,8 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.nda
     want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
     if arr.ndim != len(shape) or any(s is not None and arr.shape[i] != s for i, s in enumerate(shape)):
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    if arr.size:
+    # One pass over the ids: read as unsigned, a negative id is larger than any valid one.
+    if arr.size and (arr.view(arr.dtype.str.replace("i", "u")) if arr.dtype.kind == "i" else arr).max() >= high:
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= high:
             bad = lo if lo < 0 else hi

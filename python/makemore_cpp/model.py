@@ -18,7 +18,8 @@ from .data import Vocab
 __all__ = ["MLP"]
 
 INITS = {"lecture": 0, "kaiming": 1}
-EVAL_CHUNK = 1 << 18          # rows per call into the core at most (a multiple of 32)
+EVAL_CHUNK = 1 << 18          # rows per call into the core at most (a multiple of SUM_ROWS)
+SUM_ROWS = 1024               # the core returns the loss summed over blocks of this many rows (as in its common.h)
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
 CHUNK_SECONDS = 0.05          # calls into the core are sized to take about this long, so Ctrl-C is prompt
 FIRST_CHUNK_MACS = 2e7        # the first call's size, before its time is known: a few milliseconds
@@ -200,10 +201,11 @@ class MLP:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
         sums = []
         with self._exclusive():
-            for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32):
+            for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, SUM_ROWS):
                 sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
-        # The core sums the row losses of each 32 rows in order, and every call starts at a multiple
-        # of 32; fsum is exact: so the result does not depend on how the rows were split between calls.
+        # The core sums the row losses of each block of SUM_ROWS rows in a fixed order, and every call
+        # starts at a multiple of SUM_ROWS; fsum is exact: so the result does not depend on how the
+        # rows were split between calls.
         return math.fsum(np.concatenate(sums).tolist()) / len(X)
 
     def logits(self, X: Any) -> np.ndarray:
