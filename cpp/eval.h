@@ -131,7 +131,7 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     // context numbers fit a table of a few entries per row, find the distinct contexts, compute
     // each one's logits once, and give every row its context's. The same values as computing each
     // row: no row's logits depend on the other rows of its chunk, and the losses are summed in the
-    // same 32-row chunks in the same order.
+    // same chunks and blocks in the same order.
     const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
     const int64_t nctx = context_count(V, Tt, limit);
     if (dedup && nctx <= limit) {
