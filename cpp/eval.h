@@ -81,10 +81,10 @@ static void rows_forward(const Config& c, const Layout& L, const T* p, const T* 
                          RowScratch<T>& s) {
     const int64_t ld0 = L.ld[0];
     T* nomask[MAX_HIDDEN] = {nullptr};
-    embed_forward<T>(c.T, 0, n, x, P, (int64_t)c.V * ld0, ld0, p + L.b[0], s.h[0], s.h[0], nullptr, 0,
+    embed_forward<T>(c.T, 0, n, x, P, (int64_t)c.V * ld0, ld0, ld0, p + L.b[0], s.h[0], s.h[0], nullptr, 0,
                      (int)(ld0 / VT<T>::W));
     for (int l = 1; l < c.L; ++l) hidden_forward<T>(c, L, p, l, n, s.h, s.h, nomask, 0, (int)(hp(c, l) / VT<T>::W));
-    output_forward<T>(c, L, p, s.h[c.L - 1], 0, n, s.logits);
+    output_forward<T>(c, L, p, rows_of<T>(s.h[c.L - 1], hp(c, c.L - 1), (int)hp(c, c.L - 1)), 0, n, s.logits);
 }
 
 // The number of contexts, V^T (the T ids of a context read as a number in base V, the oldest id

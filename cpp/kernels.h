@@ -154,31 +154,59 @@ struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tan
 // A tile of MR x NR = W outputs keeps W vector accumulators and reduces them together (vreduce).
 // Rows past the end of a tile repeat the last row (computed, not stored).
 
-template <class T, int MR, int NR, class Ep>
-static inline void kern_dot(const T* a, int64_t lda, const T* b, int64_t ldb, int Kp, int m0, int mr,
-                            int n0, int nr, Ep& ep) {
+static constexpr int MAX_PARTS = 64;  // parts of a job at most (model.h: parts_for)
+
+// The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
+// for s < n. One block (n = 1), or the column panels of a buffer split between threads (model.h:
+// Panels). A row read in panels is summed in the same order as a row read whole.
+template <class T>
+struct Rows {
+    int n;
+    const T* a[MAX_PARTS];
+    int64_t ld[MAX_PARTS];
+    int k[MAX_PARTS + 1];
+};
+template <class T>
+static inline Rows<T> rows_of(const T* a, int64_t lda, int Kp) {
+    Rows<T> r;
+    r.n = 1;
+    r.a[0] = a;
+    r.ld[0] = lda;
+    r.k[0] = 0;
+    r.k[1] = Kp;
+    return r;
+}
+
+// Not inlined: inlined into a loop over positions (embed_backward_rows) it spilled an accumulator.
+// SEG false: one block (A.n == 1), which the compiler then reads as plain arguments.
+template <class T, int MR, int NR, class Ep, bool SEG>
+__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int mr, int n0,
+                                               int nr, Ep& ep) {
     typedef vec<T> V;
     constexpr int W = VT<T>::W;
     static_assert(MR * NR == W, "one accumulator per lane");
-    const T* ap[MR];
     const T* bp[NR];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) ap[i] = a + (m0 + (i < mr ? i : mr - 1)) * lda;
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) bp[j] = b + (n0 + (j < nr ? j : nr - 1)) * ldb;
     V acc[W];
 #pragma GCC unroll 16
     for (int q = 0; q < W; ++q) acc[q] = V{};
-    for (int k = 0; k < Kp; k += W) {
-        V av[MR], bv[NR];
+    const int nseg = SEG ? A.n : 1;
+    for (int sg = 0; sg < nseg; ++sg) {
+        const T* ap[MR];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
+        for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + (i < mr ? i : mr - 1)) * A.ld[sg];
+        for (int k = A.k[sg]; k < A.k[sg + 1]; k += W) {
+            V av[MR], bv[NR];
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j) bv[j] = vload(bp[j] + k);
+            for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) bv[j] = vload(bp[j] + k);
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
+            for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+                for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
+        }
     }
     V s = vreduce<T, W>(acc);
     for (int i = 0; i < mr; ++i)
@@ -193,16 +221,22 @@ struct DotTile {
 };
 
 template <class T, class Ep>
-static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb,
-                     Ep& ep) {
+static void gemm_dot(int m0, int m1, int N, const Rows<T>& A, const T* b, int64_t ldb, Ep& ep) {
     constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR;
     for (int n = 0; n < N; n += NR) {
         int nr = N - n < NR ? N - n : NR;
         for (int m = m0; m < m1; m += MR) {
             int mr = m1 - m < MR ? m1 - m : MR;
-            kern_dot<T, MR, NR, Ep>(a, lda, b, ldb, Kp, m, mr, n, nr, ep);
+            if (A.n == 1)
+                kern_dot<T, MR, NR, Ep, false>(A, b, ldb, m, mr, n, nr, ep);
+            else
+                kern_dot<T, MR, NR, Ep, true>(A, b, ldb, m, mr, n, nr, ep);
         }
     }
+}
+template <class T, class Ep>
+static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb, Ep& ep) {
+    gemm_dot<T, Ep>(m0, m1, N, rows_of(a, lda, Kp), b, ldb, ep);
 }
 
 // Epilogues of gemm_dot.

@@ -25,6 +25,39 @@
 static inline int64_t hp(const Config& c, int l) { return padded(c.H[l]); }
 
 // ---------------------------------------------------------------------------------------------
+// Column panels. The phases split by columns give part k of np the column vectors [v0, v1) of the
+// first hidden layer (split_range). The buffers of that width which those phases write (the tables
+// P, the sums G and, with one hidden layer, its activations and their gradient) keep each part's
+// columns in a block of memory of its own, a panel: column j of row r of part k's panel at
+// base(k)[r * ld(k) + j], j the column's index in the whole row. No page then holds two threads'
+// columns: two cores writing into the same pages slow each other down severalfold on this
+// project's Zen 4 host (benchmarks/NOTES.md). With np = 1 it is the usual row-major layout.
+template <class T>
+struct Panels {
+    T* mem;
+    int64_t rows;
+    int np;
+    int64_t q, r;  // the split of the column vectors: q each, one more for the first r (split_range)
+    Panels(T* mem_, int64_t rows_, int nvec, int np_)
+        : mem(mem_), rows(rows_), np(np_), q(nvec / np_), r(nvec % np_) {}
+    int64_t v0(int k) const { return k * q + (k < r ? k : r); }  // part k's first column vector
+    int64_t ld(int k) const { return (v0(k + 1) - v0(k)) * VT<T>::W; }
+    T* base(int k) const { return mem ? mem + (rows - 1) * v0(k) * VT<T>::W : nullptr; }  // panel start - v0 columns
+    // Rows first .. of all the columns, as gemm_dot's operand.
+    Rows<T> whole(int64_t first = 0) const {
+        Rows<T> a;
+        a.n = np;
+        for (int k = 0; k < np; ++k) {
+            a.ld[k] = ld(k);
+            a.a[k] = base(k) + first * a.ld[k];
+            a.k[k] = (int)(v0(k) * VT<T>::W);
+        }
+        a.k[np] = (int)(v0(np) * VT<T>::W);
+        return a;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Embedding + first layer.
 
 // The distinct ids at each position of xb (B, T): ids[t, :nids[t]], slot (B, T) into them, and the
@@ -112,14 +145,14 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     }
 }
 
-// P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1).
-// Csub and P hold positions nP rows apart.
+// P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1), column j of
+// row i of P_t at P[(t * nP + i) * ldP + j]. Csub and P hold positions nP rows apart.
 template <class T>
 static void embed_tables(const Config& c, const Layout& L, const T* p, const int32_t* nids, int nP,
-                         const T* Csub, T* P, int nv0, int nv1) {
+                         const T* Csub, T* P, int64_t ldP, int nv0, int nv1) {
     const int64_t ld = L.ld[0];
     for (int t = 0; t < c.T; ++t) {
-        EpStore<T> ep{P + (int64_t)t * nP * ld, ld, nullptr};
+        EpStore<T> ep{P + (int64_t)t * nP * ldP, ldP, nullptr};
         gemm_bcast<T>(nids[t], nv0, nv1, c.E, Csub + (int64_t)t * nP * c.E, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld,
                       ld, ep);
     }
@@ -127,15 +160,15 @@ static void embed_tables(const Config& c, const Layout& L, const T* p, const int
 
 // Row b, column vectors [nv, nv + N) of embed_forward: N tanh chains side by side.
 template <class T, int N>
-static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, int64_t tstride, int64_t ld,
-                                         const T* bias, T* h, T* hd, const T* mask, int b, int nv) {
+static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, int64_t tstride, int64_t ldP,
+                                         int64_t ld, const T* bias, T* h, T* hd, const T* mask, int b, int nv) {
     constexpr int W = VT<T>::W;
     const int64_t n = (int64_t)nv * W;
     vec<T> acc[N];
 #pragma GCC unroll 8
     for (int j = 0; j < N; ++j) acc[j] = vload(bias + n + j * W);
     for (int t = 0; t < Tt; ++t) {
-        const T* row = P + t * tstride + s[t] * ld + n;
+        const T* row = P + t * tstride + s[t] * ldP + n;
 #pragma GCC unroll 8
         for (int j = 0; j < N; ++j) acc[j] += vload(row + j * W);
     }
@@ -148,15 +181,17 @@ static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, i
 }
 
 // h[b] = tanh(b1 + sum_t P_t[slot[b, t]]) for rows [b0, b1) and column vectors [nv0, nv1);
-// hd = h * mask when there is dropout. P_t starts tstride elements after P_{t-1}.
+// hd = h * mask when there is dropout. P_t starts tstride elements after P_{t-1}, its rows ldP
+// apart; h's rows are ld apart.
 template <class T>
-static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride, int64_t ld,
-                          const T* bias, T* h, T* hd, const T* mask, int nv0, int nv1) {
+static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride, int64_t ldP,
+                          int64_t ld, const T* bias, T* h, T* hd, const T* mask, int nv0, int nv1) {
     for (int b = b0; b < b1; ++b) {
         const int32_t* s = slot + (int64_t)b * Tt;
         int nv = nv0;
-        for (; nv + 4 <= nv1; nv += 4) embed_forward_vectors<T, 4>(Tt, s, P, tstride, ld, bias, h, hd, mask, b, nv);
-        for (; nv < nv1; ++nv) embed_forward_vectors<T, 1>(Tt, s, P, tstride, ld, bias, h, hd, mask, b, nv);
+        for (; nv + 4 <= nv1; nv += 4)
+            embed_forward_vectors<T, 4>(Tt, s, P, tstride, ldP, ld, bias, h, hd, mask, b, nv);
+        for (; nv < nv1; ++nv) embed_forward_vectors<T, 1>(Tt, s, P, tstride, ldP, ld, bias, h, hd, mask, b, nv);
     }
 }
 
@@ -176,46 +211,46 @@ static inline void psum_vectors(const int32_t* rows, int n, const T* x, int64_t 
     for (int j = 0; j < N; ++j) vstore(out + (int64_t)(nv + j) * W, acc[j]);
 }
 
-// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (nu, H0p);
-// dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows).
+// Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (nu, H0p), its rows
+// ldd apart; dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows). Row i
+// of G_t at G + (t * nP + i) * ldG.
 template <class T>
-static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* dpre, T* g, int nv0,
-                                   int nv1) {
+static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* dpre, int64_t ldd, T* G,
+                                   int64_t ldG, T* g, int nv0, int nv1) {
     const int Tt = c.T, nP = ws->nP;
     const int64_t ld = L.ld[0];
-    T* G = (T*)ws->G;
     const T* Csub = (const T*)ws->Csub;
     // G_t[i] = the sum of dpre over the contexts with id i at position t, in increasing order,
     // kept in registers 8, 4 or 1 vectors at a time.
     for (int t = 0; t < Tt; ++t) {
-        T* Gt = G + (int64_t)t * nP * ld;
+        T* Gt = G + (int64_t)t * nP * ldG;
         const int32_t* ps = ws->pstart + t * (nP + 1);
         const int32_t* pl = ws->plist + t * ws->B;
         for (int i = 0; i < ws->nids[t]; ++i) {
             const int32_t* rows = pl + ps[i];
             const int n = ps[i + 1] - ps[i];
             int nv = nv0;
-            for (; nv + 8 <= nv1; nv += 8) psum_vectors<T, 8>(rows, n, dpre, ld, nv, Gt + i * ld);
-            for (; nv + 4 <= nv1; nv += 4) psum_vectors<T, 4>(rows, n, dpre, ld, nv, Gt + i * ld);
-            for (; nv < nv1; ++nv) psum_vectors<T, 1>(rows, n, dpre, ld, nv, Gt + i * ld);
+            for (; nv + 8 <= nv1; nv += 8) psum_vectors<T, 8>(rows, n, dpre, ldd, nv, Gt + i * ldG);
+            for (; nv + 4 <= nv1; nv += 4) psum_vectors<T, 4>(rows, n, dpre, ldd, nv, Gt + i * ldG);
+            for (; nv < nv1; ++nv) psum_vectors<T, 1>(rows, n, dpre, ldd, nv, Gt + i * ldG);
         }
         EpStore<T> ep{g + L.W[0] + (int64_t)t * c.E * ld, ld, nullptr};
-        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, Gt, ld, ep);
+        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, Gt, ldG, ep);
     }
-    colsum<T>(ws->nids[0], nv0, nv1, G, ld, g + L.b[0]);
+    colsum<T>(ws->nids[0], nv0, nv1, G, ldG, g + L.b[0]);
 }
 
 // Backward, second half (rows [r0, r1) of each position's table): dCsub_t = G_t @ W1_t^T.
 template <class T>
-static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws, const T* p, int part, int nparts) {
+static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws, const T* p, const Panels<T>& G,
+                                int part, int nparts) {
     const int nP = ws->nP;
     const int64_t ld = L.ld[0];
     for (int t = 0; t < c.T; ++t) {
         int64_t r0, r1;
         split_range(ws->nids[t], part, nparts, &r0, &r1);
         DotStore<T> ep{(T*)ws->dCsub + (int64_t)t * nP * c.E, c.E, nullptr};
-        gemm_dot<T>((int)r0, (int)r1, c.E, (int)ld, (const T*)ws->G + (int64_t)t * nP * ld, ld,
-                    p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+        gemm_dot<T>((int)r0, (int)r1, c.E, G.whole((int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
     }
 }
 
@@ -261,18 +296,18 @@ static void hidden_backward(const Config& c, const Layout& L, const T* p, T* g, 
 // Output layer: logits (B, Vp) = hd_{L-1} @ W_out + b_out, with W_out stored as (V, H_{L-1}p).
 
 template <class T>
-static void output_forward(const Config& c, const Layout& L, const T* p, const T* x, int r0, int r1, T* logits) {
-    const int64_t ld = hp(c, c.L - 1);
+static void output_forward(const Config& c, const Layout& L, const T* p, const Rows<T>& x, int r0, int r1, T* logits) {
     DotStore<T> ep{logits, padded(c.V), p + L.b[c.L]};
-    gemm_dot<T>(r0, r1, c.V, (int)ld, x, ld, p + L.W[c.L], L.ld[c.L], ep);
+    gemm_dot<T>(r0, r1, c.V, x, p + L.W[c.L], L.ld[c.L], ep);
 }
 
 // Given dlogits (B, Vp): db_out and dW_out (column vectors [nv0, nv1) of the hidden width; bias
-// vectors [bv0, bv1)), and dpre_{L-1} = (dlogits @ W_out^T) * mask * (1 - h^2) (same columns).
+// vectors [bv0, bv1)), and dpre_{L-1} = (dlogits @ W_out^T) * mask * (1 - h^2) (same columns);
+// the rows of h, hd, mask and dpre are ld apart.
 template <class T>
 static void output_backward(const Config& c, const Layout& L, const T* p, T* g, int B, const T* dlogits, const T* h,
-                            const T* hd, const T* mask, T* dpre, int nv0, int nv1, int bv0, int bv1) {
-    const int64_t Vp = padded(c.V), ld = hp(c, c.L - 1);
+                            const T* hd, const T* mask, T* dpre, int64_t ld, int nv0, int nv1, int bv0, int bv1) {
+    const int64_t Vp = padded(c.V);
     colsum<T>(B, bv0, bv1, dlogits, Vp, g + L.b[c.L]);
     EpStore<T> ep{g + L.W[c.L], L.ld[c.L], nullptr};
     gemm_bcast<T>(c.V, nv0, nv1, B, dlogits, 1, Vp, hd, ld, ep);
@@ -300,7 +335,6 @@ static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H
 // shaped). Dropout when p > 0, with the masks of (seed, step). Returns the mean loss; when it is
 // not finite, returns before the backward pass.
 
-static constexpr int MAX_PARTS = 64;  // arrays of per-part results are this long
 static inline int parts_for(double macs) {
     // Below a few million multiply-adds per phase, waking a second thread costs more than it saves
     // (measured: benchmarks/NOTES.md).
@@ -339,16 +373,25 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     embed_index<T>(c, B, ws->xb, p + L.C, ws);
     group_rows(c.T, B, ws, dropout <= 0);
     const int nu = ws->nu;
+    // The buffers the column-split phases write, in panels (see Panels). The first layer's
+    // activations and gradient only with one hidden layer: a second layer reads and writes them
+    // split by rows.
+    const int nvec0 = (int)(ld0 / VT<T>::W), pan = Lh == 1 ? np : 1;
+    const Panels<T> Pn((T*)ws->P, (int64_t)c.T * ws->nP, nvec0, np), Gn((T*)ws->G, (int64_t)c.T * ws->nP, nvec0, np);
+    const Panels<T> H0(h[0], nu, nvec0, pan), HD0(hd[0], nu, nvec0, pan), M0(mask[0], nu, nvec0, pan),
+        DH0(dh[0], nu, nvec0, pan);
     parallel(np, [&](int part, int n) {
         int64_t v0, v1;
-        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, (T*)ws->P, (int)v0, (int)v1);
+        split_range(nvec0, part, n, &v0, &v1);
+        embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, Pn.base(part), Pn.ld(part), (int)v0, (int)v1);
         if (mask[0]) {
             int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
-            dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], ld0, dropout, 0, B, (int)(v0 * VT<T>::W), j1, mask[0]);
+            dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(part % pan), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
+                            M0.base(part % pan));
         }
-        embed_forward<T>(c.T, 0, nu, ws->uslot, (const T*)ws->P, (int64_t)ws->nP * ld0, ld0, p + L.b[0], h[0], hd[0],
-                         mask[0], (int)v0, (int)v1);
+        embed_forward<T>(c.T, 0, nu, ws->uslot, Pn.base(part), (int64_t)ws->nP * Pn.ld(part), Pn.ld(part),
+                         H0.ld(part % pan), p + L.b[0], H0.base(part % pan), HD0.base(part % pan), M0.base(part % pan),
+                         (int)v0, (int)v1);
     });
     for (int l = 1; l < Lh; ++l) {
         parallel(np, [&](int part, int n) {
@@ -366,10 +409,11 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     // written (to the workspace), not read.
     T* logits = (T*)ws->logits;
     T* dl = (T*)ws->dlogits;
+    const Rows<T> last = Lh == 1 ? HD0.whole() : rows_of<T>(hd[Lh - 1], hp(c, Lh - 1), (int)hp(c, Lh - 1));
     parallel(np, [&](int part, int n) {
         int64_t r0, r1;
         split_range(nu, part, n, &r0, &r1);
-        output_forward<T>(c, L, p, hd[Lh - 1], (int)r0, (int)r1, logits);
+        output_forward<T>(c, L, p, last, (int)r0, (int)r1, logits);
         crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
                                 ws->row_loss);
     });
@@ -383,8 +427,12 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         int64_t v0, v1, b0, b1;
         split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
         split_range(Vp / VT<T>::W, part, n, &b0, &b1);
-        output_backward<T>(c, L, p, g, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], (int)v0, (int)v1,
-                           (int)b0, (int)b1);
+        if (Lh == 1)
+            output_backward<T>(c, L, p, g, nu, dl, H0.base(part % pan), HD0.base(part % pan), M0.base(part % pan),
+                               DH0.base(part % pan), H0.ld(part % pan), (int)v0, (int)v1, (int)b0, (int)b1);
+        else
+            output_backward<T>(c, L, p, g, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], hp(c, Lh - 1),
+                               (int)v0, (int)v1, (int)b0, (int)b1);
     });
     for (int l = Lh - 1; l > 0; --l) {
         parallel(np, [&](int part, int n) {
@@ -396,10 +444,11 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     }
     parallel(np, [&](int part, int n) {
         int64_t v0, v1;
-        split_range(ld0 / VT<T>::W, part, n, &v0, &v1);
-        embed_backward_weights<T>(c, L, ws, dh[0], g, (int)v0, (int)v1);
+        split_range(nvec0, part, n, &v0, &v1);
+        embed_backward_weights<T>(c, L, ws, DH0.base(part % pan), DH0.ld(part % pan), Gn.base(part), Gn.ld(part), g,
+                                  (int)v0, (int)v1);
     });
-    parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, part, n); });
+    parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, Gn, part, n); });
     embed_backward_scatter<T>(c, L, ws, g);
     return loss;
 }

@@ -306,24 +306,27 @@ def test_results_do_not_depend_on_thread_count():
     """Every sum is taken in one order whatever the split between threads: bit-identical results
     at 1 and 2 threads, for a configuration large enough to use both."""
     rng = np.random.default_rng(0)
-    V, T, E, H, B, N = 27, 8, 24, (256, 128), 256, 20000
-    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    V, T, E, B, N = 27, 8, 24, 256, 20000
+    X, Y = rng.integers(0, V, (N, T)) // 3, rng.integers(0, V, N)  # // 3: repeated contexts
     before = mm.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            mm.set_num_threads(threads)
-            model = mm.MLP(V, T, E, H, seed=1, init="kaiming")
-            hist = mm.train(model, X, Y, steps=30, batch_size=B, lr=1e-3, optimizer="adamw", dropout=0.1)
-            results.append((hist.loss.copy(), model.get_params(), model.loss(X, Y), model.sample_ids(300, seed=2)))
-    finally:
-        mm.set_num_threads(before)
-    (l1, p1, e1, s1), (l2, p2, e2, s2) = results
-    np.testing.assert_array_equal(l1, l2)
-    for k in p1:
-        np.testing.assert_array_equal(p1[k], p2[k])
-    assert e1 == e2
-    np.testing.assert_array_equal(s1, s2)
+    # two layers with dropout; one layer (its activations in per-thread panels), with and without
+    # dropout, of a width whose vectors do not split evenly
+    for H, dropout in (((256, 128), 0.1), (300, 0.0), (300, 0.1)):
+        results = []
+        try:
+            for threads in (1, 2):
+                mm.set_num_threads(threads)
+                model = mm.MLP(V, T, E, H, seed=1, init="kaiming")
+                hist = mm.train(model, X, Y, steps=30, batch_size=B, lr=1e-3, optimizer="adamw", dropout=dropout)
+                results.append((hist.loss.copy(), model.get_params(), model.loss(X, Y), model.sample_ids(300, seed=2)))
+        finally:
+            mm.set_num_threads(before)
+        (l1, p1, e1, s1), (l2, p2, e2, s2) = results
+        np.testing.assert_array_equal(l1, l2)
+        for k in p1:
+            np.testing.assert_array_equal(p1[k], p2[k])
+        assert e1 == e2
+        np.testing.assert_array_equal(s1, s2)
     # and evaluation by distinct contexts (a block size whose contexts fit a table)
     X3 = rng.integers(0, V, (200000, 3)) // 2
     losses = []
