@@ -60,12 +60,10 @@ struct Panels {
 // ---------------------------------------------------------------------------------------------
 // Embedding + first layer.
 
-// The distinct ids at each position of xb (B, T): ids[t, :nids[t]], slot (B, T) into them, and the
-// embedding rows Csub[t] (nids[t], E) = C[ids[t]]. Serial; O(B T E).
-template <class T>
-static void embed_index(const Config& c, int B, const int32_t* xb, const T* C, Workspace* ws) {
-    const int Tt = c.T, E = c.E, nP = ws->nP;
-    T* Csub = (T*)ws->Csub;
+// The distinct ids at each position of xb (B, T): ids[t, :nids[t]] and slot (B, T) into them.
+// Serial; O(B T). Reads no parameter.
+static void embed_index(int Tt, int B, const int32_t* xb, Workspace* ws) {
+    const int nP = ws->nP;
     for (int t = 0; t < Tt; ++t) {
         int32_t* ids = ws->ids + t * nP;
         int n = 0;
@@ -73,17 +71,26 @@ static void embed_index(const Config& c, int B, const int32_t* xb, const T* C, W
             int32_t v = xb[b * Tt + t];
             if (ws->seen[v] < 0) {
                 ws->seen[v] = n;
-                ids[n] = v;
-                T* dst = Csub + ((int64_t)t * nP + n) * E;
-                const T* src = C + (int64_t)v * E;
-                for (int e = 0; e < E; ++e) dst[e] = src[e];
-                ++n;
+                ids[n++] = v;
             }
             ws->slot[b * Tt + t] = ws->seen[v];
         }
         for (int i = 0; i < n; ++i) ws->seen[ids[i]] = -1;
         ws->nids[t] = n;
     }
+}
+
+// The embedding rows Csub[t] (nids[t], E) = C[ids[t]]. Serial; O(T nP E).
+template <class T>
+static void embed_rows(const Config& c, const T* C, Workspace* ws) {
+    const int E = c.E, nP = ws->nP;
+    T* Csub = (T*)ws->Csub;
+    for (int t = 0; t < c.T; ++t)
+        for (int i = 0; i < ws->nids[t]; ++i) {
+            T* dst = Csub + ((int64_t)t * nP + i) * E;
+            const T* src = C + (int64_t)ws->ids[t * nP + i] * E;
+            for (int e = 0; e < E; ++e) dst[e] = src[e];
+        }
 }
 
 // The minibatch's distinct contexts (rows with the same slot at every position; the lecture's
@@ -143,6 +150,13 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
         for (int i = 0; i < n; ++i) cur[i] = ps[i];
         for (int u = 0; u < nu; ++u) pl[cur[uslot[u * Tt + t]]++] = u;
     }
+}
+
+// Everything about the minibatch in ws->xb that reads no parameter: its ids and contexts. (The
+// training loop does the next step's while the optimizer updates the parameters.)
+static inline void prepare_batch(int Tt, int B, Workspace* ws, bool group) {
+    embed_index(Tt, B, ws->xb, ws);
+    group_rows(Tt, B, ws, group);
 }
 
 // P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1), column j of
@@ -345,9 +359,18 @@ static inline int parts_for(double macs) {
     return n < nt ? (n < 1 ? 1 : n) : nt;
 }
 
+// The parts a step of B rows is split into.
+static inline int step_parts(const Config& c, int B) {
+    double macs = (double)B * c.H[c.L - 1] * c.V + (double)B * c.T * c.H[0];
+    for (int l = 1; l < c.L; ++l) macs += (double)B * c.H[l - 1] * c.H[l];
+    macs += (double)c.T * (B < c.V ? B : c.V) * c.E * c.H[0];
+    return parts_for(macs);
+}
+
+// prepared: prepare_batch has already run on this minibatch.
 template <class T>
 static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
-                                     int64_t step) {
+                                     int64_t step, bool prepared = false) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
@@ -357,21 +380,18 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     T* hd[MAX_HIDDEN];
     T* mask[MAX_HIDDEN];
     T* dh[MAX_HIDDEN];
-    double macs = (double)B * c.H[Lh - 1] * c.V + (double)B * c.T * c.H[0];
     for (int l = 0; l < Lh; ++l) {
         h[l] = (T*)ws->h[l];
         hd[l] = (T*)ws->hd[l];
         mask[l] = dropout > 0 ? (T*)ws->mask[l] : nullptr;
         dh[l] = (T*)ws->dh[l];
-        if (l > 0) macs += (double)B * c.H[l - 1] * c.H[l];
     }
-    macs += (double)c.T * (B < c.V ? B : c.V) * c.E * c.H[0];
-    const int np = parts_for(macs);
+    const int np = step_parts(c, B);
 
     // Forward: embedding, per-position tables and the first layer (split by columns), over the
     // nu distinct contexts (all B rows with dropout).
-    embed_index<T>(c, B, ws->xb, p + L.C, ws);
-    group_rows(c.T, B, ws, dropout <= 0);
+    if (!prepared) prepare_batch(c.T, B, ws, dropout <= 0);
+    embed_rows<T>(c, p + L.C, ws);
     const int nu = ws->nu;
     // The buffers the column-split phases write, in panels (see Panels). The first layer's
     // activations and gradient only with one hidden layer: a second layer reads and writes them

@@ -53,11 +53,13 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
     return bad == 0;
 }
 
+// split: on as many threads as the size warrants; else on this thread alone.
 template <class T>
-static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
+static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
+                           bool split = true) {
     const int64_t n = pv.lay->total;
     os->t += 1;
-    const int np = parts_for((double)n * 16);
+    const int np = split ? parts_for((double)n * 16) : 1;
     int bad[MAX_PARTS] = {0};
     parallel(np, [&](int part, int nparts) {
         int64_t lo, hi;
@@ -89,6 +91,11 @@ static inline double now_seconds() {
 // forward and backward, record the loss, update. A non-finite loss stops the run before its update;
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
 // snapshot taken at the start of this call: the steps are deterministic). Allocates nothing.
+//
+// When the step runs on several threads, the update (on one thread) and the next step's minibatch
+// (on another: its rows, ids and contexts, which read no parameter) run side by side: on 2 threads
+// the update alone is slow, its gradient and parameters being half in the other core's cache, and
+// the minibatch would otherwise run on one thread while the other waits.
 template <class T>
 static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a,
                             bool snapshot) {
@@ -97,6 +104,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const int B = ws->B;
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
+    const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
     if (snapshot) {
         __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
         if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
@@ -104,12 +112,30 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     }
     const uint64_t kb = rng::key(a->seed, rng::BATCH);
     const double start = now_seconds();
+    bool ready = false;  // ws holds step s's minibatch, prepared
     for (int64_t s = 0; s < a->steps; ++s) {
-        gather_batch(a, B, c.T, s, kb, ws->xb, ws->yb);
-        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s);
+        if (!ready) {
+            gather_batch(a, B, c.T, s, kb, ws->xb, ws->yb);
+            prepare_batch(c.T, B, ws, group);
+        }
+        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
-        if (!optimizer_step<T>(pv, os, *o, g, a->lr[s])) {
+        bool ok = false;
+        ready = overlap && s + 1 < a->steps;
+        if (ready) {
+            parallel(2, [&](int part, int) {
+                if (part == 0) {
+                    ok = optimizer_step<T>(pv, os, *o, g, a->lr[s], false);
+                } else {
+                    gather_batch(a, B, c.T, s + 1, kb, ws->xb, ws->yb);
+                    prepare_batch(c.T, B, ws, group);
+                }
+            });
+        } else {
+            ok = optimizer_step<T>(pv, os, *o, g, a->lr[s]);
+        }
+        if (!ok) {
             // Back to the parameters after step s-1: restore the snapshot and replay.
             __builtin_memcpy(pv.p, ws->snap, sizeof(T) * n);
             if (os->m) __builtin_memcpy(os->m, ws->snap_m, sizeof(T) * n);

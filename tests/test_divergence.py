@@ -188,3 +188,30 @@ def test_never_silent_nans(data, dtype):
                 check_divergence(e, m)
             assert all_finite(m)
     assert outcomes == {"finished", "diverged"}
+
+
+@pytest.mark.parametrize("dtype, lr_after", [("float32", 1e100), ("float64", 1e300), ("float32", 1e38)])
+def test_divergence_on_two_threads_rolls_back_the_same(data, dtype, lr_after):
+    """A step large enough to split between 2 threads, where the update and the next minibatch
+    run side by side: the divergence is found at the same step, and the parameters kept are
+    those of 1 thread and of a replay, bit for bit."""
+    X, Y = data
+    settings = dict(lr=jump(20, 0.1, lr_after, 60), optimizer="adamw" if lr_after == 1e38 else "sgd", seed=4,
+                    batch_size=256)
+    before = mm.get_num_threads()
+    got = []
+    try:
+        for threads in (2, 1):
+            mm.set_num_threads(threads)
+            m = mm.MLP(V, T, E, 512, seed=0, dtype=dtype)
+            h = mm.train(m, X, Y, 60, on_divergence="stop", **settings)
+            assert h.stopped and h.steps in (20, 21), (threads, h.steps, h.stopped)
+            got.append((h.steps, h.loss.tobytes(), params_bytes(m)))
+        assert got[0] == got[1]
+        mm.set_num_threads(2)
+        again = mm.MLP(V, T, E, 512, seed=0, dtype=dtype)
+        settings["lr"] = settings["lr"][:got[0][0]]
+        mm.train(again, X, Y, got[0][0], **settings)
+        assert params_bytes(again) == got[0][2]
+    finally:
+        mm.set_num_threads(before)
