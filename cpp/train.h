@@ -53,19 +53,21 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
     return bad == 0;
 }
 
-// split: on as many threads as the size warrants; else on this thread alone.
+// Chunk i of n of the update (the arena split in multiples of PAD), os->t already advanced.
 template <class T>
-static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
-                           bool split = true) {
-    const int64_t n = pv.lay->total;
+static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr, int i,
+                            int n) {
+    int64_t lo, hi;
+    split_range(pv.lay->total / PAD, i, n, &lo, &hi);
+    return optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
+}
+
+template <class T>
+static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
     os->t += 1;
-    const int np = split ? parts_for((double)n * 16) : 1;
+    const int np = parts_for((double)pv.lay->total * 16);
     int bad[MAX_PARTS] = {0};
-    parallel(np, [&](int part, int nparts) {
-        int64_t lo, hi;
-        split_range(n / PAD, part, nparts, &lo, &hi);
-        bad[part] = !optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
-    });
+    parallel(np, [&](int part, int nparts) { bad[part] = !optimizer_chunk<T>(pv, os, o, g, lr, part, nparts); });
     for (int i = 0; i < np; ++i)
         if (bad[i]) return false;
     return true;
@@ -124,14 +126,21 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         bool ok = false;
         ready = overlap && s + 1 < a->steps;
         if (ready) {
-            parallel(2, [&](int part, int) {
+            // Part 0 is the next minibatch; the rest are chunks of the update, which the thread
+            // done with the minibatch helps finish.
+            constexpr int CHUNKS = 16;
+            int bad[CHUNKS + 1] = {0};
+            os->t += 1;
+            parallel(CHUNKS + 1, [&](int part, int) {
                 if (part == 0) {
-                    ok = optimizer_step<T>(pv, os, *o, g, a->lr[s], false);
-                } else {
                     gather_batch(a, B, c.T, s + 1, kb, ws->xb, ws->yb);
                     prepare_batch(c.T, B, ws, group);
+                } else {
+                    bad[part] = !optimizer_chunk<T>(pv, os, *o, g, a->lr[s], part - 1, CHUNKS);
                 }
             });
+            ok = true;
+            for (int i = 1; i <= CHUNKS; ++i) ok = ok && !bad[i];
         } else {
             ok = optimizer_step<T>(pv, os, *o, g, a->lr[s]);
         }
