@@ -94,10 +94,11 @@ static inline double now_seconds() {
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
 // snapshot taken at the start of this call: the steps are deterministic). Allocates nothing.
 //
-// When the step runs on several threads, the update (on one thread) and the next step's minibatch
-// (on another: its rows, ids and contexts, which read no parameter) run side by side: on 2 threads
-// the update alone is slow, its gradient and parameters being half in the other core's cache, and
-// the minibatch would otherwise run on one thread while the other waits.
+// When the step runs on several threads, the next step's minibatch (its rows, ids and contexts,
+// which read no parameter) is prepared during the update: one thread takes the minibatch, the
+// others the update's chunks, and the thread done with the minibatch helps finish the update. On 2
+// threads the update alone is slow (its gradient and parameters are half in the other core's
+// cache), and the minibatch would otherwise run on one thread while the other waits.
 template <class T>
 static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a,
                             bool snapshot) {
