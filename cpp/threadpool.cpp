@@ -28,13 +28,19 @@ struct Pool {
     std::mutex job_mu;                       // one job at a time
     std::mutex mu;                           // guards sleeping workers' wake-up
     std::condition_variable cv;
-    std::atomic<uint64_t> generation{0};
-    std::atomic<int> pending{0};
-    std::atomic<int> next{0};                // the next part of the current job to hand out
+    std::atomic<uint64_t> generation{0};     // bumped by each job, to wake workers
+    // The current job: its number in the upper 32 bits, the next part to hand out in the lower.
+    // A part is claimed by a compare-and-swap on this word, so a thread that comes late (a worker
+    // that was asleep, or whose CPU was taken by something else) cannot take a part of a job that
+    // has moved on. The job ends when its parts are done: it never waits for a worker that took none.
+    std::atomic<uint64_t> claim{0};
+    static constexpr uint32_t CLOSED = 0xffffffffu;  // a claim word's part while its job is set up
+    std::atomic<int> done{0};                // parts of the current job finished
+    std::atomic<TaskFn> fn{nullptr};         // written before the job's first claim word is published
+    std::atomic<void*> ctx{nullptr};
+    std::atomic<int> nparts{0};
     std::atomic<bool> stop{false};
-    TaskFn fn = nullptr;
-    void* ctx = nullptr;
-    int nparts = 0;
+    uint32_t job = 0;                        // the last job's number (the calling thread's)
     int nthreads = 1;
     pid_t pid = 0;
 
@@ -68,41 +74,62 @@ struct Pool {
             }
             seen = generation.load(std::memory_order_acquire);
             if (stop.load()) return;
-            drain();
-            pending.fetch_sub(1, std::memory_order_acq_rel);
+            drain((uint32_t)(claim.load(std::memory_order_acquire) >> 32));
         }
     }
 
-    // Parts go to whichever thread asks next, so a thread slowed down by something else on its
-    // core does fewer of them.
-    void drain() {
-        for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < nparts;) fn(ctx, i, nparts);
+    // Take parts of job j until none is left. Parts go to whichever thread asks next, so a thread
+    // slowed down by something else on its core does fewer of them.
+    void drain(uint32_t j) {
+        for (;;) {
+            uint64_t w = claim.load(std::memory_order_acquire);
+            if ((uint32_t)(w >> 32) != j) return;
+            TaskFn f = fn.load(std::memory_order_relaxed);
+            void* c = ctx.load(std::memory_order_relaxed);
+            const int n = nparts.load(std::memory_order_relaxed);
+            // If any of these was written for a later job, run() closed this word before writing
+            // it (a release fence between): the claim below then fails. If the claim succeeds, part
+            // w of job j was still to do, so job j had not ended and they are job j's.
+            std::atomic_thread_fence(std::memory_order_acquire);
+            const uint32_t part = (uint32_t)w;
+            if (part >= (uint32_t)n) return;
+            if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+            f(c, (int)part, n);
+            done.fetch_add(1, std::memory_order_release);
+        }
     }
 
     void run(int n, TaskFn f, void* c) {
-        std::unique_lock<std::mutex> job(job_mu, std::try_to_lock);
-        if (!job.owns_lock() || workers.empty()) {   // busy with another caller's job: do it here
+        std::unique_lock<std::mutex> lock(job_mu, std::try_to_lock);
+        if (!lock.owns_lock() || workers.empty()) {  // busy with another caller's job: do it here
             for (int i = 0; i < n; ++i) f(c, i, n);
             return;
         }
-        fn = f;
-        ctx = c;
-        nparts = n;
-        next.store(0, std::memory_order_relaxed);
-        pending.store((int)workers.size(), std::memory_order_relaxed);
+        // Close the last job's word (no part left to claim) before its fields change: a thread that
+        // read that word and then one of these new fields fails its claim (see drain).
+        const uint64_t next_job = (uint64_t)++job << 32;
+        claim.store(next_job | CLOSED, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_release);
+        fn.store(f, std::memory_order_relaxed);
+        ctx.store(c, std::memory_order_relaxed);
+        nparts.store(n, std::memory_order_relaxed);
+        done.store(0, std::memory_order_relaxed);
+        claim.store(next_job, std::memory_order_release);
         {
             std::lock_guard<std::mutex> g(mu);
             generation.fetch_add(1, std::memory_order_release);
         }
         cv.notify_all();
-        drain();
-        while (pending.load(std::memory_order_acquire) != 0) cpu_relax();
+        drain(job);
+        while (done.load(std::memory_order_acquire) != n) cpu_relax();
     }
 };
 
 std::mutex g_mu;
 std::shared_ptr<Pool> g_pool;  // a job in flight holds its own reference, so a resize never pulls it away
 int g_threads = 0;
+thread_local int t_cap = 0;  // 0: none
+std::atomic<int> g_switch_every{0};
 
 std::shared_ptr<Pool> get_pool() {
     std::lock_guard<std::mutex> g(g_mu);
@@ -131,8 +158,14 @@ int default_threads() {
 int pool_threads() {
     std::lock_guard<std::mutex> g(g_mu);
     if (g_threads == 0) g_threads = default_threads();
-    return g_threads;
+    return t_cap > 0 && t_cap < g_threads ? t_cap : g_threads;
 }
+
+ThreadCap::ThreadCap(int n) : prev(t_cap) { t_cap = n; }
+ThreadCap::~ThreadCap() { t_cap = prev; }
+
+void set_switch_every(int every) { g_switch_every.store(every < 0 ? 0 : every); }
+int switch_every() { return g_switch_every.load(); }
 
 void pool_set_threads(int n) {
     std::lock_guard<std::mutex> g(g_mu);

@@ -16,8 +16,19 @@ namespace mm {
 typedef void (*TaskFn)(void* ctx, int part, int nparts);
 
 void pool_run(int nparts, TaskFn fn, void* ctx);
-int pool_threads();               // threads a job may use (the caller included)
+int pool_threads();               // threads a job of the calling thread may use (the caller included)
 void pool_set_threads(int n);     // n >= 1
+// While a ThreadCap lives, pool_threads() on its thread is at most n (the training loop runs steps on
+// one thread when the others' cores are taken: train.h).
+struct ThreadCap {
+    int prev;
+    explicit ThreadCap(int n);
+    ~ThreadCap();
+};
+// For tests: every > 0 makes the training loop switch between one thread and all of them every
+// `every` steps, instead of by how long its steps take; 0 restores the default.
+void set_switch_every(int every);
+int switch_every();
 int default_threads();            // CPUs this process may run on
 
 }  // namespace mm
