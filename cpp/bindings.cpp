@@ -251,22 +251,6 @@ PYBIND11_MODULE(_core, mod) {
         pool_set_threads(n);
     });
     mod.def("get_num_threads", &pool_threads);
-    mod.def("_set_switch_every", &set_switch_every, py::arg("every"));
-    // For tests: the training loop's choice of threads (common.h: ThreadSwitch) over steps that
-    // would take many[s] seconds on all threads and one[s] on one: whether step s runs on one.
-    mod.def("_thread_switch_plan", [](py::array_t<double, py::array::c_style | py::array::forcecast> many,
-                                      py::array_t<double, py::array::c_style | py::array::forcecast> one) {
-        require(many.ndim() == 1 && one.ndim() == 1 && many.shape(0) == one.shape(0),
-                "many and one must be 1-d arrays of one length");
-        const int64_t n = many.shape(0);
-        py::array_t<bool> out(n);
-        ThreadSwitch sw;
-        for (int64_t s = 0; s < n; ++s) {
-            out.mutable_data()[s] = sw.one;
-            sw.after(sw.one ? one.data()[s] : many.data()[s]);
-        }
-        return out;
-    });
     mod.def("default_threads", &default_threads);
     mod.def("isa", [] { return std::string(isa()->name); });
     mod.def("isa_supported", [](const std::string& n) { return isa_supported(n.c_str()); });

@@ -51,83 +51,6 @@ struct OptConfig {
     double dropout;       // probability of zeroing a hidden unit during training (0 = off)
 };
 
-// The training loop's choice of threads (train.h). A step on several threads waits at every phase
-// for the slowest thread: when something else takes a core for a while, a step on 2 threads becomes
-// slower than on 1 (benchmarks/NOTES.md). So the loop times its steps: every 512 steps on all threads
-// it runs 2 on one thread, and it runs on one thread while that is the faster (trying all threads
-// again for 3 steps after `hold` steps: 16, doubled each time they are still slower, up to 128).
-// Results are the same at any thread count: this changes only the time a run takes.
-struct ThreadSwitch {
-    static constexpr int EVERY = 512, ONE_STEPS = 2, MANY_STEPS = 3;
-    bool one = false;   // the next step runs on one thread
-    int every = 0;      // tests: switch every `every` steps instead
-    double t_many = 0;  // recent seconds per step on all threads (average over about 8 steps)
-    double t_one = 0;   // the same on one thread; 0: not measured yet
-    double acc = 0;     // the current probe's seconds
-    int64_t count = 0;
-    int since = EVERY - 16;  // steps on all threads since the last probe of one thread
-    int probe = 0;           // steps of the current probe left
-    int left = 0;            // steps on one thread before trying all threads again
-    int hold = 16;
-
-    void go_one(int steps) {
-        one = true;
-        left = steps;
-    }
-    void try_many() {
-        one = false;
-        probe = MANY_STEPS;
-        acc = 0;
-    }
-    // After a step that took dt seconds.
-    void after(double dt) {
-        if (every > 0) {
-            if (++count % every == 0) one = !one;
-            return;
-        }
-        if (one) {
-            if (probe > 0) {  // probing one thread from all threads
-                acc += dt;
-                if (--probe == 0) {
-                    t_one = acc / ONE_STEPS;
-                    if (t_one < t_many) {
-                        go_one(hold);
-                    } else {
-                        one = false;
-                        since = 0;
-                    }
-                }
-                return;
-            }
-            t_one += (dt - t_one) / 8;
-            if (--left <= 0) try_many();
-            return;
-        }
-        if (probe > 0) {  // trying all threads again
-            acc += dt;
-            if (--probe == 0) {
-                if (acc / MANY_STEPS < t_one) {
-                    t_many = acc / MANY_STEPS;
-                    hold = 16;
-                    since = 0;
-                } else {
-                    hold = hold < 64 ? 2 * hold : 128;
-                    go_one(hold);
-                }
-            }
-            return;
-        }
-        t_many = t_many > 0 ? t_many + (dt - t_many) / 8 : dt;
-        if (t_one > 0 && t_many > t_one) {
-            go_one(hold);
-        } else if (++since >= EVERY) {
-            one = true;
-            probe = ONE_STEPS;
-            acc = 0;
-        }
-    }
-};
-
 // Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
 struct Workspace {
     int B;                          // rows the buffers hold
@@ -163,7 +86,6 @@ struct Workspace {
     void* snap_m;                   // and of the optimizer's moments
     void* snap_v;
     void* mem;                      // the allocation
-    ThreadSwitch sw;                // the training loop's choice of threads
 };
 
 // A view of one model's parameters.

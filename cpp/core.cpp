@@ -187,7 +187,8 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
 
     char* mem = (char*)aligned_malloc(total);
     std::memset(mem, 0, total);
-    Workspace* ws = new Workspace();  // value-initialised: pointers null, sw its defaults
+    Workspace* ws = new Workspace;
+    std::memset(ws, 0, sizeof *ws);
     ws->B = B;
     ws->nP = nP;
     ws->mem = mem;

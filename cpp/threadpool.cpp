@@ -128,8 +128,6 @@ struct Pool {
 std::mutex g_mu;
 std::shared_ptr<Pool> g_pool;  // a job in flight holds its own reference, so a resize never pulls it away
 int g_threads = 0;
-thread_local int t_cap = 0;  // 0: none
-std::atomic<int> g_switch_every{0};
 
 std::shared_ptr<Pool> get_pool() {
     std::lock_guard<std::mutex> g(g_mu);
@@ -158,14 +156,8 @@ int default_threads() {
 int pool_threads() {
     std::lock_guard<std::mutex> g(g_mu);
     if (g_threads == 0) g_threads = default_threads();
-    return t_cap > 0 && t_cap < g_threads ? t_cap : g_threads;
+    return g_threads;
 }
-
-ThreadCap::ThreadCap(int n) : prev(t_cap) { t_cap = n; }
-ThreadCap::~ThreadCap() { t_cap = prev; }
-
-void set_switch_every(int every) { g_switch_every.store(every < 0 ? 0 : every); }
-int switch_every() { return g_switch_every.load(); }
 
 void pool_set_threads(int n) {
     std::lock_guard<std::mutex> g(g_mu);

@@ -2,10 +2,12 @@
 //
 // pool_run(n, fn, ctx) calls fn(ctx, part, n) once for each part = 0..n-1 and returns when all are
 // done. The calling thread and the workers take parts in turn as each finishes its last, so n may
-// exceed the number of threads, and which thread runs a part is not fixed. Workers spin briefly between jobs (a training
-// step issues several jobs in a row) and then sleep. One job runs at a time: a second caller (another
-// Python thread training another model) runs its parts one after another on its own thread, which
-// gives the same result, since no kernel lets the split change any sum.
+// exceed the number of threads, and which thread runs a part is not fixed; a job does not wait for
+// a worker that took no part of it (one asleep, or whose core is busy with something else).
+// Workers spin briefly between jobs (a training step issues several jobs in a row) and then sleep.
+// One job runs at a time: a second caller (another Python thread training another model) runs its
+// parts one after another on its own thread, which gives the same result, since no kernel lets the
+// split change any sum.
 //
 // We keep our own pool rather than OpenMP because PyTorch, often imported in the same process, ships
 // its own OpenMP runtime, and two runtimes in one process oversubscribe the cores.
@@ -16,19 +18,8 @@ namespace mm {
 typedef void (*TaskFn)(void* ctx, int part, int nparts);
 
 void pool_run(int nparts, TaskFn fn, void* ctx);
-int pool_threads();               // threads a job of the calling thread may use (the caller included)
+int pool_threads();               // threads a job may use (the caller included)
 void pool_set_threads(int n);     // n >= 1
-// While a ThreadCap lives, pool_threads() on its thread is at most n (the training loop runs steps on
-// one thread when the others' cores are taken: train.h).
-struct ThreadCap {
-    int prev;
-    explicit ThreadCap(int n);
-    ~ThreadCap();
-};
-// For tests: every > 0 makes the training loop switch between one thread and all of them every
-// `every` steps, instead of by how long its steps take; 0 restores the default.
-void set_switch_every(int every);
-int switch_every();
 int default_threads();            // CPUs this process may run on
 
 }  // namespace mm

@@ -94,7 +94,7 @@ static inline double now_seconds() {
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
 // snapshot taken at the start of this call: the steps are deterministic). Allocates nothing.
 //
-// When the step runs on several threads (see ThreadSwitch), the next step's minibatch (its rows, ids and contexts,
+// When the step runs on several threads, the next step's minibatch (its rows, ids and contexts,
 // which read no parameter) is prepared during the update: one thread takes the minibatch, the
 // others the update's chunks, and the thread done with the minibatch helps finish the update. On 2
 // threads the update alone is slow (its gradient and parameters are half in the other core's
@@ -107,7 +107,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const int B = ws->B;
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
-    const bool group = o->dropout <= 0, multi = step_parts(c, B) > 1;
+    const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
     if (snapshot) {
         __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
         if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
@@ -116,11 +116,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const uint64_t kb = rng::key(a->seed, rng::BATCH);
     const double start = now_seconds();
     bool ready = false;  // ws holds step s's minibatch, prepared
-    ThreadSwitch& sw = ws->sw;  // kept between calls: Python's train() calls every 50 ms
-    sw.every = mm::switch_every();
-    double t_prev = multi ? now_seconds() : 0;
     for (int64_t s = 0; s < a->steps; ++s) {
-        mm::ThreadCap cap(sw.one ? 1 : 0);
         if (!ready) {
             gather_batch(a, B, c.T, s, kb, ws->xb, ws->yb);
             prepare_batch(c.T, B, ws, group);
@@ -129,7 +125,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         bool ok = false;
-        ready = multi && !sw.one && s + 1 < a->steps;
+        ready = overlap && s + 1 < a->steps;
         if (ready) {
             // Part 0 is the next minibatch; the rest are chunks of the update, which the thread
             // done with the minibatch helps finish.
@@ -160,11 +156,6 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             replay.seconds = 0;
             train_loop<T>(pv, os, o, ws, &replay, false);
             return RunResult{s, RUN_NONFINITE_PARAMS};
-        }
-        if (multi) {
-            const double t = now_seconds();
-            sw.after(t - t_prev);
-            t_prev = t;
         }
         if (a->seconds > 0 && now_seconds() - start > a->seconds) return RunResult{s + 1, RUN_OK};
     }
