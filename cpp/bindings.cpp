@@ -59,9 +59,57 @@ void check_param_array(const Model& m, int q, const py::array& a) {
 
 const Isa* isa() { return isa_current(); }
 
-void check_rows(const Model& m, const carray<int32_t>& X, const carray<int32_t>* Y) {
+template <class I>
+void check_rows(const Model& m, const carray<I>& X, const carray<I>* Y) {
     require(X.ndim() == 2 && X.shape(1) == m.cfg.T, "X must be (N, block_size)");
     if (Y) require(Y->ndim() == 1 && Y->shape(0) == X.shape(0), "Y must be (N,) with N = len(X)");
+}
+
+// a as a C-contiguous array of T, or TypeError (no conversion: a wrong dtype is an error, not a copy).
+template <class T>
+carray<T> as_carray(const py::array& a, const char* name) {
+    if (!a.dtype().is(py::dtype::of<T>()) || !(a.flags() & py::array::c_style))
+        throw py::type_error(std::string(name) + " must be a C-contiguous " + std::string(py::str(py::dtype::of<T>())) +
+                             " array, got " + std::string(py::str(a.dtype())));
+    return py::reinterpret_borrow<carray<T>>(a);
+}
+
+template <class I>
+py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carray<int64_t>> batch_idx,
+                      carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
+    Model& m = *tr.model;
+    check_rows(m, X, &Y);
+    const int64_t steps = lr.size();
+    require(losses.size() == steps, "losses and lr differ in length");
+    require(X.shape(0) >= 1, "no training rows");
+    require(sizeof(I) == 4 || m.cfg.V <= 256, "ids as bytes need a vocabulary of at most 256");
+    if (batch_idx)
+        require(batch_idx->ndim() == 2 && batch_idx->shape(0) == steps && batch_idx->shape(1) == tr.B,
+                "batch_idx must be (steps, B)");
+    TrainArgs a{nullptr, nullptr, nullptr, nullptr, X.shape(0), batch_idx ? batch_idx->data() : nullptr, lr.data(),
+                steps, step0, seed, seconds, losses.mutable_data()};
+    if constexpr (sizeof(I) == 1) {
+        a.X8 = X.data();
+        a.Y8 = Y.data();
+    } else {
+        a.X = X.data();
+        a.Y = Y.data();
+    }
+    BusyGuard g(m);
+    RunResult r;
+    {
+        py::gil_scoped_release nogil;
+        if (m.elem == 4) {
+            OptState<float> os{(float*)tr.m, (float*)tr.v, tr.t};
+            r = isa()->f32.train(m.view<float>(), &os, &tr.opt, tr.ws, &a);
+            tr.t = os.t;
+        } else {
+            OptState<double> os{(double*)tr.m, (double*)tr.v, tr.t};
+            r = isa()->f64.train(m.view<double>(), &os, &tr.opt, tr.ws, &a);
+            tr.t = os.t;
+        }
+    }
+    return py::make_tuple(r.done, r.status);
 }
 
 }  // namespace
@@ -196,34 +244,16 @@ PYBIND11_MODULE(_core, mod) {
              py::arg("model"), py::arg("B"), py::arg("kind"), py::arg("momentum"), py::arg("nesterov"),
              py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("dropout"))
         .def_readwrite("t", &Trainer::t)
+        // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status). X and Y
+        // as int32, or as uint8 when the vocabulary fits a byte (read faster at random).
         .def("run",
-             // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status).
-             [](Trainer& tr, carray<int32_t> X, carray<int32_t> Y, std::optional<carray<int64_t>> batch_idx,
-                carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
-                 Model& m = *tr.model;
-                 check_rows(m, X, &Y);
-                 const int64_t steps = lr.size();
-                 require(losses.size() == steps, "losses and lr differ in length");
-                 require(X.shape(0) >= 1, "no training rows");
-                 if (batch_idx) require(batch_idx->ndim() == 2 && batch_idx->shape(0) == steps && batch_idx->shape(1) == tr.B,
-                                        "batch_idx must be (steps, B)");
-                 TrainArgs a{X.data(), Y.data(), X.shape(0), batch_idx ? batch_idx->data() : nullptr, lr.data(), steps,
-                             step0, seed, seconds, losses.mutable_data()};
-                 BusyGuard g(m);
-                 RunResult r;
-                 {
-                     py::gil_scoped_release nogil;
-                     if (m.elem == 4) {
-                         OptState<float> os{(float*)tr.m, (float*)tr.v, tr.t};
-                         r = isa()->f32.train(m.view<float>(), &os, &tr.opt, tr.ws, &a);
-                         tr.t = os.t;
-                     } else {
-                         OptState<double> os{(double*)tr.m, (double*)tr.v, tr.t};
-                         r = isa()->f64.train(m.view<double>(), &os, &tr.opt, tr.ws, &a);
-                         tr.t = os.t;
-                     }
-                 }
-                 return py::make_tuple(r.done, r.status);
+             [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx, carray<double> lr,
+                int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
+                 if (X.dtype().is(py::dtype::of<uint8_t>()))
+                     return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"), batch_idx, lr,
+                                                 step0, seed, seconds, losses);
+                 return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"), batch_idx, lr,
+                                             step0, seed, seconds, losses);
              })
         .def("moments",
              // The optimizer's moment buffers as lists of user-shaped arrays (None where absent).

@@ -109,6 +109,8 @@ struct OptState {
 struct TrainArgs {
     const int32_t* X;          // (N, T)
     const int32_t* Y;          // (N,)
+    const uint8_t* X8;         // or, when the vocabulary fits a byte, these (X and Y null)
+    const uint8_t* Y8;
     int64_t N;
     const int64_t* batch_idx;  // (steps, B) rows to use, or null to draw them
     const double* lr;          // (steps,)

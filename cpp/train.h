@@ -74,13 +74,23 @@ static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o,
 }
 
 // The minibatch of a step: rows batch_idx[s] if given, else B draws from the seeded stream.
-static inline void gather_batch(const TrainArgs* a, int B, int Tt, int64_t s, uint64_t kb, int32_t* xb, int32_t* yb) {
+template <class I>
+static inline void gather_rows(const TrainArgs* a, const I* X, const I* Y, int B, int Tt, int64_t s, uint64_t kb,
+                               int32_t* xb, int32_t* yb) {
     const uint64_t gstep = (uint64_t)(a->step0 + s);
     for (int i = 0; i < B; ++i) {
         int64_t r = a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
-        for (int t = 0; t < Tt; ++t) xb[i * Tt + t] = a->X[r * Tt + t];
-        yb[i] = a->Y[r];
+        for (int t = 0; t < Tt; ++t) xb[i * Tt + t] = X[r * Tt + t];
+        yb[i] = Y[r];
     }
+}
+// The rows are read at random: as bytes (a quarter of the memory, so more of them stay in cache)
+// when the caller passed them so.
+static inline void gather_batch(const TrainArgs* a, int B, int Tt, int64_t s, uint64_t kb, int32_t* xb, int32_t* yb) {
+    if (a->X8)
+        gather_rows(a, a->X8, a->Y8, B, Tt, s, kb, xb, yb);
+    else
+        gather_rows(a, a->X, a->Y, B, Tt, s, kb, xb, yb);
 }
 
 static inline double now_seconds() {

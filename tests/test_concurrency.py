@@ -108,7 +108,9 @@ def test_one_model_from_two_threads_is_refused_whole(dataset):
     loss_and_grad, sample, get_params, set_params, save -- raises RuntimeError at once, even
     between A's chunks in the core; and A's run ends exactly as it would alone."""
     vocab, X, Y = dataset
-    settings = dict(steps=4000, batch_size=32, seed=9)
+    # long enough that A is still training when B's last attempt ends (B's attempts take 0.35 s at
+    # most; A's run takes 1 s and more)
+    settings = dict(steps=40000, batch_size=32, seed=9)
     alone = mm.MLP(vocab, 3, 10, 200, seed=5)
     mm.train(alone, X, Y, lr=0.1, **settings)
 
@@ -154,9 +156,9 @@ def test_one_model_from_two_threads_is_refused_whole(dataset):
         try_all()           # while A waits at its start
         release.set()
         time.sleep(0.1)     # A is now training, in and out of the core
-        for _ in range(20):
-            if not a.is_alive():
-                break
+        end = time.perf_counter() + 0.25
+        while time.perf_counter() < end:
+            assert a.is_alive(), "A finished before B's attempts did: make A's run longer"
             try_all()
             time.sleep(0.01)
     finally:

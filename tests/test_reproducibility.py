@@ -164,3 +164,37 @@ def test_the_documentation_says_what_determines_results():
     text = doc.read_text(encoding="utf-8").lower()
     for word in ("seed", "thread", "instruction-set path", "get_isa", "bit-identical", "dtype", "version"):
         assert word in text, word
+
+
+@pytest.mark.parametrize("V, dropout", [(27, 0.0), (256, 0.1)])
+def test_ids_read_as_bytes_give_the_same_bits(V, dropout):
+    """train() hands the core its rows as bytes when the vocabulary fits one and the run is long
+    enough to pay for the copy: the same parameters and losses, bit for bit, as the rows as int32."""
+    rng = np.random.default_rng(V)
+    X, Y = rng.integers(0, V, (3000, 4)), rng.integers(0, V, 3000)
+    got = []
+    for as_bytes in (False, True):
+        m = mm.MLP(V, 4, 8, 60, seed=2)
+        st = mm.train(m, X, Y, steps=1, lr=0.05, dropout=dropout).state
+        lr, losses = np.full(300, 0.05), np.zeros(300)
+        x, y = (X.astype(np.uint8), Y.astype(np.uint8)) if as_bytes else (X.astype(np.int32), Y.astype(np.int32))
+        assert st._t.run(x, y, None, lr, st.step, 0, 0.0, losses) == (300, 0)
+        got.append((losses.tobytes(), [a.tobytes() for a in m.get_params().values()]))
+    assert got[0] == got[1]
+    # and through train(): 300 steps of 32 rows read more than an eighth of the 3,000 rows (bytes);
+    # 3 steps do not (int32), and continuing gives the same bits either way
+    a, b = mm.MLP(V, 4, 8, 60, seed=2), mm.MLP(V, 4, 8, 60, seed=2)
+    ha = mm.train(a, X, Y, steps=303, lr=0.05, dropout=dropout)
+    hb = mm.train(b, X, Y, steps=3, lr=0.05, dropout=dropout)
+    hb2 = mm.train(b, X, Y, steps=300, lr=0.05, dropout=dropout, state=hb.state)
+    np.testing.assert_array_equal(ha.loss, np.r_[hb.loss, hb2.loss])
+    for k, p in a.get_params().items():
+        np.testing.assert_array_equal(p, b.get_params()[k])
+
+
+def test_ids_as_bytes_need_a_small_vocabulary():
+    m = mm.MLP(300, 2, 4, 16)
+    st = mm.train(m, np.zeros((10, 2), int), np.zeros(10, int), steps=1).state
+    with pytest.raises(ValueError, match="at most 256"):
+        st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.uint8), None, np.full(2, 0.1), st.step, 0, 0.0,
+                  np.zeros(2))

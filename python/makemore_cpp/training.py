@@ -239,6 +239,13 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
         bidx = v.index_array(batch_indices, "batch_indices", (steps, batch_size), len(X), "the number of rows in X")
         bidx = bidx.astype(np.int64)
 
+    # The core reads the minibatch rows at random: as bytes they take a quarter of the memory, and
+    # more of them stay in cache (the lecture's step 1-2% faster). The copy pays for itself when
+    # the run reads rows of the order of an eighth of X or more.
+    X_run, Y_run = X, Y
+    if model.vocab_size <= 256 and steps * batch_size * 8 >= len(X):
+        X_run, Y_run = X.astype(np.uint8), Y.astype(np.uint8)
+
     losses = np.full(steps, np.nan)
     hist = History(loss=losses, lr=lrs, step0=step0, state=state)
     best_params = None
@@ -263,8 +270,8 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     try:
         while done < steps:
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
-            n, status = state._t.run(X, Y, None if bidx is None else bidx[done:end], lrs[done:end], state.step, seed,
-                                     CHUNK_SECONDS, losses[done:end])
+            n, status = state._t.run(X_run, Y_run, None if bidx is None else bidx[done:end], lrs[done:end], state.step,
+                                     seed, CHUNK_SECONDS, losses[done:end])
             done += n
             state.step += n
             if bar is not None:
