@@ -198,3 +198,11 @@ def test_ids_as_bytes_need_a_small_vocabulary():
     with pytest.raises(ValueError, match="at most 256"):
         st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.uint8), None, np.full(2, 0.1), st.step, 0, 0.0,
                   np.zeros(2))
+    small = mm.MLP(27, 2, 4, 16)
+    st = mm.train(small, np.zeros((10, 2), int), np.zeros(10, int), steps=1).state
+    with pytest.raises(TypeError, match="Y must be a C-contiguous uint8 array, got int32"):
+        st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
+                  np.zeros(2))
+    with pytest.raises(TypeError, match="X must be a C-contiguous int32 array, got int64"):
+        st._t.run(np.zeros((10, 2), np.int64), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
+                  np.zeros(2))

@@ -61,12 +61,13 @@ class Trainer:
     def __init__(self, model: Model, B: int, kind: int, momentum: float, nesterov: bool, beta1: float, beta2: float,
                  eps: float, weight_decay: float, dropout: float) -> None:
         """Batch size B; kind 0 is SGD (momentum, nesterov, weight decay as torch.optim.SGD), 1 AdamW."""
-    def run(self, X: _I32 | _U8, Y: _I32 | _U8, batch_idx: Optional[npt.NDArray[np.int64]], lr: npt.NDArray[np.float64], step0: int,
-            seed: int, seconds: float, losses: npt.NDArray[np.float64], /) -> tuple[int, int]:
+    def run(self, X: _I32 | _U8, Y: _I32 | _U8, batch_idx: Optional[npt.NDArray[np.int64]],
+            lr: npt.NDArray[np.float64], step0: int, seed: int, seconds: float, losses: npt.NDArray[np.float64],
+            /) -> tuple[int, int]:
         """Up to ``len(lr)`` steps from global step ``step0`` (fewer if ``seconds`` run out), each
         step's minibatch loss written to ``losses``. X and Y as int32, or both as uint8 when the
-        vocabulary has at most 256 characters (read faster at random). Returns (steps done, status): status 0 is fine, 1 a
-        non-finite loss, 2 a non-finite parameter after an update."""
+        vocabulary has at most 256 characters (read faster at random). Returns (steps done,
+        status): status 0 is fine, 1 a non-finite loss, 2 a non-finite parameter after an update."""
     def moments(self) -> tuple[Optional[list[_Float]], Optional[list[_Float]]]:
         """The first and second moment buffers in user shapes (None where the optimizer keeps none)."""
     def set_moments(self, m: Optional[list[_Float]], v: Optional[list[_Float]], /) -> None:
