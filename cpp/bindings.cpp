@@ -2,8 +2,9 @@
 //
 // Conversion only: arrays in and out, the GIL released around every call into the kernels, one
 // model used by one thread at a time. Arguments arrive validated and converted by the Python
-// package (makemore_cpp/_validate.py): C-contiguous int32 indices in range, the model's dtype.
-// The checks here are the last line against memory errors, not the user's error messages.
+// package (makemore_cpp/_validate.py): C-contiguous int32 (or, for training, uint8) indices in
+// range, the model's dtype. The checks here are the last line against memory errors in shapes and
+// types, not the user's error messages; the indices' range is not checked again.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -68,9 +69,11 @@ void check_rows(const Model& m, const carray<I>& X, const carray<I>* Y) {
 // a as a C-contiguous array of T, or TypeError (no conversion: a wrong dtype is an error, not a copy).
 template <class T>
 carray<T> as_carray(const py::array& a, const char* name) {
-    if (!a.dtype().is(py::dtype::of<T>()) || !(a.flags() & py::array::c_style))
-        throw py::type_error(std::string(name) + " must be a C-contiguous " + std::string(py::str(py::dtype::of<T>())) +
-                             " array, got " + std::string(py::str(a.dtype())));
+    if (!carray<T>::check_(a))
+        throw py::type_error(std::string(name) + " must be a C-contiguous array of " +
+                             std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             ((a.flags() & py::array::c_style) ? "" : "a non-contiguous array of ") +
+                             std::string(py::str(a.dtype())));
     return py::reinterpret_borrow<carray<T>>(a);
 }
 
@@ -86,8 +89,15 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
     if (batch_idx)
         require(batch_idx->ndim() == 2 && batch_idx->shape(0) == steps && batch_idx->shape(1) == tr.B,
                 "batch_idx must be (steps, B)");
-    TrainArgs a{nullptr, nullptr, nullptr, nullptr, X.shape(0), batch_idx ? batch_idx->data() : nullptr, lr.data(),
-                steps, step0, seed, seconds, losses.mutable_data()};
+    TrainArgs a{};
+    a.N = X.shape(0);
+    a.batch_idx = batch_idx ? batch_idx->data() : nullptr;
+    a.lr = lr.data();
+    a.steps = steps;
+    a.step0 = step0;
+    a.seed = seed;
+    a.seconds = seconds;
+    a.losses = losses.mutable_data();
     if constexpr (sizeof(I) == 1) {
         a.X8 = X.data();
         a.Y8 = Y.data();
@@ -249,7 +259,7 @@ PYBIND11_MODULE(_core, mod) {
         .def("run",
              [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx, carray<double> lr,
                 int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
-                 if (X.dtype().is(py::dtype::of<uint8_t>()))
+                 if (X.dtype().equal(py::dtype::of<uint8_t>()))
                      return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"), batch_idx, lr,
                                                  step0, seed, seconds, losses);
                  return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"), batch_idx, lr,

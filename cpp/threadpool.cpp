@@ -12,6 +12,15 @@
 #include <thread>
 #include <vector>
 
+// tests/native/pool_stress.cpp builds this file with MM_POOL_TEST_DELAY defined, to widen the
+// windows between the steps of the claim protocol below with random pauses; empty otherwise.
+#ifdef MM_POOL_TEST_DELAY
+void mm_pool_test_delay();
+#define POOL_DELAY() mm_pool_test_delay()
+#else
+#define POOL_DELAY() ((void)0)
+#endif
+
 namespace mm {
 namespace {
 
@@ -40,7 +49,8 @@ struct Pool {
     std::atomic<void*> ctx{nullptr};
     std::atomic<int> nparts{0};
     std::atomic<bool> stop{false};
-    uint32_t job = 0;                        // the last job's number (the calling thread's)
+    uint32_t job = 0;                        // the last job's number (the calling thread's); it wraps
+                                             // after 2^32 jobs, far longer than any claim takes
     int nthreads = 1;
     pid_t pid = 0;
 
@@ -74,6 +84,7 @@ struct Pool {
             }
             seen = generation.load(std::memory_order_acquire);
             if (stop.load()) return;
+            POOL_DELAY();
             drain((uint32_t)(claim.load(std::memory_order_acquire) >> 32));
         }
     }
@@ -87,6 +98,7 @@ struct Pool {
             TaskFn f = fn.load(std::memory_order_relaxed);
             void* c = ctx.load(std::memory_order_relaxed);
             const int n = nparts.load(std::memory_order_relaxed);
+            POOL_DELAY();
             // If any of these was written for a later job, run() closed this word before writing
             // it (a release fence between): the claim below then fails. If the claim succeeds, part
             // w of job j was still to do, so job j had not ended and they are job j's.
@@ -109,11 +121,13 @@ struct Pool {
         // read that word and then one of these new fields fails its claim (see drain).
         const uint64_t next_job = (uint64_t)++job << 32;
         claim.store(next_job | CLOSED, std::memory_order_relaxed);
+        POOL_DELAY();
         std::atomic_thread_fence(std::memory_order_release);
         fn.store(f, std::memory_order_relaxed);
         ctx.store(c, std::memory_order_relaxed);
         nparts.store(n, std::memory_order_relaxed);
         done.store(0, std::memory_order_relaxed);
+        POOL_DELAY();
         claim.store(next_job, std::memory_order_release);
         {
             std::lock_guard<std::mutex> g(mu);

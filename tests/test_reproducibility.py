@@ -186,7 +186,22 @@ def test_ids_read_as_bytes_give_the_same_bits(V, dropout):
     a, b = mm.MLP(V, 4, 8, 60, seed=2), mm.MLP(V, 4, 8, 60, seed=2)
     ha = mm.train(a, X, Y, steps=303, lr=0.05, dropout=dropout)
     hb = mm.train(b, X, Y, steps=3, lr=0.05, dropout=dropout)
+    seen = []
+
+    class Spy:  # records the dtype train() hands the core
+        def __init__(self, t):
+            self.t = t
+
+        def run(self, x, *args):
+            seen.append(x.dtype)
+            return self.t.run(x, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.t, name)
+
+    hb.state._t = Spy(hb.state._t)
     hb2 = mm.train(b, X, Y, steps=300, lr=0.05, dropout=dropout, state=hb.state)
+    assert seen and all(d == np.uint8 for d in seen)
     np.testing.assert_array_equal(ha.loss, np.r_[hb.loss, hb2.loss])
     for k, p in a.get_params().items():
         np.testing.assert_array_equal(p, b.get_params()[k])
@@ -200,9 +215,9 @@ def test_ids_as_bytes_need_a_small_vocabulary():
                   np.zeros(2))
     small = mm.MLP(27, 2, 4, 16)
     st = mm.train(small, np.zeros((10, 2), int), np.zeros(10, int), steps=1).state
-    with pytest.raises(TypeError, match="Y must be a C-contiguous uint8 array, got int32"):
+    with pytest.raises(TypeError, match="Y must be a C-contiguous array of uint8, got int32"):
         st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
                   np.zeros(2))
-    with pytest.raises(TypeError, match="X must be a C-contiguous int32 array, got int64"):
+    with pytest.raises(TypeError, match="X must be a C-contiguous array of int32, got int64"):
         st._t.run(np.zeros((10, 2), np.int64), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
                   np.zeros(2))
