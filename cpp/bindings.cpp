@@ -292,6 +292,10 @@ PYBIND11_MODULE(_core, mod) {
     });
     mod.def("get_num_threads", &pool_threads);
     mod.def("default_threads", &default_threads);
+    mod.def("core_round_trip_ns", [](int rounds) {
+        require(rounds >= 1, "rounds must be >= 1");
+        return core_round_trip_ns(rounds);
+    }, py::call_guard<py::gil_scoped_release>());
     mod.def("isa", [] { return std::string(isa()->name); });
     mod.def("isa_supported", [](const std::string& n) { return isa_supported(n.c_str()); });
     mod.def("set_isa", [](const std::string& n) {

@@ -1,6 +1,7 @@
 // threadpool.cpp - see threadpool.h.
 #include "threadpool.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -184,6 +185,46 @@ void pool_run(int nparts, TaskFn fn, void* ctx) {
         return;
     }
     get_pool()->run(nparts, fn, ctx);
+}
+
+double core_round_trip_ns(int rounds) {
+    // Two CPUs of this thread's set: the caller runs on the first, a helper thread on the second.
+    cpu_set_t old, one;
+    if (rounds < 1 || pthread_getaffinity_np(pthread_self(), sizeof old, &old) != 0 || CPU_COUNT(&old) < 2) return -1;
+    int cpu[2] = {-1, -1};
+    for (int i = 0, k = 0; i < CPU_SETSIZE && k < 2; ++i)
+        if (CPU_ISSET(i, &old)) cpu[k++] = i;
+    alignas(64) std::atomic<int64_t> flag{0};
+    alignas(64) std::atomic<bool> quit{false};
+    std::thread helper([&] {
+        cpu_set_t s;
+        CPU_ZERO(&s);
+        CPU_SET(cpu[1], &s);
+        pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+        for (int64_t i = 0; !quit.load(std::memory_order_relaxed);) {
+            if (flag.load(std::memory_order_acquire) == 2 * i + 1) flag.store(2 * (i++) + 2, std::memory_order_release);
+            else cpu_relax();
+        }
+    });
+    CPU_ZERO(&one);
+    CPU_SET(cpu[0], &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    // A round the helper does not answer within a second (its CPU taken away) ends the probe.
+    const auto t0 = std::chrono::steady_clock::now(), limit = t0 + std::chrono::seconds(1);
+    bool ok = true;
+    for (int64_t i = 0; i < rounds && ok; ++i) {
+        flag.store(2 * i + 1, std::memory_order_release);
+        for (int spin = 0; flag.load(std::memory_order_acquire) != 2 * i + 2;)
+            if (++spin % 4096 == 0 && std::chrono::steady_clock::now() > limit) {
+                ok = false;
+                break;
+            }
+    }
+    const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    quit.store(true);
+    helper.join();
+    pthread_setaffinity_np(pthread_self(), sizeof old, &old);
+    return ok ? ns / rounds : -1;
 }
 
 }  // namespace mm

@@ -78,6 +78,8 @@ def set_num_threads(n: int, /) -> None:
     """Threads of the core's pool (>= 1)."""
 def get_num_threads() -> int:
     """Threads of the core's pool."""
+def core_round_trip_ns(rounds: int, /) -> float:
+    """Mean ns for a write on one CPU to be answered from another (-1: fewer than 2 CPUs)."""
 def default_threads() -> int:
     """The CPUs this process may run on."""
 def isa() -> str:

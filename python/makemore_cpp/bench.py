@@ -58,19 +58,39 @@ def _try_import(name: str):
 SETTLE = 0.02  # seconds of quiet before each timed call
 
 
-def interleave(impls: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+def interleave(impls: dict[str, Callable[[], float]], repeats: int,
+               probes: list[float] | None = None) -> dict[str, list[float]]:
     """Call each implementation in turn, `repeats` times round; each returns its own measure.
     Each call starts after SETTLE seconds of quiet: idle threads of the previous call's runtime
     (PyTorch's OpenMP workers, numpy's OpenBLAS) spin for a while after their work, on the cores
-    the next call would use."""
+    the next call would use. With `probes`, each round starts with a measure of the time data
+    takes between two cores (core_round_trip_ns), appended to it."""
     out: dict[str, list[float]] = {k: [] for k in impls}
     for fn in impls.values():  # warm-up
         fn()
     for _ in range(repeats):
+        if probes is not None:
+            probes.append(core_round_trip_ns())
         for name, fn in impls.items():
             time.sleep(SETTLE)
             out[name].append(fn())
     return out
+
+
+# On the shared host these benchmarks were written on, the time for a cache line to go from one
+# core to the other is either about 60-110 ns or about 320-370 ns, and it changes from one minute
+# to the next; in the slow state a 2-thread step is no faster than a 1-thread one
+# (benchmarks/NOTES.md). The 2-thread workloads record it before each round, and the report splits
+# their 2-thread/1-thread ratios by it.
+FAR_NS = 150.0
+
+
+def core_round_trip_ns(rounds: int = 5000) -> float:
+    """Mean ns for a value written on one CPU to be answered from another CPU of this process's
+    set, over `rounds` round trips; nan with fewer than 2 CPUs."""
+    from ._validate import integer
+    ns = mm._core.core_round_trip_ns(integer(rounds, "rounds", 1, 10**8))
+    return float("nan") if ns < 0 else ns
 
 
 def at_one_thread(fn: Callable[[], float]) -> Callable[[], float]:
@@ -240,8 +260,12 @@ def step_workload(cfg: dict, threads: int, args, with_jax: bool) -> dict:
             jk = max(1, k // 4)
             impls["jax jit"] = lambda: timed(lambda: per(jk)) / jk
             impls["jax lax.scan"] = lambda: timed(lambda: scan(k)) / k
-    res = interleave(impls, args.repeats)
-    return {"unit": "s/step", "threads": threads, "data": source, "samples": res}
+    probes: list[float] = []
+    res = interleave(impls, args.repeats, probes if threads > 1 else None)
+    out = {"unit": "s/step", "threads": threads, "data": source, "samples": res}
+    if threads > 1:
+        out["round_trip_ns"] = probes
+    return out
 
 
 def eval_workload(threads: int, args) -> dict:
@@ -266,8 +290,10 @@ def eval_workload(threads: int, args) -> dict:
     if _try_import("torch") is not None:
         t = torch_eval(model, X, Y)
         impls["torch eager"] = lambda: timed(t)
-    res = interleave(impls, args.repeats)
-    return {"unit": "s/pass", "threads": threads, "rows": int(len(X)), "distinct_contexts": int(len(np.unique(X, axis=0))),
+    probes: list[float] = []
+    res = interleave(impls, args.repeats, probes if threads > 1 else None)
+    extra = {"round_trip_ns": probes} if threads > 1 else {}
+    return {**extra, "unit": "s/pass", "threads": threads, "rows": int(len(X)), "distinct_contexts": int(len(np.unique(X, axis=0))),
             "data": source, "samples": res}
 
 
@@ -339,8 +365,25 @@ def report(results: dict) -> str:
                                 ("lecture step, 2 threads", "lecture step", "makemore_cpp", "makemore_cpp, 1 thread")]:
         if b in results and impl in results[b]["samples"] and one in results[b]["samples"]:
             s = median(results[b]["samples"][one]) / median(results[b]["samples"][impl])
-            lines.append(f"{label}: makemore_cpp on 2 threads is {s:.2f}x its 1-thread speed (side by side)")
+            lines.append(f"{label}: makemore_cpp on 2 threads is {s:.2f}x its 1-thread speed (side by side)"
+                         + split_by_cores(results[b], impl, one))
     return "\n".join(lines)
+
+
+def split_by_cores(r: dict, impl: str, one: str) -> str:
+    """The rounds' 2-thread/1-thread ratios, by the cores' round trip measured before each round."""
+    probes = r.get("round_trip_ns")
+    if not probes:
+        return ""
+    parts = []
+    for label, far in (("cores close", False), ("cores far", True)):
+        ratios = [a / b for a, b, ns in zip(r["samples"][one], r["samples"][impl], probes)
+                  if ns == ns and (ns >= FAR_NS) == far]
+        if ratios:
+            parts.append(f"{label}: {median(ratios):.2f}x in {len(ratios)}")
+    ns = [x for x in probes if x == x]
+    trip = f"round trip {min(ns):.0f}-{max(ns):.0f} ns" if ns else "round trip not measured"
+    return f"; {trip}; " + ", ".join(parts) if parts else f"; {trip}"
 
 
 WORKLOADS = ["step", "step2", "eval", "eval2", "sample", "large", "large2", "run"]
