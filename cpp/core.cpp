@@ -181,6 +181,8 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
         o_dh[l] = take(n);
     }
     size_t o_logits = take((size_t)elem * B * Vp), o_dlogits = take((size_t)elem * B * Vp);
+    const int kb = kblocks(c);
+    size_t o_pl = kb > 1 ? take((size_t)elem * kb * B * Vp) : 0, o_pdC = kb > 1 ? take((size_t)elem * kb * c.T * nP * c.E) : 0;
     size_t o_loss = take(8ull * B);
     size_t o_grad = take((size_t)elem * L.total), o_snap = take((size_t)elem * L.total);
     size_t o_sm = moments ? take((size_t)elem * L.total) : 0, o_sv = moments ? take((size_t)elem * L.total) : 0;
@@ -219,6 +221,8 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     }
     ws->logits = mem + o_logits;
     ws->dlogits = mem + o_dlogits;
+    ws->plogits = kb > 1 ? mem + o_pl : nullptr;
+    ws->pdCsub = kb > 1 ? mem + o_pdC : nullptr;
     ws->row_loss = (double*)(mem + o_loss);
     ws->grad = mem + o_grad;
     ws->snap = mem + o_snap;

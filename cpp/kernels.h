@@ -347,3 +347,16 @@ static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, T* out) {
         vstore(out + nv * W, s);
     }
 }
+
+// out[r] = (parts_0[r] + parts_1[r] + ... + parts_{kb-1}[r]) + bias, added in that order, for rows
+// [r0, r1) of Vp columns; parts_q at parts + q * stride, rows Vp apart.
+template <class T>
+static void block_sums(int r0, int r1, int kb, const T* parts, int64_t stride, int64_t Vp, const T* bias, T* out) {
+    constexpr int W = VT<T>::W;
+    for (int64_t r = r0; r < r1; ++r)
+        for (int64_t v = 0; v < Vp; v += W) {
+            vec<T> s = vload(parts + r * Vp + v);
+            for (int q = 1; q < kb; ++q) s += vload(parts + q * stride + r * Vp + v);
+            vstore(out + r * Vp + v, s + vload(bias + v));
+        }
+}

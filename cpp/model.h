@@ -18,6 +18,12 @@
 // batch's nu distinct contexts (group_rows; about 27.6 of the lecture's 32), the cross-entropy over
 // all B rows, and each context's dlogits is the sum of its rows'.
 //
+// With one hidden layer of 512 units or more, its columns are cut into KB blocks (common.h:
+// kblocks) and the two sums over the hidden units, the logits and dCsub, are taken block by block
+// and the blocks' parts added in block order: a thread then works on the same blocks' columns in
+// every phase of the step (see model_forward_backward) and the results do not depend on the thread
+// count. Narrower and deeper models take those sums in one chain.
+//
 // Included inside an instruction set's namespace (see isa_impl.h), after kernels.h.
 #pragma once
 
@@ -38,9 +44,10 @@ struct Panels {
     int64_t rows;
     int np;
     int64_t q, r;  // the split of the column vectors: q each, one more for the first r (split_range)
-    Panels(T* mem_, int64_t rows_, int nvec, int np_)
-        : mem(mem_), rows(rows_), np(np_), q(nvec / np_), r(nvec % np_) {}
-    int64_t v0(int k) const { return k * q + (k < r ? k : r); }  // part k's first column vector
+    int mult;      // vectors per unit of that split (PAD / W for column blocks, else 1)
+    Panels(T* mem_, int64_t rows_, int nvec, int np_, int mult_ = 1)
+        : mem(mem_), rows(rows_), np(np_), q(nvec / mult_ / np_), r(nvec / mult_ % np_), mult(mult_) {}
+    int64_t v0(int k) const { return (k * q + (k < r ? k : r)) * mult; }  // part k's first column vector
     int64_t ld(int k) const { return (v0(k + 1) - v0(k)) * VT<T>::W; }
     T* base(int k) const { return mem ? mem + (rows - 1) * v0(k) * VT<T>::W : nullptr; }  // panel start - v0 columns
     // Rows first .. of all the columns, as gemm_dot's operand.
@@ -53,6 +60,16 @@ struct Panels {
             a.k[k] = (int)(v0(k) * VT<T>::W);
         }
         a.k[np] = (int)(v0(np) * VT<T>::W);
+        return a;
+    }
+    // Rows first .. of panel k's columns only.
+    Rows<T> one(int k, int64_t first = 0) const {
+        Rows<T> a;
+        a.n = 1;
+        a.ld[0] = ld(k);
+        a.a[0] = base(k) + first * a.ld[0];
+        a.k[0] = (int)(v0(k) * VT<T>::W);
+        a.k[1] = (int)(v0(k + 1) * VT<T>::W);
         return a;
     }
 };
@@ -268,17 +285,37 @@ static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws,
     }
 }
 
-// dC = 0; dC[ids[t]] += dCsub_t. Serial, positions in order.
+// With column blocks (KB > 1), block q's part of dCsub: G_t[:, block q] @ W1_t[:, block q]^T, into
+// pdCsub[q] (its rows G's panel q).
 template <class T>
-static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g) {
+static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws, const T* p, const Panels<T>& G,
+                                 int q) {
+    const int nP = ws->nP;
+    const int64_t ld = L.ld[0];
+    T* out = (T*)ws->pdCsub + (int64_t)q * c.T * nP * c.E;
+    for (int t = 0; t < c.T; ++t) {
+        DotStore<T> ep{out + (int64_t)t * nP * c.E, c.E, nullptr};
+        gemm_dot<T>(0, ws->nids[t], c.E, G.one(q, (int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+    }
+}
+
+// dC = 0; dC[ids[t]] += dCsub_t (with KB column blocks, dCsub_t = the blocks' parts added in block
+// order). Serial, positions in order.
+template <class T>
+static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g, int kb) {
     const int nP = ws->nP, E = c.E;
     T* dC = g + L.C;
     __builtin_memset(dC, 0, sizeof(T) * c.V * E);
+    const int64_t bstride = (int64_t)c.T * nP * E;
     for (int t = 0; t < c.T; ++t) {
-        const T* d = (const T*)ws->dCsub + (int64_t)t * nP * E;
+        const T* d = (const T*)(kb > 1 ? ws->pdCsub : ws->dCsub) + (int64_t)t * nP * E;
         for (int i = 0; i < ws->nids[t]; ++i) {
             T* row = dC + (int64_t)ws->ids[t * nP + i] * E;
-            for (int e = 0; e < E; ++e) row[e] += d[i * E + e];
+            for (int e = 0; e < E; ++e) {
+                T s = d[i * E + e];
+                for (int q = 1; q < kb; ++q) s += d[q * bstride + i * E + e];
+                row[e] += s;
+            }
         }
     }
 }
@@ -387,6 +424,29 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         dh[l] = (T*)ws->dh[l];
     }
     const int np = step_parts(c, B);
+    // With column blocks (KB > 1: one hidden layer of 512 units or more), the column-split phases
+    // give part k of npc the blocks split_range(KB, k, npc), each with its panels; the sums over the
+    // hidden units (logits, dCsub) are taken block by block and the blocks' parts added in block
+    // order. The thread pool gives part k to thread k, so each thread keeps its blocks' columns of
+    // every buffer and parameter for the whole step, and what crosses between cores is the blocks'
+    // parts of the logits and of dCsub, and dlogits. Else part k's columns are a panel of their own.
+    const int kb = kblocks(c);
+    const int npc = kb > 1 ? (np < kb ? np : kb) : np, npan = kb > 1 ? kb : np;
+    const int mult = kb > 1 ? PAD / VT<T>::W : 1;
+    // f(q, v0, v1) for each panel q of part `part` of n and its column vectors [v0, v1).
+    const int nvec0 = (int)(ld0 / VT<T>::W);
+    auto columns = [&](int part, int n, auto&& f) {
+        if (kb > 1) {
+            int64_t j0, j1;
+            split_range(kb, part, n, &j0, &j1);
+            const Panels<T> blocks(nullptr, 1, nvec0, kb, mult);
+            for (int j = (int)j0; j < (int)j1; ++j) f(j, (int)blocks.v0(j), (int)blocks.v0(j + 1));
+        } else {
+            int64_t v0, v1;
+            split_range(nvec0, part, n, &v0, &v1);
+            f(part, (int)v0, (int)v1);
+        }
+    };
 
     // Forward: embedding, per-position tables and the first layer (split by columns), over the
     // nu distinct contexts (all B rows with dropout).
@@ -396,22 +456,22 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     // The buffers the column-split phases write, in panels (see Panels). The first layer's
     // activations and gradient only with one hidden layer: a second layer reads and writes them
     // split by rows.
-    const int nvec0 = (int)(ld0 / VT<T>::W), pan = Lh == 1 ? np : 1;
-    const Panels<T> Pn((T*)ws->P, (int64_t)c.T * ws->nP, nvec0, np), Gn((T*)ws->G, (int64_t)c.T * ws->nP, nvec0, np);
-    const Panels<T> H0(h[0], nu, nvec0, pan), HD0(hd[0], nu, nvec0, pan), M0(mask[0], nu, nvec0, pan),
-        DH0(dh[0], nu, nvec0, pan);
-    parallel(np, [&](int part, int n) {
-        int64_t v0, v1;
-        split_range(nvec0, part, n, &v0, &v1);
-        embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, Pn.base(part), Pn.ld(part), (int)v0, (int)v1);
-        if (mask[0]) {
-            int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
-            dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(part % pan), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
-                            M0.base(part % pan));
-        }
-        embed_forward<T>(c.T, 0, nu, ws->uslot, Pn.base(part), (int64_t)ws->nP * Pn.ld(part), Pn.ld(part),
-                         H0.ld(part % pan), p + L.b[0], H0.base(part % pan), HD0.base(part % pan), M0.base(part % pan),
-                         (int)v0, (int)v1);
+    const int pan = Lh == 1 ? npan : 1;
+    const Panels<T> Pn((T*)ws->P, (int64_t)c.T * ws->nP, nvec0, npan, mult),
+        Gn((T*)ws->G, (int64_t)c.T * ws->nP, nvec0, npan, mult);
+    const Panels<T> H0(h[0], nu, nvec0, pan, mult), HD0(hd[0], nu, nvec0, pan, mult), M0(mask[0], nu, nvec0, pan, mult),
+        DH0(dh[0], nu, nvec0, pan, mult);
+    parallel(npc, [&](int part, int n) {
+        columns(part, n, [&](int q, int v0, int v1) {
+            embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, Pn.base(q), Pn.ld(q), v0, v1);
+            if (mask[0]) {
+                int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
+                dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(q % pan), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
+                                M0.base(q % pan));
+            }
+            embed_forward<T>(c.T, 0, nu, ws->uslot, Pn.base(q), (int64_t)ws->nP * Pn.ld(q), Pn.ld(q), H0.ld(q % pan),
+                             p + L.b[0], H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan), v0, v1);
+        });
     });
     for (int l = 1; l < Lh; ++l) {
         parallel(np, [&](int part, int n) {
@@ -425,15 +485,27 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             hidden_forward<T>(c, L, p, l, nu, h, hd, mask, (int)v0, (int)v1);
         });
     }
-    // Output layer and cross-entropy (split by contexts). Without a gradient, dlogits is still
-    // written (to the workspace), not read.
+    // Output layer and cross-entropy (split by contexts; with column blocks, each block's part of
+    // the logits first, split by blocks). Without a gradient, dlogits is still written (to the
+    // workspace), not read.
     T* logits = (T*)ws->logits;
     T* dl = (T*)ws->dlogits;
     const Rows<T> last = Lh == 1 ? HD0.whole() : rows_of<T>(hd[Lh - 1], hp(c, Lh - 1), (int)hp(c, Lh - 1));
+    if (kb > 1) {
+        parallel(npc, [&](int part, int n) {
+            columns(part, n, [&](int q, int, int) {
+                DotStore<T> ep{(T*)ws->plogits + (int64_t)q * B * Vp, Vp, nullptr};
+                gemm_dot<T>(0, nu, c.V, HD0.one(q), p + L.W[c.L], L.ld[c.L], ep);
+            });
+        });
+    }
     parallel(np, [&](int part, int n) {
         int64_t r0, r1;
         split_range(nu, part, n, &r0, &r1);
-        output_forward<T>(c, L, p, last, (int)r0, (int)r1, logits);
+        if (kb > 1)
+            block_sums<T>((int)r0, (int)r1, kb, (const T*)ws->plogits, (int64_t)B * Vp, Vp, p + L.b[c.L], logits);
+        else
+            output_forward<T>(c, L, p, last, (int)r0, (int)r1, logits);
         crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
                                 ws->row_loss);
     });
@@ -443,16 +515,22 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     if (!g || !__builtin_isfinite(loss)) return loss;
 
     // Backward.
-    parallel(np, [&](int part, int n) {
-        int64_t v0, v1, b0, b1;
-        split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
+    parallel(npc, [&](int part, int n) {
+        int64_t b0, b1;
         split_range(Vp / VT<T>::W, part, n, &b0, &b1);
-        if (Lh == 1)
-            output_backward<T>(c, L, p, g, nu, dl, H0.base(part % pan), HD0.base(part % pan), M0.base(part % pan),
-                               DH0.base(part % pan), H0.ld(part % pan), (int)v0, (int)v1, (int)b0, (int)b1);
-        else
+        if (Lh == 1) {
+            bool first = true;  // the part's share of db_out goes with its first panel
+            columns(part, n, [&](int q, int v0, int v1) {
+                output_backward<T>(c, L, p, g, nu, dl, H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan),
+                                   DH0.base(q % pan), H0.ld(q % pan), v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
+                first = false;
+            });
+        } else {
+            int64_t v0, v1;
+            split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
             output_backward<T>(c, L, p, g, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], hp(c, Lh - 1),
                                (int)v0, (int)v1, (int)b0, (int)b1);
+        }
     });
     for (int l = Lh - 1; l > 0; --l) {
         parallel(np, [&](int part, int n) {
@@ -462,13 +540,13 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             hidden_backward<T>(c, L, p, g, l, nu, h, hd, mask, dh, (int)v0, (int)v1, (int)r0, (int)r1);
         });
     }
-    parallel(np, [&](int part, int n) {
-        int64_t v0, v1;
-        split_range(nvec0, part, n, &v0, &v1);
-        embed_backward_weights<T>(c, L, ws, DH0.base(part % pan), DH0.ld(part % pan), Gn.base(part), Gn.ld(part), g,
-                                  (int)v0, (int)v1);
+    parallel(npc, [&](int part, int n) {
+        columns(part, n, [&](int q, int v0, int v1) {
+            embed_backward_weights<T>(c, L, ws, DH0.base(q % pan), DH0.ld(q % pan), Gn.base(q), Gn.ld(q), g, v0, v1);
+            if (kb > 1) embed_backward_block<T>(c, L, ws, p, Gn, q);
+        });
     });
-    parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, Gn, part, n); });
-    embed_backward_scatter<T>(c, L, ws, g);
+    if (kb == 1) parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, Gn, part, n); });
+    embed_backward_scatter<T>(c, L, ws, g, kb);
     return loss;
 }

@@ -39,12 +39,19 @@ struct Pool {
     std::mutex mu;                           // guards sleeping workers' wake-up
     std::condition_variable cv;
     std::atomic<uint64_t> generation{0};     // bumped by each job, to wake workers
-    // The current job: its number in the upper 32 bits, the next part to hand out in the lower.
-    // A part is claimed by a compare-and-swap on this word, so a thread that comes late (a worker
-    // that was asleep, or whose CPU was taken by something else) cannot take a part of a job that
-    // has moved on. The job ends when its parts are done: it never waits for a worker that took none.
+    // The current job's claim word: its number in the upper 32 bits; below, one bit for each part
+    // that has an owner (bits 24..31: part i belongs to thread i, the caller being thread 0) and a
+    // count of the other parts handed out (bits 0..23). A thread takes its own part first, then
+    // the others in order, and last any part whose owner has not come for it. Parts are claimed by
+    // compare-and-swap on this word, so a thread that comes late (a worker that was asleep, or
+    // whose CPU was taken by something else) cannot take a part of a job that has moved on, and the
+    // job ends when its parts are done: it never waits for a worker that took none.
+    // Owned parts keep each thread on the same share of the data from one job to the next (part k
+    // of a phase reads what part k of the phase before wrote): between this host's two cores,
+    // moving a cache line can cost far more than using it (benchmarks/NOTES.md).
     std::atomic<uint64_t> claim{0};
-    static constexpr uint32_t CLOSED = 0xffffffffu;  // a claim word's part while its job is set up
+    static constexpr uint32_t CLOSED = 0xffffffu;    // a claim word's count while its job is set up
+    static constexpr int OWNED = 8;                  // threads that own a part, at most
     std::atomic<int> done{0};                // parts of the current job finished
     std::atomic<TaskFn> fn{nullptr};         // written before the job's first claim word is published
     std::atomic<void*> ctx{nullptr};
@@ -53,10 +60,11 @@ struct Pool {
     uint32_t job = 0;                        // the last job's number (the calling thread's); it wraps
                                              // after 2^32 jobs, far longer than any claim takes
     int nthreads = 1;
+    int nowners = 1;                         // min(nthreads, OWNED)
     pid_t pid = 0;
 
-    explicit Pool(int n) : nthreads(n), pid(getpid()) {
-        for (int i = 1; i < n; ++i) workers.emplace_back([this] { work(); });
+    explicit Pool(int n) : nthreads(n), nowners(n < OWNED ? n : OWNED), pid(getpid()) {
+        for (int i = 1; i < n; ++i) workers.emplace_back([this, i] { work(i); });
     }
     ~Pool() {
         {
@@ -68,7 +76,7 @@ struct Pool {
         for (auto& t : workers) t.join();
     }
 
-    void work() {
+    void work(int self) {
         uint64_t seen = 0;
         for (;;) {
             // Spin for a short while: the next job of a training step is usually microseconds away.
@@ -86,13 +94,14 @@ struct Pool {
             seen = generation.load(std::memory_order_acquire);
             if (stop.load()) return;
             POOL_DELAY();
-            drain((uint32_t)(claim.load(std::memory_order_acquire) >> 32));
+            drain((uint32_t)(claim.load(std::memory_order_acquire) >> 32), self);
         }
     }
 
-    // Take parts of job j until none is left. Parts go to whichever thread asks next, so a thread
-    // slowed down by something else on its core does fewer of them.
-    void drain(uint32_t j) {
+    // Take parts of job j until none is left, as thread `self`: its own part first, then the
+    // unowned ones in order, then any owned part still unclaimed. Parts go to whichever thread asks
+    // next, so a thread slowed down by something else on its core does fewer of them.
+    void drain(uint32_t j, int self) {
         for (;;) {
             uint64_t w = claim.load(std::memory_order_acquire);
             if ((uint32_t)(w >> 32) != j) return;
@@ -101,13 +110,29 @@ struct Pool {
             const int n = nparts.load(std::memory_order_relaxed);
             POOL_DELAY();
             // If any of these was written for a later job, run() closed this word before writing
-            // it (a release fence between): the claim below then fails. If the claim succeeds, part
-            // w of job j was still to do, so job j had not ended and they are job j's.
+            // it (a release fence between): the claim below then fails. If the claim succeeds, a
+            // part of job j was still to do, so job j had not ended and they are job j's.
             std::atomic_thread_fence(std::memory_order_acquire);
-            const uint32_t part = (uint32_t)w;
-            if (part >= (uint32_t)n) return;
-            if (!claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
-            f(c, (int)part, n);
+            const uint32_t count = (uint32_t)w & CLOSED;
+            if (count == CLOSED) return;
+            const int owned = n < nowners ? n : nowners;
+            const uint32_t taken = (uint32_t)(w >> 24) & 0xffu;
+            int part;
+            uint64_t next;
+            if (self < owned && !(taken >> self & 1)) {
+                part = self;
+                next = w | (uint64_t)1 << (24 + self);
+            } else if ((int)count < n - owned) {
+                part = owned + (int)count;
+                next = w + 1;
+            } else {
+                const uint32_t left = ~taken & ((1u << owned) - 1);
+                if (!left) return;
+                part = __builtin_ctz(left);
+                next = w | (uint64_t)1 << (24 + part);
+            }
+            if (!claim.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+            f(c, part, n);
             done.fetch_add(1, std::memory_order_release);
         }
     }
@@ -135,7 +160,7 @@ struct Pool {
             generation.fetch_add(1, std::memory_order_release);
         }
         cv.notify_all();
-        drain(job);
+        drain(job, 0);
         while (done.load(std::memory_order_acquire) != n) cpu_relax();
     }
 };

@@ -62,6 +62,32 @@ static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o
     return optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
 }
 
+// With column blocks (KB > 1, one hidden layer), part k of npc of the update, os->t already
+// advanced: the columns of W1, b1 and W_out of the blocks split_range(KB, k, npc), which part k of
+// the step's column-split phases read and wrote the gradient of (model.h), and C and b_out with
+// part 0. The thread pool gives part k to thread k, so each thread updates what is in its cache.
+template <class T>
+static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr, int k,
+                             int npc, int kb) {
+    const Config& c = *pv.cfg;
+    const Layout& L = *pv.lay;
+    bool ok = true;
+    auto seg = [&](int64_t i0, int64_t i1) { ok &= optimizer_update<T>(pv.p, g, os->m, os->v, i0, i1, o, lr, os->t); };
+    int64_t j0, j1, g0, g1, unused;
+    split_range(kb, k, npc, &j0, &j1);
+    kblock_groups(c, (int)j0, kb, &g0, &unused);
+    kblock_groups(c, (int)j1 - 1, kb, &unused, &g1);
+    const int64_t c0 = g0 * PAD, c1 = g1 * PAD;
+    if (k == 0) {
+        seg(L.C, L.W[0]);
+        seg(L.b[1], L.b[1] + L.nb[1]);
+    }
+    for (int l = 0; l <= 1; ++l)
+        for (int64_t r = 0; r < L.rows[l]; ++r) seg(L.W[l] + r * L.ld[l] + c0, L.W[l] + r * L.ld[l] + c1);
+    seg(L.b[0] + c0, L.b[0] + c1);
+    return ok;
+}
+
 template <class T>
 static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
     os->t += 1;
@@ -123,12 +149,13 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
         if (os->v) __builtin_memcpy(ws->snap_v, os->v, sizeof(T) * n);
     }
-    const uint64_t kb = rng::key(a->seed, rng::BATCH);
+    const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
+    const int kb = kblocks(c);
     const double start = now_seconds();
     bool ready = false;  // ws holds step s's minibatch, prepared
     for (int64_t s = 0; s < a->steps; ++s) {
         if (!ready) {
-            gather_batch(a, B, c.T, s, kb, ws->xb, ws->yb);
+            gather_batch(a, B, c.T, s, kb_key, ws->xb, ws->yb);
             prepare_batch(c.T, B, ws, group);
         }
         double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true);
@@ -136,7 +163,23 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         bool ok = false;
         ready = overlap && s + 1 < a->steps;
-        if (ready) {
+        if (ready && kb > 1) {
+            // Parts 0 .. npc-1 update the blocks each thread owns; part npc, taken by the thread
+            // done first, prepares the next minibatch.
+            const int np = step_parts(c, B), npc = np < kb ? np : kb;
+            int bad[MAX_KBLOCKS + 1] = {0};
+            os->t += 1;
+            parallel(npc + 1, [&](int part, int) {
+                if (part == npc) {
+                    gather_batch(a, B, c.T, s + 1, kb_key, ws->xb, ws->yb);
+                    prepare_batch(c.T, B, ws, group);
+                } else {
+                    bad[part] = !optimizer_blocks<T>(pv, os, *o, g, a->lr[s], part, npc, kb);
+                }
+            });
+            ok = true;
+            for (int i = 0; i < npc; ++i) ok = ok && !bad[i];
+        } else if (ready) {
             // Part 0 is the next minibatch; the rest are chunks of the update, which the thread
             // done with the minibatch helps finish.
             constexpr int CHUNKS = 16;
@@ -144,7 +187,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             os->t += 1;
             parallel(CHUNKS + 1, [&](int part, int) {
                 if (part == 0) {
-                    gather_batch(a, B, c.T, s + 1, kb, ws->xb, ws->yb);
+                    gather_batch(a, B, c.T, s + 1, kb_key, ws->xb, ws->yb);
                     prepare_batch(c.T, B, ws, group);
                 } else {
                     bad[part] = !optimizer_chunk<T>(pv, os, *o, g, a->lr[s], part - 1, CHUNKS);

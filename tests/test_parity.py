@@ -131,6 +131,32 @@ def test_sgd_trajectory_replays_torch(isa, dtype, shape):
     assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("hidden, opt", [(530, dict(optimizer="sgd")),
+                                         (777, dict(optimizer="adamw", weight_decay=0.05, dropout=0.2))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_column_blocks_replay_torch(isa, dtype, hidden, opt, threads):
+    """One hidden layer of 530 or 777 units: the sums over the hidden units are taken in 2 or 3
+    column blocks (cpp/common.h: kblocks), on 1 thread or split between 2 (with 3 blocks, 2 and 1):
+    every minibatch loss and the final parameters against torch, with and without dropout."""
+    V, T, E, B, N = 29, 6, 11, 40, 2000
+    rng = np.random.default_rng(hidden)
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    model = mm.MLP(V, T, E, hidden, seed=5, init="kaiming", dtype=dtype)
+    p0 = as64(model.get_params())
+    lr = 3e-3 if opt["optimizer"] == "adamw" else 0.05
+    before = mm.get_num_threads()
+    mm.set_num_threads(threads)
+    try:
+        hist = mm.train(model, X, Y, steps=120, batch_size=B, lr=lr, seed=31, **opt)
+    finally:
+        mm.set_num_threads(before)
+    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=120, batch_size=B, seed=31, **opt)
+    err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
+    assert err.max() < TOL_TRAJ[dtype], (isa, threads, int(err.argmax()), float(err.max()))
+    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+
+
 def test_seeded_minibatches_are_the_documented_draws():
     """Without batch_indices the core draws row i of step s from (seed, s, i): the reference's
     NumPy twin of the generator reproduces the whole trajectory."""

@@ -29,8 +29,12 @@ def run(threads):
     vocab = mm.Vocab.from_words(mm.load_names())
     X, Y = mm.build_dataset(words, vocab, 4)
     out = {}
-    for dtype, hidden, opt in (("float32", 200, dict(lr=0.1)), ("float64", (64, 48), dict(optimizer="adamw", lr=0.01,
-                                                                                       weight_decay=0.01, dropout=0.1))):
+    # The last two have one hidden layer wide enough for column blocks (3 of uneven widths; 2).
+    for name, dtype, hidden, opt in (
+            ("float32", "float32", 200, dict(lr=0.1)),
+            ("float64", "float64", (64, 48), dict(optimizer="adamw", lr=0.01, weight_decay=0.01, dropout=0.1)),
+            ("blocks-dropout", "float32", 777, dict(lr=0.05, momentum=0.9, dropout=0.1)),
+            ("blocks", "float64", 530, dict(lr=0.05))):
         m = mm.MLP(vocab, block_size=4, n_embd=8, n_hidden=hidden, seed=11, dtype=dtype, init="kaiming")
         h = mm.train(m, X, Y, 700, batch_size=48, seed=5, X_val=X[:3000], Y_val=Y[:3000], eval_every=350, **opt)
         d = hashlib.sha256()
@@ -42,7 +46,7 @@ def run(threads):
         d.update(m.sample_ids(50, seed=4, prefix=vocab.encode("ma"), max_len=12).tobytes())
         d.update(np.float64(m.loss(X, Y)).tobytes())
         d.update(m.logits(X[:500]).tobytes())
-        out[dtype] = d.hexdigest()
+        out[name] = d.hexdigest()
     return out
 """
 
