@@ -122,6 +122,40 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
     return py::make_tuple(r.done, r.status);
 }
 
+// A SampleTable kept between the calls of one sample(), with what it was computed from: used only
+// if all of it still holds (the same parameters, byte for byte), emptied otherwise.
+struct HeldTable {
+    SampleTable t;
+    const Isa* isa = nullptr;
+    Config cfg{};
+    int elem = 0;
+    double temperature = 0;
+    int top_k = 0;
+    std::vector<char> params;
+    HeldTable() = default;
+    HeldTable(const HeldTable&) = delete;
+    HeldTable& operator=(const HeldTable&) = delete;
+    ~HeldTable() { aligned_free(t.mem); }
+    bool matches(const Model& m, double temperature_, int top_k_) const {
+        return t.mem && isa == mm::isa_current() && elem == m.elem && std::memcmp(&cfg, &m.cfg, sizeof cfg) == 0 &&
+               temperature == temperature_ && top_k == top_k_ && params.size() == (size_t)m.lay.total * m.elem &&
+               std::memcmp(params.data(), m.p, params.size()) == 0;
+    }
+    void clear() {
+        aligned_free(t.mem);
+        t = SampleTable{};
+        params.clear();
+    }
+    void record(const Model& m, double temperature_, int top_k_) {
+        isa = mm::isa_current();
+        cfg = m.cfg;
+        elem = m.elem;
+        temperature = temperature_;
+        top_k = top_k_;
+        params.assign((const char*)m.p, (const char*)m.p + (size_t)m.lay.total * m.elem);
+    }
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -221,15 +255,16 @@ PYBIND11_MODULE(_core, mod) {
              // Names first .. first + n - 1: (n, max_len + 1) int32 ids, 0-padded, or with compact the
              // names' ids one after another, each ended by 0.
              [](Model& m, uint64_t seed, int64_t first, int64_t n, double temperature, int top_k,
-                carray<int32_t> prefix, int max_len, bool compact) {
+                carray<int32_t> prefix, int max_len, bool compact, HeldTable* table) {
                  require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
                  const int32_t* pre = prefix.data();
                  for (py::ssize_t i = 0; i < prefix.size(); ++i) require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
                  py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len + 1});
                  if (!compact) std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * (max_len + 1));  // 0-padded rows
                  SampleArgs a{seed, first, n, temperature, top_k, pre, (int)prefix.size(), max_len, out.mutable_data(),
-                              compact ? 1 : 0};
+                              compact ? 1 : 0, table ? &table->t : nullptr};
                  BusyGuard g(m);
+                 if (table && !table->matches(m, temperature, top_k)) table->clear();
                  int64_t written;
                  {
                      py::gil_scoped_release nogil;
@@ -238,11 +273,17 @@ PYBIND11_MODULE(_core, mod) {
                      else
                          written = isa()->f64.sample(m.view<double>(), &a);
                  }
+                 if (table && table->t.mem && table->params.empty()) table->record(m, temperature, top_k);
                  if (compact) return py::array(out.reshape({(py::ssize_t)n * (max_len + 1)})[py::slice(0, written, 1)]);
                  return py::array(out[py::make_tuple(py::ellipsis(), py::slice(0, max_len, 1))]);
              },
              py::arg("seed"), py::arg("first"), py::arg("n"), py::arg("temperature"), py::arg("top_k"), py::arg("prefix"),
-             py::arg("max_len"), py::arg("compact") = false);
+             py::arg("max_len"), py::arg("compact") = false, py::arg("table") = nullptr);
+
+    // Every context's distribution, kept from one call of Model.sample to the next (see HeldTable).
+    py::class_<HeldTable>(mod, "SampleTable")
+        .def(py::init<>())
+        .def_property_readonly("filled", [](const HeldTable& t) { return t.t.mem != nullptr; });
 
     py::class_<Trainer>(mod, "Trainer")
         .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov, double beta1,

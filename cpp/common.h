@@ -147,6 +147,15 @@ struct RunResult {
     int status;      // RunStatus
 };
 
+// Every context's tabulated distribution (sample.h: cum (nctx, V) and sums (nctx) in double, best
+// (nctx) in int32, one allocation), kept between the calls of one sample() so that only the first
+// computes it. Valid only for the parameters, instruction set, temperature and top_k it was made
+// with: the binding checks those before each call and empties a table that does not match.
+struct SampleTable {
+    void* mem = nullptr;  // null until a call fills it
+    int64_t nctx = 0;
+};
+
 struct SampleArgs {
     uint64_t seed;
     int64_t first;             // index of the first name (keys the random draws)
@@ -159,6 +168,8 @@ struct SampleArgs {
     int32_t* out;              // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the
                                // row untouched), or, when compact, the names one after another, each ended by 0
     int compact;
+    SampleTable* table;        // null: a table of this call's own, if the call tabulates; else filled by
+                               // the first call that tabulates and used by the next, whatever their n
 };
 
 // The kernels of one instruction set, for one element type.

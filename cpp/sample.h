@@ -128,20 +128,27 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     // Tabulate when the contexts are at most an eighth of the characters to draw (about 8 a name)
     // and their running sums fit in 256 MiB.
     const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (V + 2)));
-    const bool tabulate = nctx * (V + 2) * 8 <= ((int64_t)256 << 20) && nctx <= a->n;
+    const bool have = a->table && a->table->mem;  // a table from an earlier call (same parameters)
+    const bool tabulate = have || (nctx * (V + 2) * 8 <= ((int64_t)256 << 20) && nctx <= a->n);
     int np = parts_for(per_row * (double)(tabulate ? nctx : 8 * a->n));
-    full_tables<T>(c, L, p, P, np);
+    if (!have) full_tables<T>(c, L, p, P, np);
 
     if (tabulate) {
-        // cum (nctx, V), sum (nctx), best (nctx)
-        Mem dist(sizeof(double) * nctx * (V + 1) + sizeof(int32_t) * nctx);
-        double* cum = (double*)dist.p;
+        // cum (nctx, V), sum (nctx), best (nctx): the caller's table when it has one, else ours
+        const size_t dist_bytes = sizeof(double) * nctx * (V + 1) + sizeof(int32_t) * nctx;
+        Mem own(a->table ? 0 : dist_bytes, !a->table);
+        if (a->table && !have) {
+            a->table->mem = mm::aligned_malloc(dist_bytes);
+            __builtin_memset(a->table->mem, 0, dist_bytes);
+            a->table->nctx = nctx;
+        }
+        double* cum = (double*)(a->table ? a->table->mem : own.p);
         double* sums = cum + nctx * V;
         int32_t* best = (int32_t*)(sums + nctx);
         const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt + sizeof(T) * Vp);
-        Mem scratch(bytes * np);
-        const int64_t nchunks = (nctx + ROWS - 1) / ROWS;
-        parallel(np, [&](int part, int n) {
+        Mem scratch(have ? 0 : bytes * np, false);
+        const int64_t nchunks = have ? 0 : (nctx + ROWS - 1) / ROWS;
+        if (!have) parallel(np, [&](int part, int n) {
             RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
             T* w = (T*)s.extra;
             int32_t* ctx = (int32_t*)(w + Vp);

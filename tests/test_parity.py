@@ -395,3 +395,73 @@ def test_tabulated_sampling_draws_the_same_names(kw):
     theirs = ref.sample(model.get_params(), 40, seed=4, temperature=kw.get("temperature", 1.0),
                         top_k=kw.get("top_k"), prefix=kw.get("prefix", ()))
     assert [list(r[r > 0]) for r in few] == theirs
+
+
+def _trained_small(V=13, T=2, dtype="float64", seed=2):
+    model = mm.MLP(V, T, 5, 40, seed=seed, init="kaiming", dtype=dtype)
+    rng = np.random.default_rng(seed)
+    X, Y = rng.integers(0, V, (3000, T)), rng.integers(1, V, 3000)
+    Y[::5] = 0
+    mm.train(model, X, Y, steps=200, lr=0.5)
+    return model
+
+
+def _core_sample(model, first, n, table=None, temperature=1.0, top_k=0, seed=6):
+    return model._m.sample(seed, first, n, temperature, top_k, np.zeros(0, np.int32), 20, False, table)
+
+
+@pytest.mark.parametrize("temperature, top_k", [(1.0, 0), (0.6, 4), (0.0, 0)])
+def test_the_sampling_table_is_kept_between_calls_and_gives_the_same_names(isa, temperature, top_k):
+    """sample() cuts its work into calls; the first that tabulates leaves its table to the next,
+    which use it whatever their size (the last below is smaller than the 169 contexts): the same
+    names as calls that each start afresh."""
+    from makemore_cpp import _core
+    model = _trained_small()
+    table = _core.SampleTable()
+    assert not table.filled
+    ranges = [(0, 300), (300, 1000), (1000, 1007), (1007, 1500)]
+    kept = [_core_sample(model, a, b - a, table, temperature, top_k) for a, b in ranges]
+    assert table.filled
+    fresh = [_core_sample(model, a, b - a, None, temperature, top_k) for a, b in ranges]
+    for k, f in zip(kept, fresh):
+        np.testing.assert_array_equal(k, f)
+    # and through the public call, whose chunks share one table
+    np.testing.assert_array_equal(model.sample_ids(1500, seed=6, temperature=temperature, top_k=top_k or None, max_len=20),
+                                  np.concatenate(fresh)[:, :20])
+
+
+def test_a_sampling_table_that_no_longer_fits_is_made_again():
+    """A table is used only with the parameters (byte for byte), instruction set, temperature and
+    top_k it was made with; otherwise the call makes it again, and the names are a fresh call's."""
+    from makemore_cpp import _core
+    model = _trained_small()
+    table = _core.SampleTable()
+    _core_sample(model, 0, 400, table)
+    assert table.filled
+    before_change = _core_sample(model, 0, 400)
+    # other parameters (the output layer negated: other names), the same shapes
+    params = model.get_params()
+    params["W2"] = -params["W2"]
+    model.set_params(params)
+    fresh = _core_sample(model, 0, 400)
+    assert not np.array_equal(fresh, before_change)
+    np.testing.assert_array_equal(_core_sample(model, 0, 400, table), fresh)
+    # another temperature or top_k
+    for kw in (dict(temperature=0.5), dict(top_k=2)):
+        fresh = _core_sample(model, 0, 400, **kw)
+        assert not np.array_equal(fresh, _core_sample(model, 0, 400))
+        np.testing.assert_array_equal(_core_sample(model, 0, 400, table, **kw), fresh)
+    # another model, of another shape and dtype
+    other = _trained_small(V=11, T=2, dtype="float32", seed=5)
+    np.testing.assert_array_equal(_core_sample(other, 0, 400, table), _core_sample(other, 0, 400))
+    # another instruction set
+    before = mm.get_isa()
+    _core_sample(model, 0, 400, table)
+    try:
+        for name in ("avx512", "avx2", "generic"):
+            if name != before and _core.isa_supported(name):
+                mm.set_isa(name)
+                np.testing.assert_array_equal(_core_sample(model, 0, 400, table), _core_sample(model, 0, 400))
+                break
+    finally:
+        mm.set_isa(before)

@@ -46,11 +46,19 @@ class Model:
     def evaluate(self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
         """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, V) if asked)."""
     def sample(self, seed: int, first: int, n: int, temperature: float, top_k: int, prefix: _I32,
-               max_len: int, compact: bool, /) -> _I32:
+               max_len: int, compact: bool, table: Optional[SampleTable] = None, /) -> _I32:
         """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` (``top_k`` 0: all characters):
         an (n, max_len) int32 array of ids, 0-padded; or with ``compact`` the names' ids one after
         another, each ended by 0, as one flat array."""
 
+
+class SampleTable:
+    """Every context's distribution, filled by the first ``Model.sample`` call that tabulates and
+    used by the next calls given it, while the parameters, instruction set, temperature and top_k
+    are those it was made with (else it is emptied and made again)."""
+    def __init__(self) -> None: ...
+    @property
+    def filled(self) -> bool: ...
 
 class Trainer:
     """The optimizer's state for one model: minibatch workspace, moments and update count."""

@@ -248,8 +248,11 @@ class MLP:
         if n_contexts <= n and n_contexts * (self.vocab_size + 2) * 8 <= (256 << 20):
             least = n_contexts
             first, most = max(first, least), max(most, least)
+        # The first call that tabulates leaves the table to the next ones (the core checks that it
+        # still fits: the same parameters, instruction set, temperature and top_k).
+        table = _core.SampleTable() if least > 1 else None
         for a, b in _chunks(n, first, most, least=least):
-            yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact)
+            yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact, table)
 
     def sample_ids(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
                    prefix: Sequence[int] = (), max_len: int = 100) -> np.ndarray:
