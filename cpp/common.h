@@ -25,7 +25,8 @@ struct Config {
 };
 
 // Column blocks of a model with one hidden layer of at least 512 units: its PAD-column groups split
-// into KB = padded(H) / 256 blocks (at most MAX_KBLOCKS) by split_range. Block j's part of a sum
+// into KB = padded(H) / 256 blocks (at most MAX_KBLOCKS) by split_range (block j: groups
+// split_range(padded(H) / PAD, j, KB)). Block j's part of a sum
 // over the hidden units (the logits, dC) is taken on its own and the blocks' parts added in block
 // order, so each block's columns can stay with one thread for the whole step (model.h). 1 otherwise:
 // every sum over the hidden units in one chain.
@@ -34,12 +35,6 @@ static inline int kblocks(const Config& c) {
     if (c.L != 1) return 1;
     const int64_t kb = padded(c.H[0]) / 256;
     return kb < 2 ? 1 : (kb > MAX_KBLOCKS ? MAX_KBLOCKS : (int)kb);
-}
-// Block j's PAD-column groups: [*g0, *g1) of the padded(H) / PAD.
-static inline void kblock_groups(const Config& c, int j, int kb, int64_t* g0, int64_t* g1) {
-    const int64_t n = padded(c.H[0]) / PAD, base = n / kb, extra = n % kb;
-    *g0 = j * base + (j < extra ? j : extra);
-    *g1 = *g0 + base + (j < extra ? 1 : 0);
 }
 
 // Offsets (in elements) of each parameter inside one flat, 64-byte aligned arena, in the order

@@ -433,20 +433,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     const int kb = kblocks(c);
     const int npc = kb > 1 ? (np < kb ? np : kb) : np, npan = kb > 1 ? kb : np;
     const int mult = kb > 1 ? PAD / VT<T>::W : 1;
-    // f(q, v0, v1) for each panel q of part `part` of n and its column vectors [v0, v1).
     const int nvec0 = (int)(ld0 / VT<T>::W);
-    auto columns = [&](int part, int n, auto&& f) {
-        if (kb > 1) {
-            int64_t j0, j1;
-            split_range(kb, part, n, &j0, &j1);
-            const Panels<T> blocks(nullptr, 1, nvec0, kb, mult);
-            for (int j = (int)j0; j < (int)j1; ++j) f(j, (int)blocks.v0(j), (int)blocks.v0(j + 1));
-        } else {
-            int64_t v0, v1;
-            split_range(nvec0, part, n, &v0, &v1);
-            f(part, (int)v0, (int)v1);
-        }
-    };
 
     // Forward: embedding, per-position tables and the first layer (split by columns), over the
     // nu distinct contexts (all B rows with dropout).
@@ -461,6 +448,16 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         Gn((T*)ws->G, (int64_t)c.T * ws->nP, nvec0, npan, mult);
     const Panels<T> H0(h[0], nu, nvec0, pan, mult), HD0(hd[0], nu, nvec0, pan, mult), M0(mask[0], nu, nvec0, pan, mult),
         DH0(dh[0], nu, nvec0, pan, mult);
+    // f(q, v0, v1) for each panel q of part `part` of n (of Pn's split) and its column vectors [v0, v1).
+    auto columns = [&](int part, int n, auto&& f) {
+        if (kb > 1) {
+            int64_t j0, j1;
+            split_range(kb, part, n, &j0, &j1);
+            for (int j = (int)j0; j < (int)j1; ++j) f(j, (int)Pn.v0(j), (int)Pn.v0(j + 1));
+        } else {
+            f(part, (int)Pn.v0(part), (int)Pn.v0(part + 1));
+        }
+    };
     parallel(npc, [&](int part, int n) {
         columns(part, n, [&](int q, int v0, int v1) {
             embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, Pn.base(q), Pn.ld(q), v0, v1);

@@ -1,12 +1,12 @@
 // threadpool.h - a small persistent pool of worker threads.
 //
-// pool_run(n, fn, ctx) calls fn(ctx, part, n) once for each part = 0..n-1 and returns when all are
-// done. Part k goes to thread k (the caller is thread 0, the workers 1, 2, ...) when that thread
-// comes for it, so that the part k of one job and of the next run on the same core, with what the
-// last left in its cache; the other parts, and any part whose thread is late, go to whichever
-// thread asks next, so n may exceed the number of threads and no part waits for a particular
-// thread. A job does not wait for a worker that took no part of it (one asleep, or whose core is
-// busy with something else).
+// pool_run(n, fn, ctx) calls fn(ctx, part, n) once for each part = 0..n-1 (n < 2^24) and returns
+// when all are done. Part k goes to thread k (the caller is thread 0, the workers 1, 2, ...) when
+// that thread comes for it, so that the part k of one job and of the next run on the same core,
+// with what the last left in its cache; the other parts, and any part whose thread is late, go to
+// whichever thread asks next, so n may exceed the number of threads and no part waits for a
+// particular thread. A job does not wait for a worker that took no part of it (one asleep, or whose
+// core is busy with something else).
 // Workers spin briefly between jobs (a training step issues several jobs in a row) and then sleep.
 // One job runs at a time: a second caller (another Python thread training another model) runs its
 // parts one after another on its own thread, which gives the same result, since no kernel lets the

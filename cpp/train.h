@@ -75,8 +75,8 @@ static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& 
     auto seg = [&](int64_t i0, int64_t i1) { ok &= optimizer_update<T>(pv.p, g, os->m, os->v, i0, i1, o, lr, os->t); };
     int64_t j0, j1, g0, g1, unused;
     split_range(kb, k, npc, &j0, &j1);
-    kblock_groups(c, (int)j0, kb, &g0, &unused);
-    kblock_groups(c, (int)j1 - 1, kb, &unused, &g1);
+    split_range(padded(c.H[0]) / PAD, (int)j0, kb, &g0, &unused);
+    split_range(padded(c.H[0]) / PAD, (int)j1 - 1, kb, &unused, &g1);
     const int64_t c0 = g0 * PAD, c1 = g1 * PAD;
     if (k == 0) {
         seg(L.C, L.W[0]);
