@@ -78,9 +78,9 @@ def interleave(impls: dict[str, Callable[[], float]], repeats: int,
 
 
 # On the shared host these benchmarks were written on, the time for a cache line to go from one
-# core to the other is either about 60-110 ns or about 320-370 ns, and it changes from one minute
-# to the next; in the slow state a 2-thread step is no faster than a 1-thread one
-# (benchmarks/NOTES.md). The 2-thread workloads record it before each round, and the report splits
+# core to the other and back is mostly either about 60-110 ns or about 320-370 ns (at times several
+# µs), and it changes from one minute to the next; in the slow state a 2-thread step is no faster
+# than a 1-thread one (benchmarks/NOTES.md). The 2-thread workloads record it before each round, and the report splits
 # their 2-thread/1-thread ratios by it.
 FAR_NS = 150.0
 
