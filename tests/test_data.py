@@ -76,6 +76,34 @@ def test_build_dataset_is_the_lectures(block_size):
     assert X0.shape == (0, block_size) and Y0.shape == (0,)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_build_dataset_random_words_are_the_lectures(seed):
+    """Fresh random words over characters of 1 to 4 bytes in UTF-8, empty words among them, and
+    vocabularies in no particular order: the same examples as the lecture's loop."""
+    rng = random.Random(seed)
+    alphabet = "abz\u00e9\u4e2d\U0001f600"
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(rng.randint(1, 60))]
+    chars = sorted(set("".join(words)) | {"q"})
+    rng.shuffle(chars)
+    vocab = mm.Vocab(chars)
+    block_size = rng.randint(1, 6)
+    X, Y = mm.build_dataset(words, vocab, block_size)
+    eX, eY = lecture_build_dataset(words, vocab.stoi, block_size)
+    np.testing.assert_array_equal(X, eX)
+    np.testing.assert_array_equal(Y, eY)
+
+
+def test_build_dataset_names_the_first_unknown_character():
+    vocab = mm.Vocab("ab")
+    for words, message in ((["ab", "ba", "abc", "x"], "'c' at position 2 of 'abc'"),
+                           (["a", "\U0001f600"], "at position 0 of"),
+                           (["a", "\ud800b"], "at position 0 of")):  # a lone surrogate: encoded word by word
+        with pytest.raises(ValueError, match=message):
+            mm.build_dataset(words, vocab, 3)
+    with pytest.raises(TypeError):
+        mm.build_dataset(["ab", 5], vocab, 3)
+
+
 def test_lecture_split_sizes(lecture_words):
     assert len(lecture_words) == 32033
     vocab = mm.Vocab.from_words(lecture_words)

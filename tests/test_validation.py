@@ -124,6 +124,8 @@ BAD_CALLS = [
      ValueError, ["lr", "step 4", "nan"]),
     ("lr callable returns str", lambda m: mm.train(m, X0, Y0, 3, lr=lambda s: "fast"), TypeError,
      [r"lr\(0\)", "real number", "'fast'"]),
+    ("lr callable returns a bool at step 2", lambda m: mm.train(m, X0, Y0, 4, lr=lambda s: 0.1 if s != 2 else True),
+     TypeError, [r"lr\(2\)", "real number", "bool True"]),
     ("batch_indices beyond int32", lambda m: mm.train(m, X0, Y0, 2, batch_size=2, batch_indices=[[0, BIG], [1, 2]]),
      IndexError, [rf"batch_indices\[0, 1\] = {BIG}", "0 <= batch_indices < 50", "rows in X"]),
     ("batch_indices = len(X)", lambda m: mm.train(m, X0, Y0, 2, batch_size=2, batch_indices=[[0, 1], [N, 2]]),

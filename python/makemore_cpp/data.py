@@ -146,19 +146,43 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
         raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
     block_size = int(block_size)
     _not_one_str(words)
-    seqs = [vocab.encode(w) + [0] for w in words]
-    if not seqs:
+    ids, lengths = _encode_words(list(words), vocab)
+    if len(lengths) == 0:
         return np.zeros((0, block_size), np.int32), np.zeros(0, np.int32)
     # One stream: block_size zeros of context before each word's ids and its final 0.
-    lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
     seg = lengths + block_size
     starts = np.concatenate([[0], np.cumsum(seg)[:-1]])
     stream = np.zeros(int(seg.sum()), np.int32)
-    ids = np.fromiter((i for s in seqs for i in s), np.int32, int(lengths.sum()))
     pos = np.repeat(starts + block_size, lengths) + (np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths))
     stream[pos] = ids
     X = stream[pos[:, None] + np.arange(-block_size, 0)]
     return np.ascontiguousarray(X, np.int32), ids.copy()
+
+
+def _encode_words(words: list, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's ids followed by 0, concatenated (int32), and each word's length + 1 (int64): the
+    same as ``vocab.encode(w) + [0]`` for each word, by one lookup over all their code points."""
+    try:
+        text = "".join(words)
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    except (TypeError, UnicodeEncodeError):  # not all str, or lone surrogates: word by word, as encode reports them
+        seqs = [vocab.encode(w) + [0] for w in words]
+        lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
+        return np.fromiter((i for s in seqs for i in s), np.int32, int(lengths.sum())), lengths
+    keys = np.fromiter((ord(ch) for ch in vocab.stoi), np.uint32, len(vocab.stoi))
+    vals = np.fromiter(vocab.stoi.values(), np.int32, len(vocab.stoi))
+    order = np.argsort(keys)
+    keys, vals = keys[order], vals[order]
+    j = np.minimum(np.searchsorted(keys, cps), len(keys) - 1)
+    known = keys[j] == cps
+    lengths = np.fromiter(map(len, words), np.int64, len(words))
+    if not known.all():  # the first word with an unknown character raises encode's error
+        word = int(np.searchsorted(np.cumsum(lengths), int(np.argmin(known)), side="right"))
+        vocab.encode(words[word])
+    # Word k's characters move k places on, for the 0 after each of the words before it.
+    out = np.zeros(len(cps) + len(words), np.int32)
+    out[np.arange(len(cps)) + np.repeat(np.arange(len(words)), lengths)] = vals[j]
+    return out, lengths + 1
 
 
 def _not_one_str(words: object) -> None:

@@ -107,8 +107,13 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
             raise TypeError(f"lr({step}) must return a real number, got {type(x).__name__} {x!r}")
         return float(x)
 
-    if callable(lr):
-        arr = np.array([number(lr(start + i), start + i) for i in range(steps)], dtype=np.float64)
+    if callable(lr) and callable(getattr(lr, "at_steps", None)):  # this package's schedules (schedules.py)
+        arr = np.asarray(lr.at_steps(start, steps), dtype=np.float64)
+    elif callable(lr):
+        values = [lr(start + i) for i in range(steps)]
+        if not set(map(type, values)) <= {float, int}:  # else the first that is not a real number, named
+            values = [number(x, start + i) for i, x in enumerate(values)]
+        arr = np.array(values, dtype=np.float64)
     elif isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
         arr = np.full(steps, float(lr))
     else:
