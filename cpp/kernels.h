@@ -266,42 +266,84 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
 //     dl_bv  = (softmax(l_b)_v - [v == y_b]) * scale
 // logits and dl are (rows, Vp) with V valid columns; dl's padding is written as zeros.
 
-// One row's max m and sum_v exp(l_v - m) (the exps into d if it is not null).
-template <class T>
-static inline T row_expsum(const T* l, int V, int Vp, T* d, T* m_out) {
+// N rows' max m and sum_v exp(l_v - m) (the exps into d[r] if d is not null), the rows side by side:
+// each row's operations are those of one row alone, in the same order; N rows hide each other's
+// latency (a row is a chain of max, fold, exp, sum and fold). The loss over many rows takes them 4
+// at a time; the training step's cross-entropy one at a time (see crossentropy_grouped).
+template <class T, int N>
+static inline void row_expsum(const T* const* l, int V, int Vp, T* const* d, T* m, T* sum) {
     typedef vec<T> Vv;
     constexpr int W = VT<T>::W;
     const ivec<T> lane = viota<T>();
-    Vv mx = vset<T>(-__builtin_inf());
-    for (int v = 0; v < Vp; v += W) mx = vselect<T>(lane + v < V, vselect<T>(vload(l + v) > mx, vload(l + v), mx), mx);
-    const T m = hmax<T>(mx);
-    Vv s = Vv{};
+    Vv mx[N], s[N];
+#pragma GCC unroll 8
+    for (int r = 0; r < N; ++r) mx[r] = vset<T>(-__builtin_inf());
     for (int v = 0; v < Vp; v += W) {
-        Vv e = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{});
-        s += e;
-        if (d) vstore(d + v, e);
+        const ivec<T> in = lane + v < V;
+#pragma GCC unroll 8
+        for (int r = 0; r < N; ++r) mx[r] = vselect<T>(in, vselect<T>(vload(l[r] + v) > mx[r], vload(l[r] + v), mx[r]), mx[r]);
     }
-    *m_out = m;
-    return hsum<T>(s);
+#pragma GCC unroll 8
+    for (int r = 0; r < N; ++r) {
+        m[r] = hmax<T>(mx[r]);
+        s[r] = Vv{};
+    }
+    for (int v = 0; v < Vp; v += W) {
+        const ivec<T> in = lane + v < V;
+#pragma GCC unroll 8
+        for (int r = 0; r < N; ++r) {
+            Vv e = vselect<T>(in, vexp(vload(l[r] + v) - m[r]), Vv{});
+            s[r] += e;
+            if (d) vstore(d[r] + v, e);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < N; ++r) sum[r] = hsum<T>(s[r]);
+}
+
+// Rows [b0, b1) of a (rows, Vp) buffer of logits, 4 side by side, then one at a time: f(b, n, m, sum)
+// with rows b .. b + n - 1's maxima m[r] and sums sum[r]; their exps go to d's rows if d is not null.
+template <class T, class F>
+static inline void rows_expsum(int b0, int b1, int V, int Vp, const T* logits, T* d, F&& f) {
+    int b = b0;
+    for (; b + 4 <= b1; b += 4) {
+        const T* l[4];
+        T* dr[4];
+        T m[4], sum[4];
+        for (int r = 0; r < 4; ++r) {
+            l[r] = logits + (int64_t)(b + r) * Vp;
+            dr[r] = d ? d + (int64_t)(b + r) * Vp : nullptr;
+        }
+        row_expsum<T, 4>(l, V, Vp, d ? dr : nullptr, m, sum);
+        f(b, 4, m, sum);
+    }
+    for (; b < b1; ++b) {
+        const T* l[1] = {logits + (int64_t)b * Vp};
+        T* dr[1] = {d ? d + (int64_t)b * Vp : nullptr};
+        T m[1], sum[1];
+        row_expsum<T, 1>(l, V, Vp, d ? dr : nullptr, m, sum);
+        f(b, 1, m, sum);
+    }
 }
 
 // The losses of rows [b0, b1) (no gradient): loss_b into row_loss[b]; with y null,
 // log(sum_v exp(l_bv - m_b)) + m_b, from which loss_b is that minus l_b,y_b.
 template <class T>
 static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y, double* row_loss) {
-    for (int b = b0; b < b1; ++b) {
-        const T* l = logits + (int64_t)b * Vp;
-        T m;
-        const T sum = row_expsum<T>(l, V, Vp, nullptr, &m);
-        const double lse = __builtin_log((double)sum) + (double)m;
-        row_loss[b] = y ? lse - (double)l[y[b]] : lse;
-    }
+    rows_expsum<T>(b0, b1, V, Vp, logits, nullptr, [&](int b, int n, const T* m, const T* sum) {
+        for (int r = 0; r < n; ++r) {
+            const double lse = __builtin_log((double)sum[r]) + (double)m[r];
+            row_loss[b + r] = y ? lse - (double)logits[(int64_t)(b + r) * Vp + y[b + r]] : lse;
+        }
+    });
 }
 
 // Forward and backward for rows that share logits: context u in [u0, u1) has the logits row u and
 // the rows ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above, and one dlogits row
 // per context: the sum, in row order, of its rows' dlogits rows exactly as computed one by one (so
 // that rows whose gradients cancel exactly still do: a sum scaled by the row count would not).
+// One context at a time: taken 4 at a time (as crossentropy_forward does), the AVX-512 build's
+// dlogits moved in the last bit (benchmarks/NOTES.md) for about 1% of a lecture step.
 template <class T>
 static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
                                  const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
@@ -311,8 +353,8 @@ static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits,
     for (int u = u0; u < u1; ++u) {
         const T* l = logits + (int64_t)u * Vp;
         T* d = dl + (int64_t)u * Vp;
-        T m;
-        const T sum = row_expsum<T>(l, V, Vp, d, &m);
+        T m, sum;
+        row_expsum<T, 1>(&l, V, Vp, &d, &m, &sum);
         const double lse = __builtin_log((double)sum) + (double)m;
         const Vv f = vset<T>(scale / sum);
         for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);  // q = softmax * scale
