@@ -340,10 +340,14 @@ static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits,
 
 // Forward and backward for rows that share logits: context u in [u0, u1) has the logits row u and
 // the rows ulist[ustart[u] .. ustart[u + 1]). Each row's loss as above, and one dlogits row
-// per context: the sum, in row order, of its rows' dlogits rows exactly as computed one by one (so
-// that rows whose gradients cancel exactly still do: a sum scaled by the row count would not).
-// One context at a time: taken 4 at a time (as crossentropy_forward does), the AVX-512 build's
-// dlogits moved in the last bit (benchmarks/NOTES.md) for about 1% of a lecture step.
+// per context: the sum, in row order, of its rows' dlogits rows (so that rows whose gradients
+// cancel exactly still do: a sum scaled by the row count would not). Each later row adds
+// q = exp * scale / sum, recomputed from the same exps; on the lanes of vectors without the row's
+// target the compiler may fuse that product into the add (one rounding instead of two), and which
+// vectors it fuses depends on how the loop was compiled: the bits are the build's and the
+// instruction set's, the same at any thread count. So one context at a time: taken 4 at a time
+// (as crossentropy_forward does), the AVX-512 build fused other vectors and dlogits moved in the
+// last bit (benchmarks/NOTES.md), for about 1% of a lecture step.
 template <class T>
 static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
                                  const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
