@@ -48,3 +48,15 @@ def test_a_schedule_trains_as_its_array():
     assert ha.loss.tolist() == hb.loss.tolist()
     for k, v in a.get_params().items():
         np.testing.assert_array_equal(v, b.get_params()[k])
+
+
+def test_a_callable_whose_at_steps_gives_the_wrong_length_is_refused():
+    def lr(step):
+        return 0.1
+    lr.at_steps = lambda start, n: np.full(n - 1, 0.1)
+    m = mm.MLP(5, block_size=3, n_embd=2, n_hidden=7, seed=3)
+    before = {k: v.copy() for k, v in m.get_params().items()}
+    X = np.zeros((10, 3), np.int32)
+    with pytest.raises(ValueError, match=r"lr.at_steps\(0, 4\) must give 4 rates, got shape \(3,\)"):
+        mm.train(m, X, np.zeros(10, np.int32), 4, batch_size=2, lr=lr)
+    assert all(np.array_equal(v, before[k]) for k, v in m.get_params().items())

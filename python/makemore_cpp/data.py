@@ -163,26 +163,25 @@ def _encode_words(words: list, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """Every word's ids followed by 0, concatenated (int32), and each word's length + 1 (int64): the
     same as ``vocab.encode(w) + [0]`` for each word, by one lookup over all their code points."""
     try:
-        text = "".join(words)
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    except (TypeError, UnicodeEncodeError):  # not all str, or lone surrogates: word by word, as encode reports them
-        seqs = [vocab.encode(w) + [0] for w in words]
-        lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
-        return np.fromiter((i for s in seqs for i in s), np.int32, int(lengths.sum())), lengths
-    keys = np.fromiter((ord(ch) for ch in vocab.stoi), np.uint32, len(vocab.stoi))
-    vals = np.fromiter(vocab.stoi.values(), np.int32, len(vocab.stoi))
-    order = np.argsort(keys)
-    keys, vals = keys[order], vals[order]
-    j = np.minimum(np.searchsorted(keys, cps), len(keys) - 1)
-    known = keys[j] == cps
-    lengths = np.fromiter(map(len, words), np.int64, len(words))
-    if not known.all():  # the first word with an unknown character raises encode's error
-        word = int(np.searchsorted(np.cumsum(lengths), int(np.argmin(known)), side="right"))
-        vocab.encode(words[word])
-    # Word k's characters move k places on, for the 0 after each of the words before it.
-    out = np.zeros(len(cps) + len(words), np.int32)
-    out[np.arange(len(cps)) + np.repeat(np.arange(len(words)), lengths)] = vals[j]
-    return out, lengths + 1
+        cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+    except (TypeError, UnicodeEncodeError):  # not all str, or lone surrogates
+        cps = None
+    if cps is not None:
+        keys = np.fromiter((ord(ch) for ch in vocab.stoi), np.uint32, len(vocab.stoi))
+        vals = np.fromiter(vocab.stoi.values(), np.int32, len(vocab.stoi))
+        order = np.argsort(keys)
+        keys, vals = keys[order], vals[order]
+        j = np.minimum(np.searchsorted(keys, cps), len(keys) - 1)
+        if (keys[j] == cps).all():
+            lengths = np.fromiter(map(len, words), np.int64, len(words))
+            # Word k's characters move k places on, for the 0 after each of the words before it.
+            out = np.zeros(len(cps) + len(words), np.int32)
+            out[np.arange(len(cps)) + np.repeat(np.arange(len(words)), lengths)] = vals[j]
+            return out, lengths + 1
+    # Else word by word, which raises encode's error for the first word it cannot encode.
+    seqs = [vocab.encode(w) + [0] for w in words]
+    lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
+    return np.fromiter((i for s in seqs for i in s), np.int32, int(lengths.sum())), lengths
 
 
 def _not_one_str(words: object) -> None:

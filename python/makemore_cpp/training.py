@@ -109,6 +109,8 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
 
     if callable(lr) and callable(getattr(lr, "at_steps", None)):  # this package's schedules (schedules.py)
         arr = np.asarray(lr.at_steps(start, steps), dtype=np.float64)
+        if arr.shape != (steps,):
+            raise ValueError(f"lr.at_steps({start}, {steps}) must give {steps} rates, got shape {arr.shape}")
     elif callable(lr):
         values = [lr(start + i) for i in range(steps)]
         if not set(map(type, values)) <= {float, int}:  # else the first that is not a real number, named
