@@ -81,9 +81,9 @@ def test_build_dataset_random_words_are_the_lectures(seed):
     """Fresh random words over characters of 1 to 4 bytes in UTF-8, empty words among them, and
     vocabularies in no particular order: the same examples as the lecture's loop."""
     rng = random.Random(seed)
-    alphabet = "abz\u00e9\u4e2d\U0001f600"
+    alphabet = "abz.\u00e9\u4e2d\U0001f600"  # '.' in a word encodes as 0, as in the lecture
     words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(rng.randint(1, 60))]
-    chars = sorted(set("".join(words)) | {"q"})
+    chars = sorted(set("".join(words)) - {"."} | {"q"})
     rng.shuffle(chars)
     vocab = mm.Vocab(chars)
     block_size = rng.randint(1, 6)
@@ -102,6 +102,15 @@ def test_build_dataset_names_the_first_unknown_character():
             mm.build_dataset(words, vocab, 3)
     with pytest.raises(TypeError):
         mm.build_dataset(["ab", 5], vocab, 3)
+
+
+def test_build_dataset_uses_a_vocab_subclass_encode():
+    class Folded(mm.Vocab):
+        def encode(self, s):
+            return super().encode(s.replace("b", "a"))
+    vocab = Folded("ab")
+    X, Y = mm.build_dataset(["ab", "b"], vocab, 2)
+    assert Y.tolist() == [1, 1, 0, 1, 0]
 
 
 def test_lecture_split_sizes(lecture_words):

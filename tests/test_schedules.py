@@ -1,7 +1,10 @@
 """Learning-rate schedules: the arrays train() takes from them are the rates of each step."""
 from __future__ import annotations
 
+import functools
 import random
+from decimal import Decimal
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -50,13 +53,38 @@ def test_a_schedule_trains_as_its_array():
         np.testing.assert_array_equal(v, b.get_params()[k])
 
 
-def test_a_callable_whose_at_steps_gives_the_wrong_length_is_refused():
+def test_wrappers_and_look_alikes_are_called_at_each_step():
+    base = mm.step_decay([(0, 0.1), (3, 0.01)])
+
+    @functools.wraps(base)  # copies base's attributes, at_steps's class excepted
+    def warm(step):
+        return base(step) * min(1.0, (step + 1) / 4)
+
+    class Own:  # an at_steps of another meaning
+        def __call__(self, step):
+            return 0.5
+
+        def at_steps(self, x):
+            return "not rates"
+
+    np.testing.assert_array_equal(_lr_array(warm, 6, 0), per_step(warm, 0, 6))
+    np.testing.assert_array_equal(_lr_array(Own(), 3, 0), [0.5] * 3)
+    np.testing.assert_array_equal(_lr_array(mock.Mock(return_value=0.25), 3, 0), [0.25] * 3)
+
+
+@pytest.mark.parametrize("value", [True, "0.1", None, Decimal("0.1"), 0.1 + 0j, np.bool_(True)])
+def test_schedules_refuse_rates_that_are_not_real_numbers(value):
+    for make in (lambda: mm.step_decay([(0, 0.1), (5, value)]), lambda: schedules.constant(value)):
+        with pytest.raises(TypeError, match=f"learning rates must be real numbers, got {type(value).__name__}"):
+            make()
+
+
+def test_a_callable_is_checked_at_each_step_before_the_next_is_called():
+    calls = []
+
     def lr(step):
-        return 0.1
-    lr.at_steps = lambda start, n: np.full(n - 1, 0.1)
-    m = mm.MLP(5, block_size=3, n_embd=2, n_hidden=7, seed=3)
-    before = {k: v.copy() for k, v in m.get_params().items()}
-    X = np.zeros((10, 3), np.int32)
-    with pytest.raises(ValueError, match=r"lr.at_steps\(0, 4\) must give 4 rates, got shape \(3,\)"):
-        mm.train(m, X, np.zeros(10, np.int32), 4, batch_size=2, lr=lr)
-    assert all(np.array_equal(v, before[k]) for k, v in m.get_params().items())
+        calls.append(step)
+        return "fast" if step == 1 else 1 / (2 - step)
+    with pytest.raises(TypeError, match=r"lr\(1\) must return a real number, got str 'fast'"):
+        _lr_array(lr, 4, 0)
+    assert calls == [0, 1]

@@ -162,13 +162,15 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
 def _encode_words(words: list, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """Every word's ids followed by 0, concatenated (int32), and each word's length + 1 (int64): the
     same as ``vocab.encode(w) + [0]`` for each word, by one lookup over all their code points."""
-    try:
-        cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
-    except (TypeError, UnicodeEncodeError):  # not all str, or lone surrogates
-        cps = None
-    if cps is not None:
-        keys = np.fromiter((ord(ch) for ch in vocab.stoi), np.uint32, len(vocab.stoi))
-        vals = np.fromiter(vocab.stoi.values(), np.int32, len(vocab.stoi))
+    fast = type(vocab) is Vocab and all(type(w) is str for w in words)  # else encode and iteration are theirs
+    if fast:
+        try:
+            cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype=np.uint32)
+            keys = np.fromiter((ord(ch) for ch in vocab.stoi), np.uint32, len(vocab.stoi))
+            vals = np.fromiter(vocab.stoi.values(), np.int32, len(vocab.stoi))
+        except (TypeError, ValueError, OverflowError, UnicodeEncodeError):  # lone surrogates, an altered stoi
+            fast = False
+    if fast:
         order = np.argsort(keys)
         keys, vals = keys[order], vals[order]
         j = np.minimum(np.searchsorted(keys, cps), len(keys) - 1)

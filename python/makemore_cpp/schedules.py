@@ -1,12 +1,14 @@
 """Learning-rate schedules: functions of the global step, for ``train(lr=...)``.
 
-``constant`` and ``step_decay`` also carry ``at_steps(start, n)``: the rates of steps
-``start .. start + n - 1`` as a float64 array, the same numbers as calling the function at each step,
-so that ``train`` need not make 200,000 Python calls before a run.
+``constant`` and ``step_decay`` are piecewise-constant schedules whose rates ``train`` takes as one
+array (``at_steps``: the same numbers as calling the schedule at each step), so that a run need not
+make 200,000 Python calls first; any other callable, a wrapper of these included, is called at
+each step.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -16,11 +18,38 @@ __all__ = ["constant", "step_decay", "cosine", "parse_schedule"]
 Schedule = Callable[[int], float]
 
 
+class _StepSchedule:
+    """Piecewise constant: the value of the last point whose step is <= the step (points sorted)."""
+
+    def __init__(self, points: list, name: str):
+        for point in points:
+            v = point[1]
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name}: learning rates must be real numbers, got {type(v).__name__} {v!r}")
+        self.points = points
+        self._name = name
+
+    def __call__(self, step: int) -> float:
+        value = self.points[0][1]
+        for start, v in self.points:
+            if step >= start:
+                value = v
+        return value
+
+    def at_steps(self, first: int, n: int) -> np.ndarray:
+        """The rates of steps first .. first + n - 1 (float64), by the same rule over an array."""
+        steps = np.arange(first, first + n, dtype=np.int64)
+        out = np.full(n, float(self.points[0][1]), dtype=np.float64)
+        for start, v in self.points:
+            out[steps >= start] = float(v)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{self._name}({self.points!r})"
+
+
 def constant(lr: float) -> Schedule:
-    def f(step: int) -> float:
-        return lr
-    f.at_steps = lambda start, n: np.full(n, lr, dtype=np.float64)  # type: ignore[attr-defined]
-    return f
+    return _StepSchedule([(0, lr)], "constant")
 
 
 def step_decay(points: list[tuple[int, float]]) -> Schedule:
@@ -28,22 +57,7 @@ def step_decay(points: list[tuple[int, float]]) -> Schedule:
     points = sorted(points)
     if not points or points[0][0] != 0:
         raise ValueError(f"a step schedule must start at step 0, got {points}")
-
-    def lr(step: int) -> float:
-        value = points[0][1]
-        for start, v in points:
-            if step >= start:
-                value = v
-        return value
-
-    def at_steps(first: int, n: int) -> np.ndarray:  # the same rule, over an array of steps
-        steps = np.arange(first, first + n, dtype=np.int64)
-        out = np.full(n, points[0][1], dtype=np.float64)
-        for start, v in points:
-            out[steps >= start] = v
-        return out
-    lr.at_steps = at_steps  # type: ignore[attr-defined]
-    return lr
+    return _StepSchedule(points, "step_decay")
 
 
 def cosine(lr: float, steps: int, warmup: int = 0, min_lr: float = 0.0) -> Schedule:

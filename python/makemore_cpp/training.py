@@ -12,6 +12,7 @@ import numpy as np
 from . import _core
 from . import _validate as v
 from .model import MLP
+from .schedules import _StepSchedule
 
 __all__ = ["train", "History", "TrainState", "DivergenceError"]
 
@@ -107,14 +108,13 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
             raise TypeError(f"lr({step}) must return a real number, got {type(x).__name__} {x!r}")
         return float(x)
 
-    if callable(lr) and callable(getattr(lr, "at_steps", None)):  # this package's schedules (schedules.py)
-        arr = np.asarray(lr.at_steps(start, steps), dtype=np.float64)
-        if arr.shape != (steps,):
-            raise ValueError(f"lr.at_steps({start}, {steps}) must give {steps} rates, got shape {arr.shape}")
+    if type(lr) is _StepSchedule:  # constant, step_decay: their rates as one array
+        arr = lr.at_steps(start, steps)
     elif callable(lr):
-        values = [lr(start + i) for i in range(steps)]
-        if not set(map(type, values)) <= {float, int}:  # else the first that is not a real number, named
-            values = [number(x, start + i) for i, x in enumerate(values)]
+        values = []
+        for i in range(steps):
+            x = lr(start + i)
+            values.append(x if type(x) is float else number(x, start + i))
         arr = np.array(values, dtype=np.float64)
     elif isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
         arr = np.full(steps, float(lr))
