@@ -157,7 +157,7 @@ struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tan
 static constexpr int MAX_PARTS = 64;  // parts of a job at most (model.h: parts_for)
 
 // The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
-// for s < n. One block (n = 1), or the column panels of a buffer split between threads (model.h:
+// for s < n, each segment at least one vector. One block (n = 1), or the column panels of a buffer split between threads (model.h:
 // Panels). A row read in panels is summed in the same order as a row read whole.
 template <class T>
 struct Rows {
@@ -192,11 +192,14 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
 #pragma GCC unroll 16
     for (int q = 0; q < W; ++q) acc[q] = V{};
     const int nseg = SEG ? A.n : 1;
-    for (int sg = 0; sg < nseg; ++sg) {
+    int sg = 0;
+    do {  // do-while loops: with a test before the first pass, GCC kept acc in memory
         const T* ap[MR];
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + (i < mr ? i : mr - 1)) * A.ld[sg];
-        for (int k = A.k[sg]; k < A.k[sg + 1]; k += W) {
+        const int k1 = A.k[sg + 1];
+        int k = A.k[sg];
+        do {
             V av[MR], bv[NR];
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
@@ -206,8 +209,9 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
             for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
                 for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
-        }
-    }
+            k += W;
+        } while (k < k1);
+    } while (++sg < nseg);
     V s = vreduce<T, W>(acc);
     for (int i = 0; i < mr; ++i)
         for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, s[i * NR + j]);

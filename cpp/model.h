@@ -50,19 +50,21 @@ struct Panels {
     int64_t v0(int k) const { return (k * q + (k < r ? k : r)) * mult; }  // part k's first column vector
     int64_t ld(int k) const { return (v0(k + 1) - v0(k)) * VT<T>::W; }
     T* base(int k) const { return mem ? mem + (rows - 1) * v0(k) * VT<T>::W : nullptr; }  // panel start - v0 columns
-    // Rows first .. of all the columns, as gemm_dot's operand.
+    // Rows first .. of all the columns, as gemm_dot's operand (the panels that have columns).
     Rows<T> whole(int64_t first = 0) const {
         Rows<T> a;
-        a.n = np;
+        a.n = 0;
         for (int k = 0; k < np; ++k) {
-            a.ld[k] = ld(k);
-            a.a[k] = base(k) + first * a.ld[k];
-            a.k[k] = (int)(v0(k) * VT<T>::W);
+            if (v0(k + 1) == v0(k)) continue;
+            a.ld[a.n] = ld(k);
+            a.a[a.n] = base(k) + first * a.ld[a.n];
+            a.k[a.n] = (int)(v0(k) * VT<T>::W);
+            ++a.n;
         }
-        a.k[np] = (int)(v0(np) * VT<T>::W);
+        a.k[a.n] = (int)(v0(np) * VT<T>::W);
         return a;
     }
-    // Rows first .. of panel k's columns only.
+    // Rows first .. of panel k's columns only (panel k has columns).
     Rows<T> one(int k, int64_t first = 0) const {
         Rows<T> a;
         a.n = 1;
