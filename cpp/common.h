@@ -70,6 +70,7 @@ struct Workspace {
     int nP;                         // rows per position in the compact tables: min(B, V)
     int32_t* xb;                    // (B, T) the minibatch's contexts
     int32_t* yb;                    // (B,)   its targets
+    int64_t* rows;                  // (B,)   the training rows of a minibatch (train.h: draw_rows)
     int32_t* slot;                  // (B, T) row of the position's table that serves each example
     int32_t* ids;                   // (T, nP) distinct ids per position
     int32_t* nids;                  // (T,)    how many

@@ -163,7 +163,7 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
         total += (bytes + 63) / 64 * 64;
         return at;
     };
-    size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_slot = take(4ull * B * c.T);
+    size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_rows = take(8ull * B), o_slot = take(4ull * B * c.T);
     size_t o_ids = take(4ull * c.T * nP), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
     int64_t hsize = 1;
     while (hsize < 2 * (int64_t)B) hsize *= 2;
@@ -196,6 +196,7 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->mem = mem;
     ws->xb = (int32_t*)(mem + o_xb);
     ws->yb = (int32_t*)(mem + o_yb);
+    ws->rows = (int64_t*)(mem + o_rows);
     ws->slot = (int32_t*)(mem + o_slot);
     ws->ids = (int32_t*)(mem + o_ids);
     ws->nids = (int32_t*)(mem + o_nids);

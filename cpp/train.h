@@ -99,24 +99,35 @@ static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o,
     return true;
 }
 
-// The minibatch of a step: rows batch_idx[s] if given, else B draws from the seeded stream.
-template <class I>
-static inline void gather_rows(const TrainArgs* a, const I* X, const I* Y, int B, int Tt, int64_t s, uint64_t kb,
-                               int32_t* xb, int32_t* yb) {
+// The training rows of step s's minibatch: batch_idx[s] if given, else B draws from the seeded stream.
+static inline void draw_rows(const TrainArgs* a, int B, int64_t s, uint64_t kb, int64_t* rows) {
     const uint64_t gstep = (uint64_t)(a->step0 + s);
+    for (int i = 0; i < B; ++i)
+        rows[i] = a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
+}
+// Their contexts and targets into xb and yb, or (prefetch) only a request for their cache lines.
+template <class I>
+static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int B, int Tt, int32_t* xb, int32_t* yb,
+                               bool prefetch) {
     for (int i = 0; i < B; ++i) {
-        int64_t r = a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
+        const int64_t r = rows[i];
+        if (prefetch) {
+            __builtin_prefetch(X + r * Tt);
+            __builtin_prefetch(Y + r);
+            continue;
+        }
         for (int t = 0; t < Tt; ++t) xb[i * Tt + t] = X[r * Tt + t];
         yb[i] = Y[r];
     }
 }
 // The rows are read at random: as bytes (a quarter of the memory, so more of them stay in cache)
 // when the caller passed them so.
-static inline void gather_batch(const TrainArgs* a, int B, int Tt, int64_t s, uint64_t kb, int32_t* xb, int32_t* yb) {
+static inline void gather_batch(const TrainArgs* a, int B, int Tt, const int64_t* rows, int32_t* xb, int32_t* yb,
+                                bool prefetch = false) {
     if (a->X8)
-        gather_rows(a, a->X8, a->Y8, B, Tt, s, kb, xb, yb);
+        gather_rows(a->X8, a->Y8, rows, B, Tt, xb, yb, prefetch);
     else
-        gather_rows(a, a->X, a->Y, B, Tt, s, kb, xb, yb);
+        gather_rows(a->X, a->Y, rows, B, Tt, xb, yb, prefetch);
 }
 
 static inline double now_seconds() {
@@ -153,10 +164,20 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const int kb = kblocks(c);
     const double start = now_seconds();
     bool ready = false;  // ws holds step s's minibatch, prepared
+    if (a->steps > 0) draw_rows(a, B, 0, kb_key, ws->rows);
+    // The next minibatch: its rows (drawn, and their cache lines requested, during step s), then its
+    // ids and contexts.
+    auto next_batch = [&] {
+        gather_batch(a, B, c.T, ws->rows, ws->xb, ws->yb);
+        prepare_batch(c.T, B, ws, group);
+    };
     for (int64_t s = 0; s < a->steps; ++s) {
-        if (!ready) {
-            gather_batch(a, B, c.T, s, kb_key, ws->xb, ws->yb);
-            prepare_batch(c.T, B, ws, group);
+        if (!ready) next_batch();
+        if (s + 1 < a->steps) {
+            // The rows are read at random, mostly from beyond the core's own cache: asked for now,
+            // they are there when the next step reads them.
+            draw_rows(a, B, s + 1, kb_key, ws->rows);
+            gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
         }
         double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true);
         a->losses[s] = loss;
@@ -171,8 +192,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             os->t += 1;
             parallel(npc + 1, [&](int part, int) {
                 if (part == npc) {
-                    gather_batch(a, B, c.T, s + 1, kb_key, ws->xb, ws->yb);
-                    prepare_batch(c.T, B, ws, group);
+                    next_batch();
                 } else {
                     bad[part] = !optimizer_blocks<T>(pv, os, *o, g, a->lr[s], part, npc, kb);
                 }
@@ -187,8 +207,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             os->t += 1;
             parallel(CHUNKS + 1, [&](int part, int) {
                 if (part == 0) {
-                    gather_batch(a, B, c.T, s + 1, kb_key, ws->xb, ws->yb);
-                    prepare_batch(c.T, B, ws, group);
+                    next_batch();
                 } else {
                     bad[part] = !optimizer_chunk<T>(pv, os, *o, g, a->lr[s], part - 1, CHUNKS);
                 }
