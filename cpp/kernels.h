@@ -60,10 +60,12 @@ static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T
         ap += sk;
         bp += ldb;
     }
+    V chk = V{};
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j) ep(m0 + i, n0 + j * W, acc[i][j]);
+        for (int j = 0; j < NR; ++j) chk += ep(m0 + i, n0 + j * W, acc[i][j]);
+    ep.check(chk);
 }
 
 template <class T, class Ep, int MR, int NR = 1>
@@ -109,16 +111,20 @@ static void gemm_bcast(int M, int nv0, int nv1, int K, const T* a, int64_t sm, i
     }
 }
 
-// Epilogues of gemm_bcast.
+// Epilogues of gemm_bcast: ep(m, n, acc) for each output vector returns lanes whose sum over a
+// tile goes to ep.check (zero but for EpSgd, which checks what it writes; the sum is kept in
+// registers by the kernel: a sum in the epilogue's memory would be reloaded after every store).
 template <class T>
 struct EpStore {  // out = acc (+ bias)
     T* out;
     int64_t ld;
     const T* bias;
-    inline void operator()(int m, int n, vec<T> acc) const {
+    inline vec<T> operator()(int m, int n, vec<T> acc) const {
         if (bias) acc += vload(bias + n);
         vstore(out + m * ld + n, acc);
+        return vec<T>{};
     }
+    void check(vec<T>) const {}
 };
 template <class T>
 struct EpTanh {  // h = tanh(acc + bias); hd = h * mask when there is dropout
@@ -127,11 +133,13 @@ struct EpTanh {  // h = tanh(acc + bias); hd = h * mask when there is dropout
     const T* mask;
     int64_t ld;
     const T* bias;
-    inline void operator()(int m, int n, vec<T> acc) const {
+    inline vec<T> operator()(int m, int n, vec<T> acc) const {
         vec<T> y = vtanh(acc + vload(bias + n));
         vstore(h + m * ld + n, y);
         if (mask) vstore(hd + m * ld + n, y * vload(mask + m * ld + n));
+        return vec<T>{};
     }
+    void check(vec<T>) const {}
 };
 template <class T>
 struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tanh
@@ -139,11 +147,44 @@ struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tan
     const T* h;
     const T* mask;
     int64_t ld;
-    inline void operator()(int m, int n, vec<T> acc) const {
+    inline vec<T> operator()(int m, int n, vec<T> acc) const {
         vec<T> y = vload(h + m * ld + n);
         if (mask) acc *= vload(mask + m * ld + n);
         vstore(out + m * ld + n, acc * (T(1) - y * y));
+        return vec<T>{};
     }
+    void check(vec<T>) const {}
+};
+
+// Where a backward pass puts a parameter block's gradient (at offset off of the arena, rows ld
+// apart): into the gradient arena (GradOut), or, for plain SGD taken inside the step, straight into
+// the parameters as the update p -= lr * grad (SgdOut: the same bits as storing the gradient and
+// updating after; chk sums p * 0 over the updated parameters, so it is NaN once one is not finite).
+// ep(off, ld) is the block's epilogue (of gemm_bcast or colsum); take(ep) after its product.
+template <class T>
+struct EpSgd {
+    T* p;
+    int64_t ld;
+    vec<T> lr, chk;
+    inline vec<T> operator()(int m, int n, vec<T> acc) const {
+        vec<T> x = vload(p + m * ld + n) - lr * acc;
+        vstore(p + m * ld + n, x);
+        return x * T(0);
+    }
+    void check(vec<T> c) { chk += c; }
+};
+template <class T>
+struct GradOut {
+    T* g;
+    EpStore<T> ep(int64_t off, int64_t ld) const { return EpStore<T>{g + off, ld, nullptr}; }
+    void take(const EpStore<T>&) {}
+};
+template <class T>
+struct SgdOut {
+    T* p;
+    vec<T> lr, chk;
+    EpSgd<T> ep(int64_t off, int64_t ld) const { return EpSgd<T>{p + off, ld, lr, vec<T>{}}; }
+    void take(const EpSgd<T>& e) { chk += e.chk; }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -387,15 +428,18 @@ static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits,
     }
 }
 
-// out[n] = sum_{r < R} x[r * ld + n] for the column vectors [nv0, nv1), rows in order.
-template <class T>
-static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, T* out) {
+// s[n] = sum_{r < R} x[r * ld + n] for the column vectors [nv0, nv1), rows in order, then
+// ep(0, n, s) for each vector (an epilogue of gemm_bcast with ld 0).
+template <class T, class Ep>
+static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, Ep& ep) {
     constexpr int W = VT<T>::W;
+    vec<T> chk = vec<T>{};
     for (int nv = nv0; nv < nv1; ++nv) {
         vec<T> s = vec<T>{};
         for (int r = 0; r < R; ++r) s += vload(x + r * ld + nv * W);
-        vstore(out + nv * W, s);
+        chk += ep(0, nv * W, s);
     }
+    ep.check(chk);
 }
 
 // out[r] = (parts_0[r] + parts_1[r] + ... + parts_{kb-1}[r]) + bias, added in that order, for rows

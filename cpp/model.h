@@ -245,17 +245,13 @@ static inline void psum_vectors(const int32_t* rows, int n, const T* x, int64_t 
 }
 
 // Backward, first half (column vectors [nv0, nv1)): G_t = per-id sums of dpre (nu, H0p), its rows
-// ldd apart; dW1_t = Csub_t^T @ G_t; db1 = the column sums of dpre (= the sum of G_0's rows). Row i
-// of G_t at G + (t * nP + i) * ldG.
+// ldd apart: G_t[i] = the sum of dpre over the contexts with id i at position t, in increasing
+// order, kept in registers 8, 4 or 1 vectors at a time. Row i of G_t at G + (t * nP + i) * ldG.
 template <class T>
-static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* dpre, int64_t ldd, T* G,
-                                   int64_t ldG, T* g, int nv0, int nv1) {
-    const int Tt = c.T, nP = ws->nP;
-    const int64_t ld = L.ld[0];
-    const T* Csub = (const T*)ws->Csub;
-    // G_t[i] = the sum of dpre over the contexts with id i at position t, in increasing order,
-    // kept in registers 8, 4 or 1 vectors at a time.
-    for (int t = 0; t < Tt; ++t) {
+static void embed_backward_sums(const Config& c, Workspace* ws, const T* dpre, int64_t ldd, T* G, int64_t ldG, int nv0,
+                                int nv1) {
+    const int nP = ws->nP;
+    for (int t = 0; t < c.T; ++t) {
         T* Gt = G + (int64_t)t * nP * ldG;
         const int32_t* ps = ws->pstart + t * (nP + 1);
         const int32_t* pl = ws->plist + t * ws->B;
@@ -267,10 +263,26 @@ static void embed_backward_weights(const Config& c, const Layout& L, Workspace* 
             for (; nv + 4 <= nv1; nv += 4) psum_vectors<T, 4>(rows, n, dpre, ldd, nv, Gt + i * ldG);
             for (; nv < nv1; ++nv) psum_vectors<T, 1>(rows, n, dpre, ldd, nv, Gt + i * ldG);
         }
-        EpStore<T> ep{g + L.W[0] + (int64_t)t * c.E * ld, ld, nullptr};
-        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, Gt, ldG, ep);
     }
-    colsum<T>(ws->nids[0], nv0, nv1, G, ldG, g + L.b[0]);
+}
+
+// Then dW1_t = Csub_t^T @ G_t and db1 = the column sums of dpre (= the sum of G_0's rows), through
+// out (GradOut or SgdOut; with SgdOut after dCsub, which reads W1).
+template <class T, class Out>
+static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* G, int64_t ldG, Out& out,
+                                   int nv0, int nv1) {
+    const int nP = ws->nP;
+    const int64_t ld = L.ld[0];
+    const T* Csub = (const T*)ws->Csub;
+    for (int t = 0; t < c.T; ++t) {
+        auto ep = out.ep(L.W[0] + (int64_t)t * c.E * ld, ld);
+        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, G + (int64_t)t * nP * ldG, ldG,
+                      ep);
+        out.take(ep);
+    }
+    auto eb = out.ep(L.b[0], 0);
+    colsum<T>(ws->nids[0], nv0, nv1, G, ldG, eb);
+    out.take(eb);
 }
 
 // Backward, second half (rows [r0, r1) of each position's table): dCsub_t = G_t @ W1_t^T.
@@ -338,7 +350,8 @@ template <class T>
 static void hidden_backward(const Config& c, const Layout& L, const T* p, T* g, int l, int B, T* const* h,
                             T* const* hd, T* const* mask, T* const* dh, int nv0, int nv1, int r0, int r1) {
     const int64_t ldo = hp(c, l), ldi = hp(c, l - 1);
-    colsum<T>(B, nv0, nv1, dh[l], ldo, g + L.b[l]);
+    EpStore<T> eb{g + L.b[l], 0, nullptr};
+    colsum<T>(B, nv0, nv1, dh[l], ldo, eb);
     EpStore<T> ep{g + L.W[l], L.ld[l], nullptr};
     gemm_bcast<T>(c.H[l - 1], nv0, nv1, B, hd[l - 1], 1, ldi, dh[l], ldo, ep);
     DotDtanh<T> dp{dh[l - 1], h[l - 1], mask[l - 1], ldi};
@@ -354,18 +367,23 @@ static void output_forward(const Config& c, const Layout& L, const T* p, const R
     gemm_dot<T>(r0, r1, c.V, x, p + L.W[c.L], L.ld[c.L], ep);
 }
 
-// Given dlogits (B, Vp): db_out and dW_out (column vectors [nv0, nv1) of the hidden width; bias
-// vectors [bv0, bv1)), and dpre_{L-1} = (dlogits @ W_out^T) * mask * (1 - h^2) (same columns);
-// the rows of h, hd, mask and dpre are ld apart.
-template <class T>
-static void output_backward(const Config& c, const Layout& L, const T* p, T* g, int B, const T* dlogits, const T* h,
-                            const T* hd, const T* mask, T* dpre, int64_t ld, int nv0, int nv1, int bv0, int bv1) {
+// Given dlogits (B, Vp): dpre_{L-1} = (dlogits @ W_out^T) * mask * (1 - h^2) (column vectors
+// [nv0, nv1) of the hidden width; the rows of h, hd, mask and dpre ld apart), then, through out
+// (GradOut or SgdOut: after dpre, which reads W_out), db_out (bias vectors [bv0, bv1)) and dW_out
+// (the same columns).
+template <class T, class Out>
+static void output_backward(const Config& c, const Layout& L, const T* p, Out& out, int B, const T* dlogits,
+                            const T* h, const T* hd, const T* mask, T* dpre, int64_t ld, int nv0, int nv1, int bv0,
+                            int bv1) {
     const int64_t Vp = padded(c.V);
-    colsum<T>(B, bv0, bv1, dlogits, Vp, g + L.b[c.L]);
-    EpStore<T> ep{g + L.W[c.L], L.ld[c.L], nullptr};
-    gemm_bcast<T>(c.V, nv0, nv1, B, dlogits, 1, Vp, hd, ld, ep);
     EpDtanh<T> dp{dpre, h, mask, ld};
     gemm_bcast<T>(B, nv0, nv1, c.V, dlogits, Vp, 1, p + L.W[c.L], L.ld[c.L], dp);
+    auto eb = out.ep(L.b[c.L], 0);
+    colsum<T>(B, bv0, bv1, dlogits, Vp, eb);
+    out.take(eb);
+    auto ep = out.ep(L.W[c.L], L.ld[c.L]);
+    gemm_bcast<T>(c.V, nv0, nv1, B, dlogits, 1, Vp, hd, ld, ep);
+    out.take(ep);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,10 +424,15 @@ static inline int step_parts(const Config& c, int B) {
     return parts_for(macs);
 }
 
-// prepared: prepare_batch has already run on this minibatch.
+// prepared: prepare_batch has already run on this minibatch. With sgd_lr, when the step is one
+// part with one hidden layer and no column blocks, plain SGD at that rate is taken inside the
+// backward pass: each parameter block is updated as its gradient is computed (after the products
+// that read it), with the same bits as the gradient then the update. Then *updated is set, g holds
+// dC only, and *finite says whether every updated parameter is finite.
 template <class T>
 static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
-                                     int64_t step, bool prepared = false) {
+                                     int64_t step, bool prepared = false, const double* sgd_lr = nullptr,
+                                     bool* updated = nullptr, bool* finite = nullptr) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
@@ -514,20 +537,42 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     if (!g || !__builtin_isfinite(loss)) return loss;
 
     // Backward.
+    constexpr int W = VT<T>::W;
+    if (sgd_lr && np == 1 && Lh == 1 && kb == 1) {
+        // Each update after the products that read its parameters.
+        SgdOut<T> so{pv.p, vset<T>(T(*sgd_lr)), vec<T>{}};
+        const int nv = (int)(ld0 / W);
+        output_backward<T>(c, L, p, so, nu, dl, h[0], hd[0], mask[0], dh[0], ld0, 0, nv, 0, (int)(Vp / W));
+        embed_backward_sums<T>(c, ws, dh[0], ld0, (T*)ws->G, ld0, 0, nv);
+        embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
+        embed_backward_weights<T>(c, L, ws, (const T*)ws->G, ld0, so, 0, nv);
+        embed_backward_scatter<T>(c, L, ws, g, 1);
+        auto ec = so.ep(L.C, 0);
+        vec<T> cc = vec<T>{};
+        for (int64_t i = 0; i < L.W[0] - L.C; i += W) cc += ec(0, (int)i, vload(g + L.C + i));
+        ec.check(cc);
+        so.take(ec);
+        bool ok = true;
+        for (int k = 0; k < W; ++k) ok = ok && so.chk[k] == T(0);
+        *updated = true;
+        *finite = ok;
+        return loss;
+    }
+    GradOut<T> go{g};
     parallel(npc, [&](int part, int n) {
         int64_t b0, b1;
         split_range(Vp / VT<T>::W, part, n, &b0, &b1);
         if (Lh == 1) {
             bool first = true;  // the part's share of db_out goes with its first panel
             columns(part, n, [&](int q, int v0, int v1) {
-                output_backward<T>(c, L, p, g, nu, dl, H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan),
+                output_backward<T>(c, L, p, go, nu, dl, H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan),
                                    DH0.base(q % pan), H0.ld(q % pan), v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
                 first = false;
             });
         } else {
             int64_t v0, v1;
             split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
-            output_backward<T>(c, L, p, g, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], hp(c, Lh - 1),
+            output_backward<T>(c, L, p, go, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], hp(c, Lh - 1),
                                (int)v0, (int)v1, (int)b0, (int)b1);
         }
     });
@@ -541,7 +586,8 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     }
     parallel(npc, [&](int part, int n) {
         columns(part, n, [&](int q, int v0, int v1) {
-            embed_backward_weights<T>(c, L, ws, DH0.base(q % pan), DH0.ld(q % pan), Gn.base(q), Gn.ld(q), g, v0, v1);
+            embed_backward_sums<T>(c, ws, DH0.base(q % pan), DH0.ld(q % pan), Gn.base(q), Gn.ld(q), v0, v1);
+            embed_backward_weights<T>(c, L, ws, Gn.base(q), Gn.ld(q), go, v0, v1);
             if (kb > 1) embed_backward_block<T>(c, L, ws, p, Gn, q);
         });
     });

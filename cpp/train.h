@@ -139,7 +139,8 @@ static inline double now_seconds() {
 // Steps [0, a->steps) of a run, or fewer if a->seconds runs out. Each step: draw the minibatch, run
 // forward and backward, record the loss, update. A non-finite loss stops the run before its update;
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
-// snapshot taken at the start of this call: the steps are deterministic). Allocates nothing.
+// snapshot taken at the start of this call: the steps are deterministic). Allocates nothing. Plain
+// SGD on a one-part step is updated inside the backward pass (model_forward_backward), the same bits.
 //
 // When the step runs on several threads, the next step's minibatch (its rows, ids and contexts,
 // which read no parameter) is prepared during the update: one thread takes the minibatch, the
@@ -155,6 +156,9 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
     const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
+    // Plain SGD: on a one-part step, the update inside the backward pass, one pass over the
+    // parameters and the gradient fewer.
+    const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0;
     if (snapshot) {
         __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
         if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
@@ -179,12 +183,15 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             draw_rows(a, B, s + 1, kb_key, ws->rows);
             gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
         }
-        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true);
+        bool updated = false, ok = false;
+        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true,
+                                                plain ? &a->lr[s] : nullptr, &updated, &ok);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
-        bool ok = false;
-        ready = overlap && s + 1 < a->steps;
-        if (ready && kb > 1) {
+        ready = overlap && !updated && s + 1 < a->steps;
+        if (updated) {
+            os->t += 1;  // ok: the updated parameters are finite
+        } else if (ready && kb > 1) {
             // Parts 0 .. npc-1 update the blocks each thread owns; part npc, taken by the thread
             // done first, prepares the next minibatch.
             const int np = step_parts(c, B), npc = np < kb ? np : kb;

@@ -157,6 +157,37 @@ def test_column_blocks_replay_torch(isa, dtype, hidden, opt, threads):
     assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_plain_sgd_inside_the_step_replays_torch_and_the_separate_update(dtype, dropout):
+    """Plain SGD on a one-part step takes each parameter block's update inside the backward pass,
+    after the products that read it (cpp/model.h). At 1 thread that is this path; at 2 threads a
+    batch of 300 rows is split in two parts and updated after the step, as every other optimizer
+    is: the same bits, and both replay torch.optim.SGD (odd shapes, with and without dropout)."""
+    V, T, E, H, B, N = 29, 5, 7, 147, 300, 3000
+    rng = np.random.default_rng(int(dropout * 10) + 7)
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    lr = np.r_[np.full(40, 0.2), np.full(40, 0.05)]
+    got = {}
+    before = mm.get_num_threads()
+    try:
+        for threads in (1, 2):
+            mm.set_num_threads(threads)
+            model = mm.MLP(V, T, E, H, seed=6, init="kaiming", dtype=dtype)
+            p0 = as64(model.get_params())
+            hist = mm.train(model, X, Y, steps=len(lr), batch_size=B, lr=lr, seed=17, dropout=dropout)
+            got[threads] = (hist.loss, model.get_params())
+    finally:
+        mm.set_num_threads(before)
+    np.testing.assert_array_equal(got[1][0], got[2][0])
+    for k, a in got[1][1].items():
+        np.testing.assert_array_equal(a, got[2][1][k], err_msg=k)
+    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=len(lr), batch_size=B, seed=17, dropout=dropout)
+    err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
+    assert err.max() < TOL_TRAJ[dtype], (int(err.argmax()), float(err.max()))
+    assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
+
+
 def test_seeded_minibatches_are_the_documented_draws():
     """Without batch_indices the core draws row i of step s from (seed, s, i): the reference's
     NumPy twin of the generator reproduces the whole trajectory."""
