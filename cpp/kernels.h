@@ -198,8 +198,9 @@ struct SgdOut {
 static constexpr int MAX_PARTS = 64;  // parts of a job at most (model.h: parts_for)
 
 // The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
-// for s < n, each segment at least one vector. One block (n = 1), or the column panels of a buffer split between threads (model.h:
-// Panels). A row read in panels is summed in the same order as a row read whole.
+// for s < n, each segment at least one vector (kern_dot reads one before its test). One block
+// (n = 1), or the column panels of a buffer split between threads (model.h: Panels). A row read in
+// panels is summed in the same order as a row read whole.
 template <class T>
 struct Rows {
     int n;

@@ -540,12 +540,13 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     constexpr int W = VT<T>::W;
     if (sgd_lr && np == 1 && Lh == 1 && kb == 1) {
         // Each update after the products that read its parameters.
+        // One part: each buffer is one panel, the usual row-major layout.
         SgdOut<T> so{pv.p, vset<T>(T(*sgd_lr)), vec<T>{}};
-        const int nv = (int)(ld0 / W);
-        output_backward<T>(c, L, p, so, nu, dl, h[0], hd[0], mask[0], dh[0], ld0, 0, nv, 0, (int)(Vp / W));
-        embed_backward_sums<T>(c, ws, dh[0], ld0, (T*)ws->G, ld0, 0, nv);
+        output_backward<T>(c, L, p, so, nu, dl, H0.base(0), HD0.base(0), M0.base(0), DH0.base(0), H0.ld(0), 0, nvec0,
+                           0, (int)(Vp / W));
+        embed_backward_sums<T>(c, ws, DH0.base(0), DH0.ld(0), Gn.base(0), Gn.ld(0), 0, nvec0);
         embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
-        embed_backward_weights<T>(c, L, ws, (const T*)ws->G, ld0, so, 0, nv);
+        embed_backward_weights<T>(c, L, ws, Gn.base(0), Gn.ld(0), so, 0, nvec0);
         embed_backward_scatter<T>(c, L, ws, g, 1);
         auto ec = so.ep(L.C, 0);
         vec<T> cc = vec<T>{};

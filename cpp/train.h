@@ -190,7 +190,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         ready = overlap && !updated && s + 1 < a->steps;
         if (updated) {
-            os->t += 1;  // ok: the updated parameters are finite
+            os->t += 1;  // and ok says whether the updated parameters are finite
         } else if (ready && kb > 1) {
             // Parts 0 .. npc-1 update the blocks each thread owns; part npc, taken by the thread
             // done first, prepares the next minibatch.

@@ -102,6 +102,32 @@ def test_divergence_names_the_step_and_keeps_the_last_finite_parameters(data, ca
     assert np.isfinite(h.loss).all()
 
 
+@pytest.mark.parametrize("dtype, big", [("float32", 1e30), ("float64", 1e300)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_update_that_overflows_only_C_is_caught(data, dtype, big, threads):
+    """Plain SGD updates each parameter block inside the backward pass (cpp/model.h); C is updated
+    last, after the scatter. With C tiny and W1 huge (their product, the first layer, as before)
+    dC is huge and the rest is not: at rate 0 nothing moves, and at the first large rate only C
+    overflows. The run stops there, naming the update, and keeps the parameters of the step
+    before: exactly the ones it started with."""
+    X, Y = data
+    m = model(dtype, seed=3)
+    p = m.get_params()
+    p["C"], p["W1"] = p["C"] / big, p["W1"] * big
+    m.set_params(p)
+    start = params_bytes(m)
+    lr = np.r_[np.zeros(7), np.full(5, 1e14)]
+    before = mm.get_num_threads()
+    mm.set_num_threads(threads)
+    try:
+        h = mm.train(m, X, Y, steps=len(lr), lr=lr, seed=5, on_divergence="stop")
+    finally:
+        mm.set_num_threads(before)
+    assert h.steps == 7 and h.stopped.startswith("the update of step 7 "), h.stopped
+    assert "the parameters after step 6" in h.stopped
+    assert params_bytes(m) == start
+
+
 def test_the_step_agrees_with_torch(data):
     """float64, lr 1e300: step 0's update is finite, step 1's loss is not -- in torch too -- and
     the model holds torch's parameters after step 0."""
