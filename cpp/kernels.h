@@ -161,16 +161,35 @@ struct EpDtanh {  // dpre = acc * mask * (1 - h^2): back through dropout and tan
 // the parameters as the update p -= lr * grad (SgdOut: the same bits as storing the gradient and
 // updating after; chk sums p * 0 over the updated parameters, so it is NaN once one is not finite).
 // ep(off, ld) is the block's epilogue (of gemm_bcast or colsum); take(ep) after its product.
+// Plain SGD on one vector of parameters: p -= lr * d; returns p * 0 (0, or NaN where a parameter
+// is not finite).
+template <class T>
+static inline vec<T> sgd_vector(T* p, vec<T> lr, vec<T> d) {
+    vec<T> x = vload(p) - lr * d;
+    vstore(p, x);
+    return x * T(0);
+}
+template <class T>
+static inline bool all_zero(vec<T> x) {
+    bool z = true;
+    for (int k = 0; k < VT<T>::W; ++k) z = z && x[k] == T(0);
+    return z;
+}
+// Plain SGD on n parameters (a multiple of the vector width) from their gradient g; returns whether
+// every updated parameter is finite.
+template <class T>
+static inline bool sgd_update(T* p, const T* g, int64_t n, T lr) {
+    const vec<T> lrv = vset<T>(lr);
+    vec<T> chk = vec<T>{};
+    for (int64_t i = 0; i < n; i += VT<T>::W) chk += sgd_vector<T>(p + i, lrv, vload(g + i));
+    return all_zero<T>(chk);
+}
 template <class T>
 struct EpSgd {
     T* p;
     int64_t ld;
     vec<T> lr, chk;
-    inline vec<T> operator()(int m, int n, vec<T> acc) const {
-        vec<T> x = vload(p + m * ld + n) - lr * acc;
-        vstore(p + m * ld + n, x);
-        return x * T(0);
-    }
+    inline vec<T> operator()(int m, int n, vec<T> acc) const { return sgd_vector<T>(p + m * ld + n, lr, acc); }
     void check(vec<T> c) { chk += c; }
 };
 template <class T>

@@ -548,15 +548,9 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
         embed_backward_weights<T>(c, L, ws, Gn.base(0), Gn.ld(0), so, 0, nvec0);
         embed_backward_scatter<T>(c, L, ws, g, 1);
-        auto ec = so.ep(L.C, 0);
-        vec<T> cc = vec<T>{};
-        for (int64_t i = 0; i < L.W[0] - L.C; i += W) cc += ec(0, (int)i, vload(g + L.C + i));
-        ec.check(cc);
-        so.take(ec);
-        bool ok = true;
-        for (int k = 0; k < W; ++k) ok = ok && so.chk[k] == T(0);
+        const bool c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
         *updated = true;
-        *finite = ok;
+        *finite = c_ok && all_zero<T>(so.chk);
         return loss;
     }
     GradOut<T> go{g};

@@ -8,7 +8,7 @@
 //   SGD:   d = g + wd p;  m = mu m + d;  d = nesterov ? d + mu m : (mu ? m : d);  p -= lr d
 //   AdamW: p *= 1 - lr wd;  m += (1-b1)(g - m);  v = b2 v + (1-b2) g^2;
 //          p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// Elements [i0, i1). Returns false if any updated parameter is not finite.
+// Elements [i0, i1), multiples of PAD. Returns false if any updated parameter is not finite.
 template <class T>
 static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t i0,
                              int64_t i1, const OptConfig& o, double lr, int64_t t) {
@@ -16,11 +16,7 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
     if (o.kind == OPT_SGD) {
         const T wd = T(o.weight_decay), mu = T(o.momentum), lrt = T(lr);
         if (o.momentum == 0 && o.weight_decay == 0) {
-            for (int64_t i = i0; i < i1; ++i) {
-                T x = p[i] - lrt * g[i];
-                p[i] = x;
-                bad |= (x * T(0) != T(0));
-            }
+            bad = !sgd_update<T>(p + i0, g + i0, i1 - i0, lrt);  // as the step's fused update (model.h)
         } else {
             const bool nest = o.nesterov != 0, mom = o.momentum != 0;
             for (int64_t i = i0; i < i1; ++i) {
