@@ -74,6 +74,8 @@ struct Workspace {
     int32_t* slot;                  // (B, T) row of the position's table that serves each example
     int32_t* ids;                   // (T, nP) distinct ids per position
     int32_t* nids;                  // (T,)    how many
+    int32_t* sids;                  // (T, nP + 1) a copy of ids and nids for the scatter of dC
+                                    // while the next minibatch is prepared (train.h)
     int32_t* seen;                  // (V,)    scratch: -1 or slot
     int nu;                         // distinct contexts in the minibatch (B with dropout: rows differ)
     int32_t* uslot;                 // (nu, T) slot rows of the distinct contexts, in order of first row
@@ -84,6 +86,8 @@ struct Workspace {
     int32_t* plist;                 // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
     int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
     int64_t hsize;                  // a power of two >= 2B
+    uint64_t* ckey;                 // (B,) scratch: the contexts' slots packed into one number
+    int32_t* pcur;                  // (T, nP) scratch
     void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
     void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
     void* G;                        // (T, nP, H0p) per-position gradient sums

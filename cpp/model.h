@@ -116,30 +116,57 @@ static void embed_rows(const Config& c, const T* C, Workspace* ws) {
 // batches of 32 hold about 27.6): without dropout, rows with one context have the same activations,
 // so the layers run over the nu distinct contexts, the cross-entropy over every row with its
 // context's logits, and each context's dlogits is the sum of its rows'. With group false (dropout:
-// each row has its own masks) every row is a context of its own. Serial; O(B T).
+// each row has its own masks) every row is a context of its own. Contexts are numbered in order of
+// their first row. Serial; O(B T).
 static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     const int32_t* slot = ws->slot;
     int32_t *uslot = ws->uslot, *urow = ws->urow, *ustart = ws->ustart, *ht = ws->htab;
+    const int nP = ws->nP;
     int nu = 0;
+    int nb = 1;  // bits of a slot (< nP)
+    while (((int64_t)1 << nb) < nP) ++nb;
     if (group) {
         const uint64_t mask = (uint64_t)ws->hsize - 1;
         for (int64_t i = 0; i < ws->hsize; ++i) ht[i] = -1;
-        for (int b = 0; b < B; ++b) {
-            const int32_t* sb = slot + b * Tt;
-            uint32_t h = 0;
-            for (int t = 0; t < Tt; ++t) h = (h ^ (uint32_t)sb[t]) * 0x9E3779B1u;
-            for (uint64_t i = (h ^ (h >> 15)) & mask;; i = (i + 1) & mask) {
-                int u = ht[i];
-                if (u < 0) {
-                    u = ht[i] = nu++;
-                    for (int t = 0; t < Tt; ++t) uslot[u * Tt + t] = sb[t];
-                } else {
-                    int t = 0;
-                    while (t < Tt && uslot[u * Tt + t] == sb[t]) ++t;
-                    if (t < Tt) continue;
+        if (nb * Tt <= 64) {
+            // A context's slots packed into one key, hashed and compared as one number.
+            const int shift = 64 - __builtin_ctzll((uint64_t)ws->hsize);
+            uint64_t* ckey = ws->ckey;  // (nu) each context's key
+            for (int b = 0; b < B; ++b) {
+                const int32_t* sb = slot + b * Tt;
+                uint64_t k = 0;
+                for (int t = 0; t < Tt; ++t) k |= (uint64_t)sb[t] << (nb * t);
+                for (uint64_t i = (k * 0x9E3779B97F4A7C15ull) >> shift;; i = (i + 1) & mask) {
+                    int u = ht[i];
+                    if (u < 0) {
+                        u = ht[i] = nu++;
+                        ckey[u] = k;
+                        for (int t = 0; t < Tt; ++t) uslot[u * Tt + t] = sb[t];
+                    } else if (ckey[u] != k) {
+                        continue;
+                    }
+                    urow[b] = u;
+                    break;
                 }
-                urow[b] = u;
-                break;
+            }
+        } else {
+            for (int b = 0; b < B; ++b) {
+                const int32_t* sb = slot + b * Tt;
+                uint32_t h = 0;
+                for (int t = 0; t < Tt; ++t) h = (h ^ (uint32_t)sb[t]) * 0x9E3779B1u;
+                for (uint64_t i = (h ^ (h >> 15)) & mask;; i = (i + 1) & mask) {
+                    int u = ht[i];
+                    if (u < 0) {
+                        u = ht[i] = nu++;
+                        for (int t = 0; t < Tt; ++t) uslot[u * Tt + t] = sb[t];
+                    } else {
+                        int t = 0;
+                        while (t < Tt && uslot[u * Tt + t] == sb[t]) ++t;
+                        if (t < Tt) continue;
+                    }
+                    urow[b] = u;
+                    break;
+                }
             }
         }
     } else {
@@ -157,22 +184,25 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     for (int u = 0; u < nu; ++u) cur[u] = ustart[u];
     for (int b = 0; b < B; ++b) ws->ulist[cur[urow[b]]++] = b;
     ws->nu = nu;
-    // The contexts with each id at each position, in increasing order (for the gradient sums G_t).
-    const int nP = ws->nP;
+    // The contexts with each id at each position, in increasing order (for the gradient sums G_t):
+    // plist[t, pstart[t, i] .. pstart[t, i + 1]). Counted and placed for all positions in one pass
+    // over the contexts.
+    int32_t* pcur = ws->pcur;  // (T, nP)
+    for (int t = 0; t < Tt; ++t)
+        for (int i = 0; i <= ws->nids[t]; ++i) ws->pstart[t * (nP + 1) + i] = 0;
+    for (int u = 0; u < nu; ++u)
+        for (int t = 0; t < Tt; ++t) ++ws->pstart[t * (nP + 1) + uslot[u * Tt + t] + 1];
     for (int t = 0; t < Tt; ++t) {
         int32_t* ps = ws->pstart + t * (nP + 1);
-        int32_t* pl = ws->plist + t * B;
-        const int n = ws->nids[t];
-        for (int i = 0; i <= n; ++i) ps[i] = 0;
-        for (int u = 0; u < nu; ++u) ++ps[uslot[u * Tt + t] + 1];
-        for (int i = 0; i < n; ++i) ps[i + 1] += ps[i];
-        for (int i = 0; i < n; ++i) cur[i] = ps[i];
-        for (int u = 0; u < nu; ++u) pl[cur[uslot[u * Tt + t]]++] = u;
+        for (int i = 0; i < ws->nids[t]; ++i) ps[i + 1] += ps[i];
+        for (int i = 0; i < ws->nids[t]; ++i) pcur[t * nP + i] = ps[i];
     }
+    for (int u = 0; u < nu; ++u)
+        for (int t = 0; t < Tt; ++t) ws->plist[t * B + pcur[t * nP + uslot[u * Tt + t]]++] = u;
 }
 
 // Everything about the minibatch in ws->xb that reads no parameter: its ids and contexts. (The
-// training loop does the next step's while the optimizer updates the parameters.)
+// training loop prepares the next step's during this one's update.)
 static inline void prepare_batch(int Tt, int B, Workspace* ws, bool group) {
     embed_index(Tt, B, ws->xb, ws);
     group_rows(Tt, B, ws, group);
@@ -314,17 +344,18 @@ static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws
 }
 
 // dC = 0; dC[ids[t]] += dCsub_t (with KB column blocks, dCsub_t = the blocks' parts added in block
-// order). Serial, positions in order.
+// order), ids and nids as ws->ids and ws->nids (or a copy). Serial, positions in order.
 template <class T>
-static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g, int kb) {
+static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, const int32_t* ids,
+                                   const int32_t* nids, T* g, int kb) {
     const int nP = ws->nP, E = c.E;
     T* dC = g + L.C;
     __builtin_memset(dC, 0, sizeof(T) * c.V * E);
     const int64_t bstride = (int64_t)c.T * nP * E;
     for (int t = 0; t < c.T; ++t) {
         const T* d = (const T*)(kb > 1 ? ws->pdCsub : ws->dCsub) + (int64_t)t * nP * E;
-        for (int i = 0; i < ws->nids[t]; ++i) {
-            T* row = dC + (int64_t)ws->ids[t * nP + i] * E;
+        for (int i = 0; i < nids[t]; ++i) {
+            T* row = dC + (int64_t)ids[t * nP + i] * E;
             for (int e = 0; e < E; ++e) {
                 T s = d[i * E + e];
                 for (int q = 1; q < kb; ++q) s += d[q * bstride + i * E + e];
@@ -424,15 +455,22 @@ static inline int step_parts(const Config& c, int B) {
     return parts_for(macs);
 }
 
-// prepared: prepare_batch has already run on this minibatch. With sgd_lr, when the step is one
-// part with one hidden layer and no column blocks, plain SGD at that rate is taken inside the
+// No work beside the last phase of a step (see model_forward_backward).
+struct NoWork {
+    void operator()() const {}
+};
+
+// prepared: prepare_batch has already run on this minibatch. With sgd_lr, when the step has one
+// hidden layer and either one part or column blocks, plain SGD at that rate is taken inside the
 // backward pass: each parameter block is updated as its gradient is computed (after the products
 // that read it), with the same bits as the gradient then the update. Then *updated is set, g holds
-// dC only, and *finite says whether every updated parameter is finite.
-template <class T>
+// dC only, and *finite says whether every updated parameter is finite. With column blocks on
+// several threads, beside() runs on one thread while another scatters dC and updates C (the
+// training loop prepares the next minibatch there); it may overwrite the minibatch's ids.
+template <class T, class Beside = NoWork>
 static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
                                      int64_t step, bool prepared = false, const double* sgd_lr = nullptr,
-                                     bool* updated = nullptr, bool* finite = nullptr) {
+                                     bool* updated = nullptr, bool* finite = nullptr, Beside&& beside = Beside{}) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
@@ -458,7 +496,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     const int kb = kblocks(c);
     const int npc = kb > 1 ? (np < kb ? np : kb) : np, npan = kb > 1 ? kb : np;
     const int mult = kb > 1 ? PAD / VT<T>::W : 1;
-    const int nvec0 = (int)(ld0 / VT<T>::W);
+    const int nvec0 = (int)(hp(c, 0) / VT<T>::W);
 
     // Forward: embedding, per-position tables and the first layer (split by columns), over the
     // nu distinct contexts (all B rows with dropout).
@@ -547,10 +585,60 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         embed_backward_sums<T>(c, ws, DH0.base(0), DH0.ld(0), Gn.base(0), Gn.ld(0), 0, nvec0);
         embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
         embed_backward_weights<T>(c, L, ws, Gn.base(0), Gn.ld(0), so, 0, nvec0);
-        embed_backward_scatter<T>(c, L, ws, g, 1);
+        embed_backward_scatter<T>(c, L, ws, ws->ids, ws->nids, g, 1);
         const bool c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
         *updated = true;
         *finite = c_ok && all_zero<T>(so.chk);
+        return loss;
+    }
+    if (sgd_lr && Lh == 1 && kb > 1) {
+        // Each part updates the W_out, W1 and b1 columns of its blocks and its share of b_out, as
+        // above: W_out's after dpre, W1's after the blocks' parts of dCsub.
+        const vec<T> lrv = vset<T>(T(*sgd_lr));
+        bool bad[MAX_KBLOCKS] = {};
+        parallel(npc, [&](int part, int n) {
+            int64_t b0, b1;
+            split_range(Vp / W, part, n, &b0, &b1);
+            SgdOut<T> so{pv.p, lrv, vec<T>{}};
+            bool first = true;  // the part's share of db_out goes with its first block
+            columns(part, n, [&](int q, int v0, int v1) {
+                output_backward<T>(c, L, p, so, nu, dl, H0.base(q), HD0.base(q), M0.base(q), DH0.base(q), H0.ld(q),
+                                   v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
+                first = false;
+            });
+            bad[part] = !all_zero<T>(so.chk);
+        });
+        parallel(npc, [&](int part, int n) {
+            SgdOut<T> so{pv.p, lrv, vec<T>{}};
+            columns(part, n, [&](int q, int v0, int v1) {
+                embed_backward_sums<T>(c, ws, DH0.base(q), DH0.ld(q), Gn.base(q), Gn.ld(q), v0, v1);
+                embed_backward_block<T>(c, L, ws, p, Gn, q);
+                embed_backward_weights<T>(c, L, ws, Gn.base(q), Gn.ld(q), so, v0, v1);
+            });
+            bad[part] = bad[part] || !all_zero<T>(so.chk);
+        });
+        bool c_ok = true;
+        auto scatter_and_c = [&](const int32_t* ids, const int32_t* nids) {
+            embed_backward_scatter<T>(c, L, ws, ids, nids, g, kb);
+            c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
+        };
+        if (npc > 1 && !std::is_same<typename std::decay<Beside>::type, NoWork>::value) {
+            // The ids the scatter reads, kept: beside() may prepare the next minibatch over them.
+            const int nP = ws->nP;
+            __builtin_memcpy(ws->sids, ws->ids, sizeof(int32_t) * c.T * nP);
+            __builtin_memcpy(ws->sids + c.T * nP, ws->nids, sizeof(int32_t) * c.T);
+            parallel(2, [&](int part, int) {
+                if (part == 0)
+                    scatter_and_c(ws->sids, ws->sids + c.T * nP);
+                else
+                    beside();
+            });
+        } else {
+            scatter_and_c(ws->ids, ws->nids);
+        }
+        *updated = true;
+        *finite = c_ok;
+        for (int i = 0; i < npc; ++i) *finite = *finite && !bad[i];
         return loss;
     }
     GradOut<T> go{g};
@@ -587,6 +675,6 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         });
     });
     if (kb == 1) parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, Gn, part, n); });
-    embed_backward_scatter<T>(c, L, ws, g, kb);
+    embed_backward_scatter<T>(c, L, ws, ws->ids, ws->nids, g, kb);
     return loss;
 }

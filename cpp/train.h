@@ -163,28 +163,43 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
     const int kb = kblocks(c);
     const double start = now_seconds();
+    // With column blocks on several threads, plain SGD's last phase prepares the next minibatch
+    // beside the scatter of dC and the update of C (model_forward_backward), on the other thread:
+    // that thread then also draws the rows and reads them, so that they come to its cache only.
+    const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
     bool ready = false;  // ws holds step s's minibatch, prepared
-    if (a->steps > 0) draw_rows(a, B, 0, kb_key, ws->rows);
-    // The next minibatch: its rows (drawn, and their cache lines requested, during step s), then its
-    // ids and contexts.
-    auto next_batch = [&] {
+    int64_t drawn = -1;  // the step whose rows ws->rows holds
+    // Minibatch s: its rows (drawn, and their cache lines requested, ahead), then its ids and contexts.
+    auto next_batch = [&](int64_t step) {
+        if (drawn != step) {
+            draw_rows(a, B, step, kb_key, ws->rows);
+            gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
+            drawn = step;
+        }
         gather_batch(a, B, c.T, ws->rows, ws->xb, ws->yb);
         prepare_batch(c.T, B, ws, group);
     };
     for (int64_t s = 0; s < a->steps; ++s) {
-        if (!ready) next_batch();
-        if (s + 1 < a->steps) {
+        if (!ready) next_batch(s);
+        if (s + 1 < a->steps && !beside_prep) {
             // The rows are read at random, mostly from beyond the core's own cache: asked for now,
             // they are there when the next step reads them.
             draw_rows(a, B, s + 1, kb_key, ws->rows);
             gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
+            drawn = s + 1;
         }
-        bool updated = false, ok = false;
+        bool updated = false, ok = false, prepared = false;
+        auto beside = [&] {
+            if (s + 1 < a->steps) {
+                next_batch(s + 1);
+                prepared = true;
+            }
+        };
         double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true,
-                                                plain ? &a->lr[s] : nullptr, &updated, &ok);
+                                                plain ? &a->lr[s] : nullptr, &updated, &ok, beside);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
-        ready = overlap && !updated && s + 1 < a->steps;
+        ready = prepared || (overlap && !updated && s + 1 < a->steps);
         if (updated) {
             os->t += 1;  // and ok says whether the updated parameters are finite
         } else if (ready && kb > 1) {
@@ -195,7 +210,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             os->t += 1;
             parallel(npc + 1, [&](int part, int) {
                 if (part == npc) {
-                    next_batch();
+                    next_batch(s + 1);
                 } else {
                     bad[part] = !optimizer_blocks<T>(pv, os, *o, g, a->lr[s], part, npc, kb);
                 }
@@ -210,7 +225,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             os->t += 1;
             parallel(CHUNKS + 1, [&](int part, int) {
                 if (part == 0) {
-                    next_batch();
+                    next_batch(s + 1);
                 } else {
                     bad[part] = !optimizer_chunk<T>(pv, os, *o, g, a->lr[s], part - 1, CHUNKS);
                 }

@@ -104,14 +104,16 @@ def test_divergence_names_the_step_and_keeps_the_last_finite_parameters(data, ca
 
 @pytest.mark.parametrize("dtype, big", [("float32", 1e30), ("float64", 1e300)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_an_update_that_overflows_only_C_is_caught(data, dtype, big, threads):
+@pytest.mark.parametrize("hidden", [H, 530])
+def test_an_update_that_overflows_only_C_is_caught(data, dtype, big, threads, hidden):
     """Plain SGD updates each parameter block inside the backward pass (cpp/model.h); C is updated
-    last, after the scatter. With C tiny and W1 huge (their product, the first layer, as before)
-    dC is huge and the rest is not: at rate 0 nothing moves, and at the first large rate only C
-    overflows. The run stops there, naming the update, and keeps the parameters of the step
+    last, after the scatter (with 530 hidden units, in column blocks, and on 2 threads beside the
+    next minibatch's preparation). With C tiny and W1 huge (their product, the first layer, as
+    before) dC is huge and the rest is not: at rate 0 nothing moves, and at the first large rate
+    only C overflows. The run stops there, naming the update, and keeps the parameters of the step
     before: exactly the ones it started with."""
     X, Y = data
-    m = model(dtype, seed=3)
+    m = mm.MLP(V, T, E, hidden, seed=3, dtype=dtype)
     p = m.get_params()
     p["C"], p["W1"] = p["C"] / big, p["W1"] * big
     m.set_params(p)
@@ -120,7 +122,7 @@ def test_an_update_that_overflows_only_C_is_caught(data, dtype, big, threads):
     before = mm.get_num_threads()
     mm.set_num_threads(threads)
     try:
-        h = mm.train(m, X, Y, steps=len(lr), lr=lr, seed=5, on_divergence="stop")
+        h = mm.train(m, X, Y, steps=len(lr), lr=lr, seed=5, batch_size=100, on_divergence="stop")
     finally:
         mm.set_num_threads(before)
     assert h.steps == 7 and h.stopped.startswith("the update of step 7 "), h.stopped
