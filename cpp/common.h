@@ -64,19 +64,29 @@ struct OptConfig {
     double dropout;       // probability of zeroing a hidden unit during training (0 = off)
 };
 
-// Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
-struct Workspace {
-    int B;                          // rows the buffers hold
-    int nP;                         // rows per position in the compact tables: min(B, V)
+// A minibatch's rows, contexts and ids (model.h: embed_index).
+struct Batch {
     int32_t* xb;                    // (B, T) the minibatch's contexts
     int32_t* yb;                    // (B,)   its targets
     int64_t* rows;                  // (B,)   the training rows of a minibatch (train.h: draw_rows)
     int32_t* slot;                  // (B, T) row of the position's table that serves each example
     int32_t* ids;                   // (T, nP) distinct ids per position
     int32_t* nids;                  // (T,)    how many
-    int32_t* sids;                  // (T, nP + 1) a copy of ids and nids for the scatter of dC
-                                    // while the next minibatch is prepared (train.h)
     int32_t* seen;                  // (V,)    scratch: -1 or slot
+};
+
+// Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
+struct Workspace {
+    int B;                          // rows the buffers hold
+    int nP;                         // rows per position in the compact tables: min(B, V)
+    int32_t* xb;                    // the minibatch (see Batch)
+    int32_t* yb;
+    int64_t* rows;
+    int32_t* slot;
+    int32_t* ids;
+    int32_t* nids;
+    int32_t* seen;
+    Batch next;                     // the next minibatch, prepared during a step (train.h)
     int nu;                         // distinct contexts in the minibatch (B with dropout: rows differ)
     int32_t* uslot;                 // (nu, T) slot rows of the distinct contexts, in order of first row
     int32_t* ustart;                // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),

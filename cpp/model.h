@@ -79,23 +79,34 @@ struct Panels {
 // ---------------------------------------------------------------------------------------------
 // Embedding + first layer.
 
-// The distinct ids at each position of xb (B, T): ids[t, :nids[t]] and slot (B, T) into them.
-// Serial; O(B T). Reads no parameter.
-static void embed_index(int Tt, int B, const int32_t* xb, Workspace* ws) {
-    const int nP = ws->nP;
+// The minibatch a step works on, and a swap with the next one (the training loop prepares it in
+// ws->next during a step).
+static inline Batch batch_of(const Workspace* ws) {
+    return Batch{ws->xb, ws->yb, ws->rows, ws->slot, ws->ids, ws->nids, ws->seen};
+}
+static inline void swap_batch(Workspace* ws) {
+    const Batch cur = batch_of(ws), nx = ws->next;
+    ws->xb = nx.xb, ws->yb = nx.yb, ws->rows = nx.rows, ws->slot = nx.slot;
+    ws->ids = nx.ids, ws->nids = nx.nids, ws->seen = nx.seen;
+    ws->next = cur;
+}
+
+// The distinct ids at each position of bt.xb (B, T): bt.ids[t, :nids[t]] and bt.slot (B, T) into
+// them. Serial; O(B T). Reads no parameter.
+static void embed_index(int Tt, int B, int nP, const Batch& bt) {
     for (int t = 0; t < Tt; ++t) {
-        int32_t* ids = ws->ids + t * nP;
+        int32_t* ids = bt.ids + t * nP;
         int n = 0;
         for (int b = 0; b < B; ++b) {
-            int32_t v = xb[b * Tt + t];
-            if (ws->seen[v] < 0) {
-                ws->seen[v] = n;
+            int32_t v = bt.xb[b * Tt + t];
+            if (bt.seen[v] < 0) {
+                bt.seen[v] = n;
                 ids[n++] = v;
             }
-            ws->slot[b * Tt + t] = ws->seen[v];
+            bt.slot[b * Tt + t] = bt.seen[v];
         }
-        for (int i = 0; i < n; ++i) ws->seen[ids[i]] = -1;
-        ws->nids[t] = n;
+        for (int i = 0; i < n; ++i) bt.seen[ids[i]] = -1;
+        bt.nids[t] = n;
     }
 }
 
@@ -117,9 +128,9 @@ static void embed_rows(const Config& c, const T* C, Workspace* ws) {
 // so the layers run over the nu distinct contexts, the cross-entropy over every row with its
 // context's logits, and each context's dlogits is the sum of its rows'. With group false (dropout:
 // each row has its own masks) every row is a context of its own. Contexts are numbered in order of
-// their first row. Serial; O(B T).
-static void group_rows(int Tt, int B, Workspace* ws, bool group) {
-    const int32_t* slot = ws->slot;
+// their first row. From the slots and ids of bt, into ws's contexts and lists. Serial; O(B T).
+static void group_rows(int Tt, int B, const Batch& bt, Workspace* ws, bool group) {
+    const int32_t* slot = bt.slot;
     int32_t *uslot = ws->uslot, *urow = ws->urow, *ustart = ws->ustart, *ht = ws->htab;
     const int nP = ws->nP;
     int nu = 0;
@@ -189,13 +200,13 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
     // over the contexts.
     int32_t* pcur = ws->pcur;  // (T, nP)
     for (int t = 0; t < Tt; ++t)
-        for (int i = 0; i <= ws->nids[t]; ++i) ws->pstart[t * (nP + 1) + i] = 0;
+        for (int i = 0; i <= bt.nids[t]; ++i) ws->pstart[t * (nP + 1) + i] = 0;
     for (int u = 0; u < nu; ++u)
         for (int t = 0; t < Tt; ++t) ++ws->pstart[t * (nP + 1) + uslot[u * Tt + t] + 1];
     for (int t = 0; t < Tt; ++t) {
         int32_t* ps = ws->pstart + t * (nP + 1);
-        for (int i = 0; i < ws->nids[t]; ++i) ps[i + 1] += ps[i];
-        for (int i = 0; i < ws->nids[t]; ++i) pcur[t * nP + i] = ps[i];
+        for (int i = 0; i < bt.nids[t]; ++i) ps[i + 1] += ps[i];
+        for (int i = 0; i < bt.nids[t]; ++i) pcur[t * nP + i] = ps[i];
     }
     for (int u = 0; u < nu; ++u)
         for (int t = 0; t < Tt; ++t) ws->plist[t * B + pcur[t * nP + uslot[u * Tt + t]]++] = u;
@@ -204,8 +215,9 @@ static void group_rows(int Tt, int B, Workspace* ws, bool group) {
 // Everything about the minibatch in ws->xb that reads no parameter: its ids and contexts. (The
 // training loop prepares the next step's during this one's update.)
 static inline void prepare_batch(int Tt, int B, Workspace* ws, bool group) {
-    embed_index(Tt, B, ws->xb, ws);
-    group_rows(Tt, B, ws, group);
+    const Batch bt = batch_of(ws);
+    embed_index(Tt, B, ws->nP, bt);
+    group_rows(Tt, B, bt, ws, group);
 }
 
 // P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1), column j of
@@ -344,11 +356,11 @@ static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws
 }
 
 // dC = 0; dC[ids[t]] += dCsub_t (with KB column blocks, dCsub_t = the blocks' parts added in block
-// order), ids and nids as ws->ids and ws->nids (or a copy). Serial, positions in order.
+// order). Serial, positions in order.
 template <class T>
-static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, const int32_t* ids,
-                                   const int32_t* nids, T* g, int kb) {
+static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g, int kb) {
     const int nP = ws->nP, E = c.E;
+    const int32_t *ids = ws->ids, *nids = ws->nids;
     T* dC = g + L.C;
     __builtin_memset(dC, 0, sizeof(T) * c.V * E);
     const int64_t bstride = (int64_t)c.T * nP * E;
@@ -457,7 +469,7 @@ static inline int step_parts(const Config& c, int B) {
 
 // No work beside the last phase of a step (see model_forward_backward).
 struct NoWork {
-    void operator()() const {}
+    void operator()(int) const {}
 };
 
 // prepared: prepare_batch has already run on this minibatch. With sgd_lr, when the step has one
@@ -465,8 +477,9 @@ struct NoWork {
 // backward pass: each parameter block is updated as its gradient is computed (after the products
 // that read it), with the same bits as the gradient then the update. Then *updated is set, g holds
 // dC only, and *finite says whether every updated parameter is finite. With column blocks on
-// several threads, beside() runs on one thread while another scatters dC and updates C (the
-// training loop prepares the next minibatch there); it may overwrite the minibatch's ids.
+// several threads, the last phase is two parts: part 0 scatters dC and updates C, then calls
+// beside(0); part 1 calls beside(1) (the training loop prepares minibatches there: part 0 may
+// overwrite this minibatch's buffers).
 template <class T, class Beside = NoWork>
 static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
                                      int64_t step, bool prepared = false, const double* sgd_lr = nullptr,
@@ -585,7 +598,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         embed_backward_sums<T>(c, ws, DH0.base(0), DH0.ld(0), Gn.base(0), Gn.ld(0), 0, nvec0);
         embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
         embed_backward_weights<T>(c, L, ws, Gn.base(0), Gn.ld(0), so, 0, nvec0);
-        embed_backward_scatter<T>(c, L, ws, ws->ids, ws->nids, g, 1);
+        embed_backward_scatter<T>(c, L, ws, g, 1);
         const bool c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
         *updated = true;
         *finite = c_ok && all_zero<T>(so.chk);
@@ -618,23 +631,17 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             bad[part] = bad[part] || !all_zero<T>(so.chk);
         });
         bool c_ok = true;
-        auto scatter_and_c = [&](const int32_t* ids, const int32_t* nids) {
-            embed_backward_scatter<T>(c, L, ws, ids, nids, g, kb);
+        auto scatter_and_c = [&] {
+            embed_backward_scatter<T>(c, L, ws, g, kb);
             c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
         };
         if (npc > 1 && !std::is_same<typename std::decay<Beside>::type, NoWork>::value) {
-            // The ids the scatter reads, kept: beside() may prepare the next minibatch over them.
-            const int nP = ws->nP;
-            __builtin_memcpy(ws->sids, ws->ids, sizeof(int32_t) * c.T * nP);
-            __builtin_memcpy(ws->sids + c.T * nP, ws->nids, sizeof(int32_t) * c.T);
             parallel(2, [&](int part, int) {
-                if (part == 0)
-                    scatter_and_c(ws->sids, ws->sids + c.T * nP);
-                else
-                    beside();
+                if (part == 0) scatter_and_c();
+                beside(part);
             });
         } else {
-            scatter_and_c(ws->ids, ws->nids);
+            scatter_and_c();
         }
         *updated = true;
         *finite = c_ok;
@@ -675,6 +682,6 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         });
     });
     if (kb == 1) parallel(np, [&](int part, int n) { embed_backward_rows<T>(c, L, ws, p, Gn, part, n); });
-    embed_backward_scatter<T>(c, L, ws, ws->ids, ws->nids, g, kb);
+    embed_backward_scatter<T>(c, L, ws, g, kb);
     return loss;
 }

@@ -163,10 +163,19 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
     const int kb = kblocks(c);
     const double start = now_seconds();
-    // With column blocks on several threads, plain SGD's last phase prepares the next minibatch
-    // beside the scatter of dC and the update of C (model_forward_backward), on the other thread:
-    // that thread then also draws the rows and reads them, so that they come to its cache only.
+    // With column blocks on several threads, plain SGD's last phase (model_forward_backward) has
+    // two parts. Part 1 finishes the next minibatch in ws->next (its contexts; its rows and ids were
+    // staged a step earlier); part 0 scatters dC, updates C, then stages the one after it (draws its
+    // rows and finds its ids) in this step's buffers, which the step no longer reads. Then the two
+    // swap. Each part is about a third of the minibatch's preparation on one thread.
     const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
+    int64_t staged = -1;  // the minibatch whose rows and ids ws->next holds
+    auto stage_rows = [&](int64_t step, const Batch& bt) {
+        draw_rows(a, B, step, kb_key, bt.rows);
+        gather_batch(a, B, c.T, bt.rows, nullptr, nullptr, true);
+        gather_batch(a, B, c.T, bt.rows, bt.xb, bt.yb);
+        embed_index(c.T, B, ws->nP, bt);
+    };
     bool ready = false;  // ws holds step s's minibatch, prepared
     int64_t drawn = -1;  // the step whose rows ws->rows holds
     // Minibatch s: its rows (drawn, and their cache lines requested, ahead), then its ids and contexts.
@@ -189,16 +198,23 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
             drawn = s + 1;
         }
         bool updated = false, ok = false, prepared = false;
-        auto beside = [&] {
-            if (s + 1 < a->steps) {
-                next_batch(s + 1);
+        auto beside = [&](int part) {
+            if (part == 1 && s + 1 < a->steps) {
+                if (staged != s + 1) stage_rows(s + 1, ws->next);
+                group_rows(c.T, B, ws->next, ws, group);
                 prepared = true;
+            } else if (part == 0 && s + 2 < a->steps) {
+                stage_rows(s + 2, batch_of(ws));
             }
         };
         double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true,
                                                 plain ? &a->lr[s] : nullptr, &updated, &ok, beside);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
+        if (prepared) {
+            swap_batch(ws);
+            staged = s + 2 < a->steps ? s + 2 : -1;
+        }
         ready = prepared || (overlap && !updated && s + 1 < a->steps);
         if (updated) {
             os->t += 1;  // and ok says whether the updated parameters are finite
