@@ -97,7 +97,6 @@ struct Workspace {
     int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
     int64_t hsize;                  // a power of two >= 2B
     uint64_t* ckey;                 // (B,) scratch: the contexts' slots packed into one number
-    int32_t* pcur;                  // (T, nP) scratch
     void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
     void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
     void* G;                        // (T, nP, H0p) per-position gradient sums

@@ -171,7 +171,6 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     while (hsize < 2 * (int64_t)B) hsize *= 2;
     size_t o_uslot = take(4ull * B * c.T), o_ustart = take(4ull * (B + 1)), o_ulist = take(4ull * B);
     size_t o_urow = take(4ull * B), o_htab = take(4ull * hsize), o_ckey = take(8ull * B);
-    size_t o_pcur = take(4ull * c.T * nP);
     size_t o_pstart = take(4ull * c.T * (nP + 1)), o_plist = take(4ull * c.T * B);
     size_t o_Csub = take((size_t)elem * c.T * nP * c.E), o_P = take((size_t)elem * c.T * nP * L.ld[0]);
     size_t o_G = take((size_t)elem * c.T * nP * L.ld[0]), o_dC = take((size_t)elem * c.T * nP * c.E);
@@ -214,7 +213,6 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->urow = (int32_t*)(mem + o_urow);
     ws->htab = (int32_t*)(mem + o_htab);
     ws->ckey = (uint64_t*)(mem + o_ckey);
-    ws->pcur = (int32_t*)(mem + o_pcur);
     ws->pstart = (int32_t*)(mem + o_pstart);
     ws->plist = (int32_t*)(mem + o_plist);
     ws->hsize = hsize;

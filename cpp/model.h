@@ -195,21 +195,17 @@ static void group_rows(int Tt, int B, const Batch& bt, Workspace* ws, bool group
     for (int u = 0; u < nu; ++u) cur[u] = ustart[u];
     for (int b = 0; b < B; ++b) ws->ulist[cur[urow[b]]++] = b;
     ws->nu = nu;
-    // The contexts with each id at each position, in increasing order (for the gradient sums G_t):
-    // plist[t, pstart[t, i] .. pstart[t, i + 1]). Counted and placed for all positions in one pass
-    // over the contexts.
-    int32_t* pcur = ws->pcur;  // (T, nP)
-    for (int t = 0; t < Tt; ++t)
-        for (int i = 0; i <= bt.nids[t]; ++i) ws->pstart[t * (nP + 1) + i] = 0;
-    for (int u = 0; u < nu; ++u)
-        for (int t = 0; t < Tt; ++t) ++ws->pstart[t * (nP + 1) + uslot[u * Tt + t] + 1];
+    // The contexts with each id at each position, in increasing order (for the gradient sums G_t).
     for (int t = 0; t < Tt; ++t) {
         int32_t* ps = ws->pstart + t * (nP + 1);
-        for (int i = 0; i < bt.nids[t]; ++i) ps[i + 1] += ps[i];
-        for (int i = 0; i < bt.nids[t]; ++i) pcur[t * nP + i] = ps[i];
+        int32_t* pl = ws->plist + t * B;
+        const int n = bt.nids[t];
+        for (int i = 0; i <= n; ++i) ps[i] = 0;
+        for (int u = 0; u < nu; ++u) ++ps[uslot[u * Tt + t] + 1];
+        for (int i = 0; i < n; ++i) ps[i + 1] += ps[i];
+        for (int i = 0; i < n; ++i) cur[i] = ps[i];
+        for (int u = 0; u < nu; ++u) pl[cur[uslot[u * Tt + t]]++] = u;
     }
-    for (int u = 0; u < nu; ++u)
-        for (int t = 0; t < Tt; ++t) ws->plist[t * B + pcur[t * nP + uslot[u * Tt + t]]++] = u;
 }
 
 // Everything about the minibatch in ws->xb that reads no parameter: its ids and contexts. (The
