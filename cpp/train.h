@@ -136,13 +136,15 @@ static inline double now_seconds() {
 // forward and backward, record the loss, update. A non-finite loss stops the run before its update;
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
 // snapshot taken at the start of this call: the steps are deterministic). Allocates nothing. Plain
-// SGD on a one-part step is updated inside the backward pass (model_forward_backward), the same bits.
+// SGD on a one-part step, or with column blocks, is updated inside the backward pass
+// (model_forward_backward), the same bits.
 //
 // When the step runs on several threads, the next step's minibatch (its rows, ids and contexts,
-// which read no parameter) is prepared during the update: one thread takes the minibatch, the
-// others the update's chunks, and the thread done with the minibatch helps finish the update. On 2
-// threads the update alone is slow (its gradient and parameters are half in the other core's
-// cache), and the minibatch would otherwise run on one thread while the other waits.
+// which read no parameter) is prepared beside other work. With column blocks and plain SGD, in the
+// step's last phase (below). Otherwise during the update: one thread takes the minibatch, the
+// others the update's chunks (or blocks), and the thread done with the minibatch helps finish the
+// update. On 2 threads the update alone is slow (its gradient and parameters are half in the other
+// core's cache), and the minibatch would otherwise run on one thread while the other waits.
 template <class T>
 static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a,
                             bool snapshot) {
@@ -167,7 +169,8 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     // two parts. Part 1 finishes the next minibatch in ws->next (its contexts; its rows and ids were
     // staged a step earlier); part 0 scatters dC, updates C, then stages the one after it (draws its
     // rows and finds its ids) in this step's buffers, which the step no longer reads. Then the two
-    // swap. Each part is about a third of the minibatch's preparation on one thread.
+    // sets swap. Each part is about half of a minibatch's preparation, and each thread reads only
+    // what it wrote itself or will read again.
     const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
     int64_t staged = -1;  // the minibatch whose rows and ids ws->next holds
     auto stage_rows = [&](int64_t step, const Batch& bt) {
@@ -214,6 +217,7 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         if (prepared) {
             swap_batch(ws);
             staged = s + 2 < a->steps ? s + 2 : -1;
+            drawn = -1;  // ws->rows is the other set's now
         }
         ready = prepared || (overlap && !updated && s + 1 < a->steps);
         if (updated) {
