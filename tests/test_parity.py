@@ -157,6 +157,33 @@ def test_column_blocks_replay_torch(isa, dtype, hidden, opt, threads):
     assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
 
 
+def one_and_two_threads_replay_torch(isa, dtype, dropout, shape, lr, seeds):
+    """Train a fresh model (V, T, E, H; batch B of N random rows) with plain SGD at 1 and at 2
+    threads: the same bits at both, and the losses and final parameters replay torch.optim.SGD."""
+    V, T, E, H, B, N = shape
+    data_seed, model_seed, batch_seed = seeds
+    rng = np.random.default_rng(data_seed)
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    got = {}
+    before = mm.get_num_threads()
+    try:
+        for threads in (1, 2):
+            mm.set_num_threads(threads)
+            model = mm.MLP(V, T, E, H, seed=model_seed, init="kaiming", dtype=dtype)
+            p0 = as64(model.get_params())
+            hist = mm.train(model, X, Y, steps=len(lr), batch_size=B, lr=lr, seed=batch_seed, dropout=dropout)
+            got[threads] = (hist.loss, model.get_params())
+    finally:
+        mm.set_num_threads(before)
+    np.testing.assert_array_equal(got[1][0], got[2][0])
+    for k, a in got[1][1].items():
+        np.testing.assert_array_equal(a, got[2][1][k], err_msg=k)
+    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=len(lr), batch_size=B, seed=batch_seed, dropout=dropout)
+    err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
+    assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
+    assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_plain_sgd_inside_the_step_replays_torch_and_the_separate_update(isa, dtype, dropout):
@@ -165,28 +192,9 @@ def test_plain_sgd_inside_the_step_replays_torch_and_the_separate_update(isa, dt
     batch of 400 rows (2.1 M multiply-adds, over the 1.5 M from which a step is split: model.h,
     parts_for) is split in two parts and updated after the step, as every other optimizer is: the
     same bits, and both replay torch.optim.SGD (odd shapes, with and without dropout)."""
-    V, T, E, H, B, N = 29, 5, 7, 147, 400, 3000
-    rng = np.random.default_rng(int(dropout * 10) + 7)
-    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
     lr = np.r_[np.full(40, 0.2), np.full(40, 0.05)]
-    got = {}
-    before = mm.get_num_threads()
-    try:
-        for threads in (1, 2):
-            mm.set_num_threads(threads)
-            model = mm.MLP(V, T, E, H, seed=6, init="kaiming", dtype=dtype)
-            p0 = as64(model.get_params())
-            hist = mm.train(model, X, Y, steps=len(lr), batch_size=B, lr=lr, seed=17, dropout=dropout)
-            got[threads] = (hist.loss, model.get_params())
-    finally:
-        mm.set_num_threads(before)
-    np.testing.assert_array_equal(got[1][0], got[2][0])
-    for k, a in got[1][1].items():
-        np.testing.assert_array_equal(a, got[2][1][k], err_msg=k)
-    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=len(lr), batch_size=B, seed=17, dropout=dropout)
-    err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
-    assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
-    assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
+    one_and_two_threads_replay_torch(isa, dtype, dropout, (29, 5, 7, 147, 400, 3000), lr,
+                                     (int(dropout * 10) + 7, 6, 17))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -194,31 +202,13 @@ def test_plain_sgd_inside_the_step_replays_torch_and_the_separate_update(isa, dt
 def test_plain_sgd_with_column_blocks_inside_the_step_replays_torch(isa, dtype, dropout):
     """With column blocks (one hidden layer of 530 units: 2 blocks, cpp/common.h: kblocks) plain SGD
     is also taken inside the backward pass, each thread updating its blocks' columns; on 2 threads
-    a batch of 100 rows is a two-part step whose last phase prepares the next minibatch on one
-    thread while the other scatters dC and updates C (cpp/train.h). 1 and 2 threads give the same
-    bits, and both replay torch.optim.SGD (odd shapes, with and without dropout)."""
-    V, T, E, H, B, N = 29, 6, 11, 530, 100, 3000
-    rng = np.random.default_rng(int(dropout * 10) + 11)
-    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+    a batch of 100 rows is a two-part step whose last phase prepares the next minibatches (the
+    next one's contexts on one thread; the one after's rows and ids on the other, after it scatters
+    dC and updates C: cpp/train.h). 1 and 2 threads give the same bits, and both replay
+    torch.optim.SGD (odd shapes, with and without dropout)."""
     lr = np.r_[np.full(30, 0.1), np.full(30, 0.03)]
-    got = {}
-    before = mm.get_num_threads()
-    try:
-        for threads in (1, 2):
-            mm.set_num_threads(threads)
-            model = mm.MLP(V, T, E, H, seed=8, init="kaiming", dtype=dtype)
-            p0 = as64(model.get_params())
-            hist = mm.train(model, X, Y, steps=len(lr), batch_size=B, lr=lr, seed=19, dropout=dropout)
-            got[threads] = (hist.loss, model.get_params())
-    finally:
-        mm.set_num_threads(before)
-    np.testing.assert_array_equal(got[1][0], got[2][0])
-    for k, a in got[1][1].items():
-        np.testing.assert_array_equal(a, got[2][1][k], err_msg=k)
-    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=len(lr), batch_size=B, seed=19, dropout=dropout)
-    err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
-    assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
-    assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
+    one_and_two_threads_replay_torch(isa, dtype, dropout, (29, 6, 11, 530, 100, 3000), lr,
+                                     (int(dropout * 10) + 11, 8, 19))
 
 
 def test_seeded_minibatches_are_the_documented_draws():
