@@ -154,8 +154,8 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
     const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
-    // Plain SGD: on a one-part step, the update inside the backward pass, one pass over the
-    // parameters and the gradient fewer.
+    // Plain SGD: on a one-part step or with column blocks, the update inside the backward pass, one
+    // pass over the parameters and the gradient fewer.
     const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0;
     if (snapshot) {
         __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
@@ -171,6 +171,8 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     // rows and finds its ids) in this step's buffers, which the step no longer reads. Then the two
     // sets swap. Each part is about half of a minibatch's preparation, and each thread reads only
     // what it wrote itself or will read again.
+    // (model_forward_backward runs beside() under the same condition, npc > 1. Were the two ever to
+    // disagree, the loop still prepares every minibatch: `ready` stays false and next_batch runs.)
     const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
     int64_t staged = -1;  // the minibatch whose rows and ids ws->next holds
     auto stage_rows = [&](int64_t step, const Batch& bt) {

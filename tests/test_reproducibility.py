@@ -152,6 +152,37 @@ def test_results_do_not_depend_on_how_calls_are_chunked(monkeypatch):
         assert results() == want, (seconds, first)
 
 
+def test_column_blocks_on_two_threads_give_the_same_bits_however_the_run_is_cut(monkeypatch):
+    """With column blocks and plain SGD on 2 threads the minibatches are prepared a step or two
+    ahead, in two sets of buffers (cpp/train.h). A run in one call, in two calls (state=), and in
+    calls of one step each (the time limit of each call into the core cut to nothing) give the same
+    bits, and the same as on 1 thread."""
+    from makemore_cpp import training
+    rng = np.random.default_rng(4)
+    V, T, E, H, B, N = 27, 8, 24, 512, 160, 4000
+    X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
+
+    def run(threads, cuts):
+        mm.set_num_threads(threads)
+        m = mm.MLP(V, T, E, H, seed=2)
+        losses, state = [], None
+        for k in cuts:
+            h = mm.train(m, X, Y, k, batch_size=B, lr=0.1, seed=9, state=state)
+            losses.append(h.loss)
+            state = h.state
+        return np.concatenate(losses).tobytes(), {k: a.tobytes() for k, a in m.get_params().items()}
+
+    before = mm.get_num_threads()
+    try:
+        want = run(2, [9])
+        assert run(2, [4, 5]) == want
+        assert run(1, [9]) == want
+        monkeypatch.setattr(training, "CHUNK_SECONDS", 1e-9)
+        assert run(2, [9]) == want
+    finally:
+        mm.set_num_threads(before)
+
+
 def test_chunks_cover_the_range_aligned():
     for n, first, most, align in ((0, 10, 100, 32), (1, 1, 1, 1), (1000, 1, 64, 32), (10**6, 1e9, 2**18, 32),
                                   (777, 5.5, 50, 1)):
