@@ -79,14 +79,8 @@ struct Batch {
 struct Workspace {
     int B;                          // rows the buffers hold
     int nP;                         // rows per position in the compact tables: min(B, V)
-    int32_t* xb;                    // the minibatch (see Batch)
-    int32_t* yb;
-    int64_t* rows;
-    int32_t* slot;
-    int32_t* ids;
-    int32_t* nids;
-    int32_t* seen;
-    Batch next;                     // the next minibatch, prepared during a step (train.h)
+    Batch cur;                      // the minibatch a step works on
+    Batch next;                     // the next one, prepared during a step (train.h)
     int nu;                         // distinct contexts in the minibatch (B with dropout: rows differ)
     int32_t* uslot;                 // (nu, T) slot rows of the distinct contexts, in order of first row
     int32_t* ustart;                // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),

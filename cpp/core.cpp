@@ -196,17 +196,17 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->B = B;
     ws->nP = nP;
     ws->mem = mem;
-    ws->xb = (int32_t*)(mem + o_xb);
-    ws->yb = (int32_t*)(mem + o_yb);
-    ws->rows = (int64_t*)(mem + o_rows);
-    ws->slot = (int32_t*)(mem + o_slot);
-    ws->ids = (int32_t*)(mem + o_ids);
-    ws->nids = (int32_t*)(mem + o_nids);
+    ws->cur.xb = (int32_t*)(mem + o_xb);
+    ws->cur.yb = (int32_t*)(mem + o_yb);
+    ws->cur.rows = (int64_t*)(mem + o_rows);
+    ws->cur.slot = (int32_t*)(mem + o_slot);
+    ws->cur.ids = (int32_t*)(mem + o_ids);
+    ws->cur.nids = (int32_t*)(mem + o_nids);
     ws->next = Batch{(int32_t*)(mem + n_xb), (int32_t*)(mem + n_yb), (int64_t*)(mem + n_rows), (int32_t*)(mem + n_slot),
                      (int32_t*)(mem + n_ids), (int32_t*)(mem + n_nids), (int32_t*)(mem + n_seen)};
     for (int v = 0; v < c.V; ++v) ws->next.seen[v] = -1;
-    ws->seen = (int32_t*)(mem + o_seen);
-    for (int v = 0; v < c.V; ++v) ws->seen[v] = -1;
+    ws->cur.seen = (int32_t*)(mem + o_seen);
+    for (int v = 0; v < c.V; ++v) ws->cur.seen[v] = -1;
     ws->uslot = (int32_t*)(mem + o_uslot);
     ws->ustart = (int32_t*)(mem + o_ustart);
     ws->ulist = (int32_t*)(mem + o_ulist);

@@ -79,18 +79,6 @@ struct Panels {
 // ---------------------------------------------------------------------------------------------
 // Embedding + first layer.
 
-// The minibatch a step works on, and a swap with the next one (the training loop prepares it in
-// ws->next during a step).
-static inline Batch batch_of(const Workspace* ws) {
-    return Batch{ws->xb, ws->yb, ws->rows, ws->slot, ws->ids, ws->nids, ws->seen};
-}
-static inline void swap_batch(Workspace* ws) {
-    const Batch cur = batch_of(ws), nx = ws->next;
-    ws->xb = nx.xb, ws->yb = nx.yb, ws->rows = nx.rows, ws->slot = nx.slot;
-    ws->ids = nx.ids, ws->nids = nx.nids, ws->seen = nx.seen;
-    ws->next = cur;
-}
-
 // The distinct ids at each position of bt.xb (B, T): bt.ids[t, :nids[t]] and bt.slot (B, T) into
 // them. Serial; O(B T). Reads no parameter.
 static void embed_index(int Tt, int B, int nP, const Batch& bt) {
@@ -116,9 +104,9 @@ static void embed_rows(const Config& c, const T* C, Workspace* ws) {
     const int E = c.E, nP = ws->nP;
     T* Csub = (T*)ws->Csub;
     for (int t = 0; t < c.T; ++t)
-        for (int i = 0; i < ws->nids[t]; ++i) {
+        for (int i = 0; i < ws->cur.nids[t]; ++i) {
             T* dst = Csub + ((int64_t)t * nP + i) * E;
-            const T* src = C + (int64_t)ws->ids[t * nP + i] * E;
+            const T* src = C + (int64_t)ws->cur.ids[t * nP + i] * E;
             for (int e = 0; e < E; ++e) dst[e] = src[e];
         }
 }
@@ -208,12 +196,11 @@ static void group_rows(int Tt, int B, const Batch& bt, Workspace* ws, bool group
     }
 }
 
-// Everything about the minibatch in ws->xb that reads no parameter: its ids and contexts. (The
-// training loop prepares the next step's during this one's update.)
+// Everything about the minibatch in ws->cur.xb that reads no parameter: its ids and contexts. (The
+// training loop prepares its minibatches itself, ahead: train.h.)
 static inline void prepare_batch(int Tt, int B, Workspace* ws, bool group) {
-    const Batch bt = batch_of(ws);
-    embed_index(Tt, B, ws->nP, bt);
-    group_rows(Tt, B, bt, ws, group);
+    embed_index(Tt, B, ws->nP, ws->cur);
+    group_rows(Tt, B, ws->cur, ws, group);
 }
 
 // P_t (n_t, H0p) = Csub_t (n_t, E) @ W1_t (E, H0p), for the column vectors [nv0, nv1), column j of
@@ -293,7 +280,7 @@ static void embed_backward_sums(const Config& c, Workspace* ws, const T* dpre, i
         T* Gt = G + (int64_t)t * nP * ldG;
         const int32_t* ps = ws->pstart + t * (nP + 1);
         const int32_t* pl = ws->plist + t * ws->B;
-        for (int i = 0; i < ws->nids[t]; ++i) {
+        for (int i = 0; i < ws->cur.nids[t]; ++i) {
             const int32_t* rows = pl + ps[i];
             const int n = ps[i + 1] - ps[i];
             int nv = nv0;
@@ -314,12 +301,12 @@ static void embed_backward_weights(const Config& c, const Layout& L, Workspace* 
     const T* Csub = (const T*)ws->Csub;
     for (int t = 0; t < c.T; ++t) {
         auto ep = out.ep(L.W[0] + (int64_t)t * c.E * ld, ld);
-        gemm_bcast<T>(c.E, nv0, nv1, ws->nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, G + (int64_t)t * nP * ldG, ldG,
+        gemm_bcast<T>(c.E, nv0, nv1, ws->cur.nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, G + (int64_t)t * nP * ldG, ldG,
                       ep);
         out.take(ep);
     }
     auto eb = out.ep(L.b[0], 0);
-    colsum<T>(ws->nids[0], nv0, nv1, G, ldG, eb);
+    colsum<T>(ws->cur.nids[0], nv0, nv1, G, ldG, eb);
     out.take(eb);
 }
 
@@ -331,7 +318,7 @@ static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws,
     const int64_t ld = L.ld[0];
     for (int t = 0; t < c.T; ++t) {
         int64_t r0, r1;
-        split_range(ws->nids[t], part, nparts, &r0, &r1);
+        split_range(ws->cur.nids[t], part, nparts, &r0, &r1);
         DotStore<T> ep{(T*)ws->dCsub + (int64_t)t * nP * c.E, c.E, nullptr};
         gemm_dot<T>((int)r0, (int)r1, c.E, G.whole((int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
     }
@@ -347,7 +334,7 @@ static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws
     T* out = (T*)ws->pdCsub + (int64_t)q * c.T * nP * c.E;
     for (int t = 0; t < c.T; ++t) {
         DotStore<T> ep{out + (int64_t)t * nP * c.E, c.E, nullptr};
-        gemm_dot<T>(0, ws->nids[t], c.E, G.one(q, (int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+        gemm_dot<T>(0, ws->cur.nids[t], c.E, G.one(q, (int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
     }
 }
 
@@ -356,7 +343,7 @@ static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws
 template <class T>
 static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* ws, T* g, int kb) {
     const int nP = ws->nP, E = c.E;
-    const int32_t *ids = ws->ids, *nids = ws->nids;
+    const int32_t *ids = ws->cur.ids, *nids = ws->cur.nids;
     T* dC = g + L.C;
     __builtin_memset(dC, 0, sizeof(T) * c.V * E);
     const int64_t bstride = (int64_t)c.T * nP * E;
@@ -364,6 +351,10 @@ static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* 
         const T* d = (const T*)(kb > 1 ? ws->pdCsub : ws->dCsub) + (int64_t)t * nP * E;
         for (int i = 0; i < nids[t]; ++i) {
             T* row = dC + (int64_t)ids[t * nP + i] * E;
+            if (kb == 1) {  // a loop of its own: the lecture step's
+                for (int e = 0; e < E; ++e) row[e] += d[i * E + e];
+                continue;
+            }
             for (int e = 0; e < E; ++e) {
                 T s = d[i * E + e];
                 for (int q = 1; q < kb; ++q) s += d[q * bstride + i * E + e];
@@ -441,7 +432,7 @@ static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H
 }
 
 // ---------------------------------------------------------------------------------------------
-// The whole model on one batch (ws->xb, ws->yb, B rows): loss, and the gradient into g (arena-
+// The whole model on one batch (ws->cur.xb, ws->cur.yb, B rows): loss, and the gradient into g (arena-
 // shaped). Dropout when p > 0, with the masks of (seed, step). Returns the mean loss; when it is
 // not finite, returns before the backward pass.
 
@@ -532,7 +523,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     };
     parallel(npc, [&](int part, int n) {
         columns(part, n, [&](int q, int v0, int v1) {
-            embed_tables<T>(c, L, p, ws->nids, ws->nP, (const T*)ws->Csub, Pn.base(q), Pn.ld(q), v0, v1);
+            embed_tables<T>(c, L, p, ws->cur.nids, ws->nP, (const T*)ws->Csub, Pn.base(q), Pn.ld(q), v0, v1);
             if (mask[0]) {
                 int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
                 dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(q % pan), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
@@ -575,7 +566,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             block_sums<T>((int)r0, (int)r1, kb, (const T*)ws->plogits, (int64_t)B * Vp, Vp, p + L.b[c.L], logits);
         else
             output_forward<T>(c, L, p, last, (int)r0, (int)r1, logits);
-        crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
+        crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->cur.yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
                                 ws->row_loss);
     });
     double loss = 0;
@@ -585,24 +576,10 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
 
     // Backward.
     constexpr int W = VT<T>::W;
-    if (sgd_lr && np == 1 && Lh == 1 && kb == 1) {
-        // Each update after the products that read its parameters.
-        // One part: each buffer is one panel, the usual row-major layout.
-        SgdOut<T> so{pv.p, vset<T>(T(*sgd_lr)), vec<T>{}};
-        output_backward<T>(c, L, p, so, nu, dl, H0.base(0), HD0.base(0), M0.base(0), DH0.base(0), H0.ld(0), 0, nvec0,
-                           0, (int)(Vp / W));
-        embed_backward_sums<T>(c, ws, DH0.base(0), DH0.ld(0), Gn.base(0), Gn.ld(0), 0, nvec0);
-        embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
-        embed_backward_weights<T>(c, L, ws, Gn.base(0), Gn.ld(0), so, 0, nvec0);
-        embed_backward_scatter<T>(c, L, ws, g, 1);
-        const bool c_ok = sgd_update<T>(pv.p + L.C, g + L.C, L.W[0] - L.C, T(*sgd_lr));
-        *updated = true;
-        *finite = c_ok && all_zero<T>(so.chk);
-        return loss;
-    }
-    if (sgd_lr && Lh == 1 && kb > 1) {
-        // Each part updates the W_out, W1 and b1 columns of its blocks and its share of b_out, as
-        // above: W_out's after dpre, W1's after the blocks' parts of dCsub.
+    if (sgd_lr && Lh == 1 && (np == 1 || kb > 1)) {
+        // Each part updates the W_out, W1 and b1 columns of its blocks (one part: all of them) and
+        // its share of b_out, each after the products that read it: W_out's after dpre, W1's after
+        // dCsub (with column blocks, the blocks' parts of it).
         const vec<T> lrv = vset<T>(T(*sgd_lr));
         bool bad[MAX_KBLOCKS] = {};
         parallel(npc, [&](int part, int n) {
@@ -621,7 +598,10 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             SgdOut<T> so{pv.p, lrv, vec<T>{}};
             columns(part, n, [&](int q, int v0, int v1) {
                 embed_backward_sums<T>(c, ws, DH0.base(q), DH0.ld(q), Gn.base(q), Gn.ld(q), v0, v1);
-                embed_backward_block<T>(c, L, ws, p, Gn, q);
+                if (kb > 1)
+                    embed_backward_block<T>(c, L, ws, p, Gn, q);
+                else
+                    embed_backward_rows<T>(c, L, ws, p, Gn, 0, 1);
                 embed_backward_weights<T>(c, L, ws, Gn.base(q), Gn.ld(q), so, v0, v1);
             });
             bad[part] = bad[part] || !all_zero<T>(so.chk);

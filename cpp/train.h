@@ -175,41 +175,44 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     // disagree, the loop still prepares every minibatch: `ready` stays false and next_batch runs.)
     const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
     int64_t staged = -1;  // the minibatch whose rows and ids ws->next holds
-    auto stage_rows = [&](int64_t step, const Batch& bt) {
+    // Minibatch `step`'s rows drawn into bt.rows and their cache lines requested (they are read at
+    // random, mostly from beyond the core's own cache).
+    auto request_rows = [&](int64_t step, const Batch& bt) {
         draw_rows(a, B, step, kb_key, bt.rows);
         gather_batch(a, B, c.T, bt.rows, nullptr, nullptr, true);
+    };
+    // Its contexts and targets read, and its ids found.
+    auto read_rows = [&](const Batch& bt) {
         gather_batch(a, B, c.T, bt.rows, bt.xb, bt.yb);
         embed_index(c.T, B, ws->nP, bt);
     };
     bool ready = false;  // ws holds step s's minibatch, prepared
-    int64_t drawn = -1;  // the step whose rows ws->rows holds
-    // Minibatch s: its rows (drawn, and their cache lines requested, ahead), then its ids and contexts.
+    int64_t drawn = -1;  // the step whose rows ws->cur.rows holds
+    // Minibatch s in ws->cur: its rows (requested ahead when they can be), ids and contexts.
     auto next_batch = [&](int64_t step) {
-        if (drawn != step) {
-            draw_rows(a, B, step, kb_key, ws->rows);
-            gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
-            drawn = step;
-        }
-        gather_batch(a, B, c.T, ws->rows, ws->xb, ws->yb);
-        prepare_batch(c.T, B, ws, group);
+        if (drawn != step) request_rows(step, ws->cur);
+        read_rows(ws->cur);
+        group_rows(c.T, B, ws->cur, ws, group);
     };
     for (int64_t s = 0; s < a->steps; ++s) {
         if (!ready) next_batch(s);
         if (s + 1 < a->steps && !beside_prep) {
-            // The rows are read at random, mostly from beyond the core's own cache: asked for now,
-            // they are there when the next step reads them.
-            draw_rows(a, B, s + 1, kb_key, ws->rows);
-            gather_batch(a, B, c.T, ws->rows, nullptr, nullptr, true);
+            // Asked for now, the rows are there when the next step reads them.
+            request_rows(s + 1, ws->cur);
             drawn = s + 1;
         }
         bool updated = false, ok = false, prepared = false;
         auto beside = [&](int part) {
             if (part == 1 && s + 1 < a->steps) {
-                if (staged != s + 1) stage_rows(s + 1, ws->next);
+                if (staged != s + 1) {
+                    request_rows(s + 1, ws->next);
+                    read_rows(ws->next);
+                }
                 group_rows(c.T, B, ws->next, ws, group);
                 prepared = true;
             } else if (part == 0 && s + 2 < a->steps) {
-                stage_rows(s + 2, batch_of(ws));
+                request_rows(s + 2, ws->cur);
+                read_rows(ws->cur);
             }
         };
         double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true,
@@ -217,9 +220,11 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         if (prepared) {
-            swap_batch(ws);
+            const Batch done = ws->cur;
+            ws->cur = ws->next;
+            ws->next = done;
             staged = s + 2 < a->steps ? s + 2 : -1;
-            drawn = -1;  // ws->rows is the other set's now
+            drawn = -1;  // ws->cur.rows is the other set's now
         }
         ready = prepared || (overlap && !updated && s + 1 < a->steps);
         if (updated) {
@@ -282,7 +287,7 @@ static RunResult train(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Wor
 // Loss and gradient of the batch (X, Y) of B rows, without dropout. ws holds B rows.
 template <class T>
 static double loss_and_grad(ParamView<T> pv, Workspace* ws, const int32_t* X, const int32_t* Y, int B, T* grad) {
-    __builtin_memcpy(ws->xb, X, sizeof(int32_t) * B * pv.cfg->T);
-    __builtin_memcpy(ws->yb, Y, sizeof(int32_t) * B);
+    __builtin_memcpy(ws->cur.xb, X, sizeof(int32_t) * B * pv.cfg->T);
+    __builtin_memcpy(ws->cur.yb, Y, sizeof(int32_t) * B);
     return model_forward_backward<T>(pv, ws, B, grad, 0.0, 0, 0);
 }
