@@ -98,6 +98,36 @@ static inline int64_t context_count(int V, int Tt, int64_t limit) {
     return n;
 }
 
+// Rows r0..r1 of contexts X (N, T): each row's context number into kr[r], and mark[k] = 1 for
+// each number k that occurs. A slab of keys first, then its marks: with TT (= T) known at compile
+// time the keys' loop is vectorised, and a mark is one byte stored, where a bit set in a word is
+// a load and a store that wait for the last store to the same word.
+template <int TT>
+static void context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, int Tt, int V, int32_t* __restrict kr,
+                         uint8_t* __restrict mark) {
+    const int T = TT ? TT : Tt;
+    for (int64_t s0 = r0; s0 < r1; s0 += 512) {
+        const int64_t s1 = r1 - s0 < 512 ? r1 : s0 + 512;
+        for (int64_t r = s0; r < s1; ++r) {
+            int32_t k = 0;
+            for (int t = 0; t < T; ++t) k = k * V + X[r * T + t];
+            kr[r] = k;
+        }
+        for (int64_t r = s0; r < s1; ++r) mark[kr[r]] = 1;
+    }
+}
+static inline void context_keys_any(const int32_t* X, int64_t r0, int64_t r1, int Tt, int V, int32_t* kr, uint8_t* mark) {
+    switch (Tt) {  // the lecture's 27 characters fit a table of contexts up to 5 positions
+        case 1: return context_keys<1>(X, r0, r1, Tt, V, kr, mark);
+        case 2: return context_keys<2>(X, r0, r1, Tt, V, kr, mark);
+        case 3: return context_keys<3>(X, r0, r1, Tt, V, kr, mark);
+        case 4: return context_keys<4>(X, r0, r1, Tt, V, kr, mark);
+        case 5: return context_keys<5>(X, r0, r1, Tt, V, kr, mark);
+        case 6: return context_keys<6>(X, r0, r1, Tt, V, kr, mark);
+        default: return context_keys<0>(X, r0, r1, Tt, V, kr, mark);
+    }
+}
+
 // f(part, ch) for the chunks ch < nchunks on np parts, `grain` chunks at a time handed out in turn
 // to the parts that ask (so a thread slowed down by other work on its core takes fewer).
 template <class F>
@@ -135,12 +165,14 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
     const int64_t nctx = context_count(V, Tt, limit);
     if (dedup && nctx <= limit) {
-        // Each part marks the contexts of its rows in a bit set of its own (no cache line is
-        // written by two threads); the sets' union, read in order, numbers the distinct contexts.
+        // Each part marks the contexts of its rows in a byte map of its own (no cache line is
+        // written by two threads; nctx bytes a part, at most 4 bytes a row, as kr, or 2^28 bytes
+        // past 2^26 rows); the maps' union, read in order, numbers the distinct contexts. A row's
+        // number and mark cost about what 8 multiply-adds do per position (parts_for's measure).
         const int64_t most = N < nctx ? N : nctx;  // distinct contexts at most
-        const int64_t words = (nctx + 63) / 64;
-        const int npn = parts_for((double)N * Tt * 64);
-        Mem bits(sizeof(uint64_t) * words * npn);
+        const int64_t stride = (nctx + 63) / 64 * 64;
+        const int npn = parts_for((double)N * Tt * 8);
+        Mem marks(stride * npn);
         Mem table(sizeof(int32_t) * nctx, false);  // each occurring context's index among them
         Mem keys(sizeof(int32_t) * (N + most), false);
         int32_t* id = (int32_t*)table.p;
@@ -149,20 +181,15 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         parallel(npn, [&](int part, int n) {
             int64_t r0, r1;
             split_range(N, part, n, &r0, &r1);
-            uint64_t* b = (uint64_t*)bits.p + part * words;
-            for (int64_t r = r0; r < r1; ++r) {
-                int32_t k = 0;
-                for (int t = 0; t < Tt; ++t) k = k * V + X[r * Tt + t];
-                kr[r] = k;
-                b[k >> 6] |= (uint64_t)1 << (k & 63);
-            }
+            context_keys_any(X, r0, r1, Tt, V, kr, (uint8_t*)marks.p + part * stride);
         });
         int64_t nu = 0;
-        for (int64_t w = 0; w < words; ++w) {
+        for (int64_t w = 0; w < stride / 8; ++w) {
             uint64_t m = 0;
-            for (int q = 0; q < npn; ++q) m |= ((const uint64_t*)bits.p)[q * words + w];
-            for (; m; m &= m - 1) {
-                const int32_t k = (int32_t)(w * 64 + __builtin_ctzll(m));
+            for (int q = 0; q < npn; ++q) m |= ((const uint64_t*)marks.p)[q * stride / 8 + w];
+            static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "byte k of a word is its bits 8k..8k+7");
+            for (; m; m &= m - 1) {  // a mark is 1: the set bits are the low bits of marked bytes
+                const int32_t k = (int32_t)(w * 8 + __builtin_ctzll(m) / 8);
                 ukey[nu] = k;
                 id[k] = (int32_t)nu++;
             }

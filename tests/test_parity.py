@@ -326,13 +326,18 @@ def test_repeated_contexts_keep_exact_zero_gradients(isa, dtype):
 def test_distinct_contexts_give_the_every_row_results(isa, threads):
     """Evaluating each distinct context once gives bit for bit what computing every row gives:
     the 32-row loss sums and the logits, with and without Y, on random shapes and row counts
-    (few to many repeats), float32 and float64."""
+    (few to many repeats), float32 and float64; every block size from 1 to 8 (the core's context
+    numbers are computed by a loop specialised for each block size up to 6, and a general one),
+    with a vocabulary whose V^T contexts fit the core's table (at most 65,536), so that the
+    distinct contexts are found."""
     rng = np.random.default_rng(77 + threads)
     before = mm.get_num_threads()
     mm.set_num_threads(threads)
     try:
-        for i in range(12):
-            V, T = int(rng.integers(2, 40)), int(rng.integers(1, 5))
+        for i in range(16):
+            T = 1 + i % 8
+            V = int(rng.integers(2, min(40, int(round(65536 ** (1 / T)))) + 1))
+            assert V ** T <= 65536
             E, H = int(rng.integers(1, 20)), tuple(int(rng.integers(1, 150)) for _ in range(int(rng.integers(1, 3))))
             N = int(rng.integers(1, 40000))
             dtype = ("float32", "float64")[i % 2]
