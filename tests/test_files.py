@@ -41,6 +41,21 @@ def test_utf8_names_in_any_script(tmp_path):
     assert all(set(s) <= set(vocab.chars) for s in model.sample(20, max_len=10))
 
 
+@pytest.mark.parametrize("words", [NAMES, ["josé", "zoë", "anna", "ø"], ["emma", "olivia", "ava"]],
+                         ids=["any script", "latin-1", "ascii"])
+def test_sampled_names_are_the_sampled_ids_decoded(words):
+    """sample() decodes one byte a character when every code point is below 256 and UTF-32
+    otherwise: either way the strings are exactly the ids of sample_ids, decoded."""
+    vocab = mm.Vocab.from_words(words)
+    model = mm.MLP(vocab, 2, 4, 8, seed=3)
+    for kw in (dict(), dict(temperature=3.0, prefix=words[0][:1]), dict(max_len=1)):
+        names = model.sample(300, seed=5, **kw)
+        prefix = vocab.encode(kw.get("prefix", ""))
+        ids = model.sample_ids(300, seed=5, prefix=prefix, **{k: v for k, v in kw.items() if k != "prefix"})
+        assert names == [vocab.decode(row[row > 0]) for row in ids]
+        assert any(len(name) > len(kw.get("prefix", "")) for name in names)
+
+
 def test_bom_crlf_blank_lines_and_white_space(tmp_path):
     data = "\ufeff  anna \r\n\r\n\tbob\r\n   \r\n José\t\r\n\n\nzoë".encode("utf-8")
     assert mm.load_words(write(tmp_path, data)) == ["anna", "bob", "José", "zoë"]

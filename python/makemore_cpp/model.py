@@ -277,14 +277,17 @@ class MLP:
         if "." in prefix:
             raise ValueError(f"prefix {prefix!r} contains '.', which ends a name")
         # The names come as ids, each ended by 0: map them to code points, 0 to a separator that is
-        # not in the vocabulary, and split one string.
+        # not in the vocabulary, and split one string (decoded from one byte a character when every
+        # code point is below 256, as the lecture's are: a quarter of the bytes to decode).
         sep = next(ch for ch in map(chr, range(10, 0x110000)) if ch not in self.vocab.stoi)
         codes = np.array([ord(sep)] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
+        codes, encoding = (codes.astype(np.uint8), "latin-1") if codes.max() < 256 else (codes, "utf-32-le")
         names: list[str] = []
         with self._exclusive():
             for flat in self._sample_chunks(n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True):
-                text = codes[flat].tobytes().decode("utf-32-le")
-                names += text.split(sep)[:-1]
+                parts = codes[flat].tobytes().decode(encoding).split(sep)
+                parts.pop()  # after the last name's separator
+                names += parts
         return names
 
     # ---------------------------------------------------------------- files and torch
