@@ -84,18 +84,25 @@ static double char_weights(const T* l, int V, double temperature, int top_k, T* 
     return run;
 }
 
-// The first character whose running sum exceeds target (a binary search: cum only grows, and only
-// where a weight is positive); the last possible one if rounding left target past the end.
+// The first character whose running sum exceeds target (cum only grows, and only where a weight
+// is positive: the count of sums <= target); the last possible one if rounding left target past
+// the end.
 static inline int pick_char(const double* cum, int V, double target) {
     if (__builtin_expect(!(cum[V - 1] > target), 0)) {
         int v = V - 1;
         while (v > 0 && cum[v - 1] == cum[v]) --v;  // the last v with a positive weight
         return v;
     }
-    // Branch-free: pos counts the entries <= target.
+    // The entries <= target, counted W at a time: no load waits for another (a binary search's
+    // loads are a chain, each waiting for the last, from the cache level the table sits in).
+    constexpr int W = VT<double>::W;
+    const vec<double> t = vset<double>(target);
+    ivec<double> n{};
+    int v = 0;
+    for (; v + W <= V; v += W) n -= vload(cum + v) <= t;  // a true lane is -1
     int pos = 0;
-    for (int step = 1 << (31 - __builtin_clz((unsigned)V)); step > 0; step >>= 1)
-        pos = (pos + step <= V && cum[pos + step - 1] <= target) ? pos + step : pos;
+    for (int i = 0; i < W; ++i) pos += (int)n[i];
+    for (; v < V; ++v) pos += cum[v] <= target;
     return pos;
 }
 
