@@ -475,7 +475,7 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     const Layout& L = *pv.lay;
     const T* p = pv.p;
     const int Lh = c.L;
-    const int64_t Vp = padded(c.V), ld0 = L.ld[0];
+    const int64_t Vp = padded(c.V);
     T* h[MAX_HIDDEN];
     T* hd[MAX_HIDDEN];
     T* mask[MAX_HIDDEN];
