@@ -327,6 +327,43 @@ PYBIND11_MODULE(_core, mod) {
                     for (int q = 0; q < param_count(m.cfg); ++q) arena_write(m.cfg, m.lay, m.elem, arena, q, (**arrays)[q].data());
         });
 
+    // Names as strings: ids one after another, each name ended by 0, and the code point of each id
+    // (codes[0], for '.', unused). One str a name, made directly (no intermediate string to split).
+    mod.def("decode_names", [](carray<int32_t> ids, carray<uint32_t> codes) {
+        const int32_t* p = ids.data();
+        const int64_t n = ids.size(), V = codes.size();
+        const uint32_t* cp = codes.data();
+        uint32_t maxchar = 0;
+        for (int64_t v = 1; v < V; ++v) maxchar = cp[v] > maxchar ? cp[v] : maxchar;
+        require(maxchar <= 0x10ffff, "codes must be Unicode code points");
+        require(n == 0 || p[n - 1] == 0, "ids must end with 0");
+        int64_t names = 0;
+        bool ok = true;
+        for (int64_t i = 0; i < n; ++i) {
+            ok &= (uint32_t)p[i] < (uint64_t)V;
+            names += p[i] == 0;
+        }
+        require(ok, "ids must be below len(codes)");
+        py::list out(names);
+        for (int64_t i = 0, k = 0; k < names; ++k) {
+            int64_t len = 0;
+            uint32_t most = 0;  // a str's own largest code point sets its storage (CPython compares by it)
+            for (; p[i + len] != 0; ++len) most = cp[p[i + len]] > most ? cp[p[i + len]] : most;
+            PyObject* s = PyUnicode_New(len, most);
+            if (!s) throw py::error_already_set();
+            const int kind = PyUnicode_KIND(s);
+            void* data = PyUnicode_DATA(s);
+            if (kind == PyUnicode_1BYTE_KIND)
+                for (int64_t j = 0; j < len; ++j) ((Py_UCS1*)data)[j] = (Py_UCS1)cp[p[i + j]];
+            else if (kind == PyUnicode_2BYTE_KIND)
+                for (int64_t j = 0; j < len; ++j) ((Py_UCS2*)data)[j] = (Py_UCS2)cp[p[i + j]];
+            else
+                for (int64_t j = 0; j < len; ++j) ((Py_UCS4*)data)[j] = cp[p[i + j]];
+            PyList_SET_ITEM(out.ptr(), k, s);
+            i += len + 1;
+        }
+        return out;
+    });
     mod.def("set_num_threads", [](int n) {
         require(n >= 1, "threads must be >= 1");
         pool_set_threads(n);

@@ -9,6 +9,9 @@
 
 #include <cstdint>
 #include <type_traits>
+#if defined(__AVX2__)
+#include <immintrin.h>  // simd.h: count_le
+#endif
 
 #include "common.h"
 #include "rng.h"

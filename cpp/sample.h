@@ -11,7 +11,7 @@
 // Two ways to the same draws:
 //   - when the contexts are few (V^T of them) next to the characters to draw, the running sums of
 //     every context are tabulated once (all contexts through the forward pass of eval.h, in
-//     batches) and each character is a lookup and a binary search;
+//     batches) and each character is a lookup and a count of the sums <= the draw;
 //   - otherwise each thread keeps up to SLOTS names in flight and runs the model on all of them at
 //     once, refilling a slot as soon as its name ends.
 //
@@ -20,8 +20,13 @@
 
 static constexpr int SLOTS = 64;
 
+// Running sums are stored in rows of cum_stride(V) doubles, whole cache lines: cum[0..V) and then
+// +inf, which no draw reaches (pick_char counts the sums <= the draw).
+static inline int cum_stride(int V) { return (V + 7) / 8 * 8; }
+
 // The weights of one row of logits: w[v] (as T; 0 outside the top_k), their running sums cum[v]
-// in double, and the most likely character. Returns the sum of the weights (cum[V-1]).
+// in double (a row of cum_stride(V)), and the most likely character. Returns the sum of the
+// weights (cum[V-1]).
 template <class T>
 static double char_weights(const T* l, int V, double temperature, int top_k, T* w, double* cum, int* best_out) {
     int best = 0;
@@ -81,29 +86,22 @@ static double char_weights(const T* l, int V, double temperature, int top_k, T* 
         run += (double)w[v];
         cum[v] = run;
     }
+    for (int v = V; v < cum_stride(V); ++v) cum[v] = __builtin_inf();
     return run;
 }
 
-// The first character whose running sum exceeds target (cum only grows, and only where a weight
-// is positive: the count of sums <= target); the last possible one if rounding left target past
-// the end.
-static inline int pick_char(const double* cum, int V, double target) {
+// The first character whose running sum exceeds target, in a row of `lines` lines of 8 sums (cum only
+// grows, and only where a weight is positive: it is the count of sums <= target); the last possible
+// one if rounding left target past the end.
+static inline int pick_char(const double* cum, int V, int lines, double target) {
     if (__builtin_expect(!(cum[V - 1] > target), 0)) {
         int v = V - 1;
         while (v > 0 && cum[v - 1] == cum[v]) --v;  // the last v with a positive weight
         return v;
     }
-    // The entries <= target, counted W at a time: no load waits for another (a binary search's
-    // loads are a chain, each waiting for the last, from the cache level the table sits in).
-    constexpr int W = VT<double>::W;
-    const vec<double> t = vset<double>(target);
-    ivec<double> n{};
-    int v = 0;
-    for (; v + W <= V; v += W) n -= vload(cum + v) <= t;  // a true lane is -1
-    int pos = 0;
-    for (int i = 0; i < W; ++i) pos += (int)n[i];
-    for (; v < V; ++v) pos += cum[v] <= target;
-    return pos;
+    // Counted a line (8 sums) at a time, no load waiting for another (a binary search's loads are
+    // a chain, each waiting for the last, from the cache level the table sits in).
+    return count_le(cum, lines, target);
 }
 
 // Rewrite the (n, max_len + 1) rows of out, each a name ended by 0, in place as the names one after
@@ -121,6 +119,93 @@ static int64_t compact_names(int32_t* out, int64_t n, int max_len) {
     return w;
 }
 
+// Names [lo, hi) from the table of running sums cum (rows of cum_stride(V), LINES lines each, or
+// any number when LINES is 0) and most likely characters best, into the rows lo.. of a->out: one row
+// each, or, when compact, one after another from row lo's start (touching only the memory it fills).
+// Returns the end of what it wrote when compact.
+//
+// LANES names are drawn side by side, a character each in turn: each draw waits for the row of the
+// table that the name's last draw chose, and independent names hide that wait. A lane whose name
+// ends takes the next name at once. The names of a window of `win` are drawn into the rows of
+// stage, each after T zeros (the context of its first character), and then copied out in order.
+static constexpr int LANES = 8;
+template <int LINES>
+static int64_t draw_tabulated(const double* cum, const int32_t* best, int V, int Tt, int64_t hi_digit, uint64_t ks,
+                              const SampleArgs& a, int64_t lo, int64_t hi, int32_t* stage, int64_t win) {
+    const int Vs = cum_stride(V), lines = LINES ? LINES : Vs / 8, ml = a.max_len, plen = a.plen;
+    const int64_t rs = Tt + ml + 1;  // a staged row: T zeros, the name, its 0
+    const int32_t* const prefix = a.prefix;
+    int32_t* const out = a.out;
+    const bool compact = a.compact, greedy = a.temperature == 0;
+    int64_t w = lo * (ml + 1);
+    for (int64_t w0 = lo; w0 < hi; w0 += win) {
+        const int wn = (int)(hi - w0 < win ? hi - w0 : win);
+        int lens[256];  // each name's length (win <= 256)
+        int32_t* row[LANES];
+        int q_of[LANES], len[LANES];
+        int64_t k[LANES];   // the context of the next character, as a number (eval.h: context_count)
+        uint64_t z[LANES];  // the next draw's key + counter * GOLDEN (rng.h), a character's step apart
+        int next = 0, active = 0;
+        // Put the window's next name that still needs characters into lane j (a name the prefix
+        // fills to max_len is done at once); false when the window has none left.
+        auto start = [&](int j) {
+            while (next < wn) {
+                const int q = next++;
+                int32_t* r = stage + q * rs + Tt;
+                int64_t kk = 0;
+                int l = 0;
+                for (; l < plen && l < ml; ++l) {
+                    r[l] = prefix[l];
+                    kk = (kk - r[l - Tt] * hi_digit) * V + r[l];
+                }
+                if (l < ml) {
+                    row[j] = r, q_of[j] = q, len[j] = l, k[j] = kk;
+                    z[j] = ks + ((uint64_t)(a.first + w0 + q) * (1ull << 20) + l) * rng::GOLDEN;
+                    return true;
+                }
+                r[l] = 0;
+                lens[q] = l;
+            }
+            return false;
+        };
+        while (active < LANES && start(active)) ++active;
+        while (active > 0) {
+            for (int j = 0; j < active; ++j) {
+                const int l = len[j];
+                const double* crow = cum + k[j] * Vs;
+                int v;
+                if (greedy) {
+                    v = best[k[j]];
+                } else {
+                    v = pick_char(crow, V, lines, rng::uniform(rng::mix64(z[j])) * crow[V - 1]);
+                    z[j] += rng::GOLDEN;  // rng::draw(ks, counter + 1)
+                }
+                int32_t* r = row[j];
+                if (v != 0) {
+                    r[l] = v;
+                    k[j] = (k[j] - r[l - Tt] * hi_digit) * V + v;
+                    len[j] = l + 1;
+                    if (l + 1 < ml) continue;
+                }
+                r[len[j]] = 0;  // the name ends: '.' drawn, or max_len reached
+                lens[q_of[j]] = len[j];
+                if (!start(j)) {  // no names left for this lane: the last active one moves here
+                    --active;
+                    row[j] = row[active], q_of[j] = q_of[active], len[j] = len[active], k[j] = k[active], z[j] = z[active];
+                    --j;  // and draws now
+                }
+            }
+        }
+        for (int q = 0; q < wn; ++q) {
+            const int32_t* r = stage + q * rs + Tt;
+            int32_t* o = compact ? out + w : out + (w0 + q) * (ml + 1);
+            for (int i = 0; i <= lens[q]; ++i) o[i] = r[i];
+            w += lens[q] + 1;
+        }
+    }
+    return w;
+}
+
 template <class T>
 static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     const Config& c = *pv.cfg;
@@ -133,16 +218,18 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     T* P = (T*)tables.p;
     const double per_row = row_macs(c);
     // Tabulate when the contexts are at most an eighth of the characters to draw (about 8 a name)
-    // and their running sums fit in 256 MiB.
-    const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (V + 2)));
+    // and their running sums fit in 256 MiB (makemore_cpp/model.py: _sample_chunks, the same rule).
+    const int Vs = cum_stride(V);
+    const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (Vs + 1)));
     const bool have = a->table && a->table->mem;  // a table from an earlier call (same parameters)
-    const bool tabulate = have || (nctx * (V + 2) * 8 <= ((int64_t)256 << 20) && nctx <= a->n);
+    const bool tabulate = have || (nctx * (Vs + 1) * 8 <= ((int64_t)256 << 20) && nctx <= a->n);
     int np = parts_for(per_row * (double)(tabulate ? nctx : 8 * a->n));
     if (!have) full_tables<T>(c, L, p, P, np);
 
     if (tabulate) {
-        // cum (nctx, V), sum (nctx), best (nctx): the caller's table when it has one, else ours
-        const size_t dist_bytes = sizeof(double) * nctx * (V + 1) + sizeof(int32_t) * nctx;
+        // cum (nctx, Vs), best (nctx): the caller's table when it has one, else ours. A context's
+        // row is whole cache lines; its last sum, cum[V-1], is the sum of its weights.
+        const size_t dist_bytes = sizeof(double) * nctx * Vs + sizeof(int32_t) * nctx;
         Mem own(a->table ? 0 : dist_bytes, !a->table);
         if (a->table && !have) {
             a->table->mem = mm::aligned_malloc(dist_bytes);
@@ -150,8 +237,7 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
             a->table->nctx = nctx;
         }
         double* cum = (double*)(a->table ? a->table->mem : own.p);
-        double* sums = cum + nctx * V;
-        int32_t* best = (int32_t*)(sums + nctx);
+        int32_t* best = (int32_t*)(cum + nctx * Vs);
         const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt + sizeof(T) * Vp);
         Mem scratch(have ? 0 : bytes * np, false);
         const int64_t nchunks = have ? 0 : (nctx + ROWS - 1) / ROWS;
@@ -169,76 +255,28 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
                 rows_forward<T>(c, L, p, P, ctx, rows, s);
                 for (int r = 0; r < rows; ++r) {
                     int b;
-                    sums[c0 + r] = char_weights<T>(s.logits + r * Vp, V, a->temperature, a->top_k, w, cum + (c0 + r) * V, &b);
+                    char_weights<T>(s.logits + r * Vp, V, a->temperature, a->top_k, w, cum + (c0 + r) * Vs, &b);
                     best[c0 + r] = b;
                 }
             }
         });
-        // Each part draws names [lo, hi) into the rows lo.. of out: one row each, or, when compact,
-        // one after another from row lo's start (touching only the memory it fills). GROUP names
-        // are drawn side by side, a character each in turn: each draw waits for a row of the
-        // table that the previous draw chose, and independent names hide that wait.
-        constexpr int GROUP = 8;
+        // Each part draws names [lo, hi) into the rows lo.. of out (draw_tabulated).
         const int ml = a->max_len;
-        const size_t gbytes = sizeof(int32_t) * GROUP * (ml + 1 + Tt);
-        Mem groups(gbytes * np);
+        const int64_t win = ml + 1 >= (1 << 15) ? LANES : (1 << 18) / (ml + 1) < 256 ? (1 << 18) / (ml + 1) : 256;
+        const size_t sbytes = sizeof(int32_t) * win * (Tt + ml + 1);
+        Mem stage(sbytes * np);  // zeros: the T ids before each staged name
         int64_t ends[MAX_PARTS];
-        int64_t hi_digit = nctx / V;  // V^(T-1): the weight of the oldest id in a context number
         parallel(np, [&](int part, int n) {
             int64_t lo, hi;
             split_range(a->n, part, n, &lo, &hi);
-            int32_t* gbuf = (int32_t*)((char*)groups.p + gbytes * part);  // GROUP rows of ml + 1
-            int32_t* ring = gbuf + GROUP * (ml + 1);                      // GROUP x T ids
-            int64_t w = lo * (ml + 1);
-            for (int64_t g0 = lo; g0 < hi; g0 += GROUP) {
-                const int gn = (int)(hi - g0 < GROUP ? hi - g0 : GROUP);
-                int64_t k[GROUP];
-                int len[GROUP], pos[GROUP];
-                bool live[GROUP];
-                int alive = 0;
-                for (int j = 0; j < gn; ++j) {
-                    int32_t* out = a->compact ? gbuf + j * (ml + 1) : a->out + (g0 + j) * (ml + 1);
-                    k[j] = 0;
-                    len[j] = 0;
-                    pos[j] = 0;
-                    for (int t = 0; t < Tt; ++t) ring[j * Tt + t] = 0;
-                    for (; len[j] < a->plen && len[j] < ml; ++len[j]) {
-                        const int v = a->prefix[len[j]];
-                        out[len[j]] = v;
-                        k[j] = (k[j] - ring[j * Tt + pos[j]] * hi_digit) * V + v;
-                        ring[j * Tt + pos[j]] = v;
-                        pos[j] = pos[j] + 1 == Tt ? 0 : pos[j] + 1;
-                    }
-                    live[j] = len[j] < ml;
-                    if (!live[j]) out[len[j]] = 0;
-                    alive += live[j];
-                }
-                while (alive > 0) {
-                    for (int j = 0; j < gn; ++j) {
-                        if (!live[j]) continue;
-                        int32_t* out = a->compact ? gbuf + j * (ml + 1) : a->out + (g0 + j) * (ml + 1);
-                        const uint64_t u = rng::draw(ks, (uint64_t)(a->first + g0 + j) * (1ull << 20) + len[j]);
-                        const int v = a->temperature == 0 ? best[k[j]] : pick_char(cum + k[j] * V, V, rng::uniform(u) * sums[k[j]]);
-                        if (v != 0) {
-                            out[len[j]++] = v;
-                            k[j] = (k[j] - ring[j * Tt + pos[j]] * hi_digit) * V + v;
-                            ring[j * Tt + pos[j]] = v;
-                            pos[j] = pos[j] + 1 == Tt ? 0 : pos[j] + 1;
-                        }
-                        if (v == 0 || len[j] == ml) {
-                            out[len[j]] = 0;
-                            live[j] = false;
-                            --alive;
-                        }
-                    }
-                }
-                if (a->compact)
-                    for (int j = 0; j < gn; ++j) {
-                        for (int q = 0; q <= len[j]; ++q) a->out[w + q] = gbuf[j * (ml + 1) + q];
-                        w += len[j] + 1;
-                    }
+            int32_t* sbuf = (int32_t*)((char*)stage.p + sbytes * part);
+            switch (Vs / 8) {  // the lines of a row known when compiled, for the vocabularies that fit 4
+                case 1: ends[part] = draw_tabulated<1>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
+                case 2: ends[part] = draw_tabulated<2>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
+                case 3: ends[part] = draw_tabulated<3>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
+                case 4: ends[part] = draw_tabulated<4>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
+                default: ends[part] = draw_tabulated<0>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
             }
-            ends[part] = w;
         });
         if (!a->compact) return 0;
         int64_t w = 0;
@@ -291,7 +329,7 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
                 int b;
                 double sum = char_weights<T>(s.logits + i * Vp, V, a->temperature, a->top_k, w, cum, &b);
                 const uint64_t u = rng::draw(ks, (uint64_t)(a->first + name[i]) * (1ull << 20) + len[i]);
-                int v = a->temperature == 0 ? b : pick_char(cum, V, rng::uniform(u) * sum);
+                int v = a->temperature == 0 ? b : pick_char(cum, V, cum_stride(V) / 8, rng::uniform(u) * sum);
                 bool done = v == 0;
                 if (!done) {
                     a->out[name[i] * (a->max_len + 1) + len[i]++] = v;

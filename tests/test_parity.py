@@ -456,6 +456,34 @@ def test_tabulated_sampling_draws_the_same_names(kw):
     assert [list(r[r > 0]) for r in few] == theirs
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kw", [dict(max_len=3), dict(prefix=[2, 5], max_len=2), dict(prefix=[4, 1, 3], max_len=7, temperature=1.7),
+                                dict(max_len=12, temperature=2.5, top_k=6)])
+def test_tabulated_sampling_refills_lanes_and_windows_in_order(isa, threads, kw):
+    """The tabulated sampler keeps several names in flight and starts the next as soon as one ends;
+    compact output (what sample() decodes) is drawn a window of names at a time. Across windows
+    and parts, with names cut by max_len or filled by the prefix, every name is the reference's,
+    in order, and compact output is the padded rows' names one after another."""
+    from makemore_cpp import _core
+    model = _trained_small()
+    prefix = np.array(kw.get("prefix", ()), np.int32)
+    args = (7, 0, 1300, kw.get("temperature", 1.0), kw.get("top_k", 0), prefix, kw["max_len"])
+    before = mm.get_num_threads()
+    mm.set_num_threads(threads)
+    try:
+        rows = model._m.sample(*args, False, None)     # 1300 names > 169 contexts: tabulated
+        flat = model._m.sample(*args, True, None)
+    finally:
+        mm.set_num_threads(before)
+    names = [list(r[r > 0]) for r in rows]
+    assert flat.tolist() == [i for name in names for i in name + [0]]
+    picks = list(range(0, 1300, 97)) + [1299]
+    theirs = [ref.sample(model.get_params(), 1, seed=7, temperature=kw.get("temperature", 1.0), top_k=kw.get("top_k"),
+                         prefix=kw.get("prefix", ()), max_len=kw["max_len"], first=i)[0] for i in picks]
+    assert [names[i] for i in picks] == theirs
+    assert max(len(n) for n in names) == kw["max_len"]  # some names are cut by max_len
+
+
 def _trained_small(V=13, T=2, dtype="float64", seed=2):
     model = mm.MLP(V, T, 5, 40, seed=seed, init="kaiming", dtype=dtype)
     rng = np.random.default_rng(seed)

@@ -82,6 +82,10 @@ class Trainer:
         """Replace the moment buffers (None exactly where the optimizer keeps none)."""
 
 
+def decode_names(ids: _I32, codes: npt.NDArray[np.uint32], /) -> list[str]:
+    """Names as strings from ids one after another, each name ended by 0: id v is the character
+    ``chr(codes[v])`` (``codes[0]`` unused)."""
+
 def set_num_threads(n: int, /) -> None:
     """Threads of the core's pool (>= 1)."""
 def get_num_threads() -> int:

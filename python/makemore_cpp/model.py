@@ -241,11 +241,12 @@ class MLP:
         first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
         most = max(1, SAMPLE_CHUNK_CELLS // max_len)
         # The core tabulates every context's distribution when a call draws at least as many names
-        # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h): then give every
-        # call that many names, or the first calls would take the slow path.
+        # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h: rows of the
+        # vocabulary size rounded up to 8 doubles, and a best character): then give every call
+        # that many names, or the first calls would take the slow path.
         n_contexts = self.vocab_size ** self.block_size
         least = 1
-        if n_contexts <= n and n_contexts * (self.vocab_size + 2) * 8 <= (256 << 20):
+        if n_contexts <= n and n_contexts * ((self.vocab_size + 7) // 8 * 8 + 1) * 8 <= (256 << 20):
             least = n_contexts
             first, most = max(first, least), max(most, least)
         # The first call that tabulates leaves the table to the next ones (the core checks that it
@@ -276,18 +277,12 @@ class MLP:
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if "." in prefix:
             raise ValueError(f"prefix {prefix!r} contains '.', which ends a name")
-        # The names come as ids, each ended by 0: map them to code points, 0 to a separator that is
-        # not in the vocabulary, and split one string (decoded from one byte a character when every
-        # code point is below 256, as the lecture's are: a quarter of the bytes to decode).
-        sep = next(ch for ch in map(chr, range(10, 0x110000)) if ch not in self.vocab.stoi)
-        codes = np.array([ord(sep)] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
-        codes, encoding = (codes.astype(np.uint8), "latin-1") if codes.max() < 256 else (codes, "utf-32-le")
+        # The names come as ids, each ended by 0; the core makes each one a str from the code points.
+        codes = np.array([0] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
         names: list[str] = []
         with self._exclusive():
             for flat in self._sample_chunks(n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True):
-                parts = codes[flat].tobytes().decode(encoding).split(sep)
-                parts.pop()  # after the last name's separator
-                names += parts
+                names += _core.decode_names(flat, codes)
         return names
 
     # ---------------------------------------------------------------- files and torch
