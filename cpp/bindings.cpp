@@ -4,7 +4,9 @@
 // model used by one thread at a time. Arguments arrive validated and converted by the Python
 // package (makemore_cpp/_validate.py): C-contiguous int32 (or, for training, uint8) indices in
 // range, the model's dtype. The checks here are the last line against memory errors in shapes and
-// types, not the user's error messages; the indices' range is not checked again.
+// types, not the user's error messages; the indices' range is not checked again, except by
+// evaluate, whose kernels check the ids in the pass that reads them (IndexError if one is out of
+// range: the package then finds it and names it).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -241,14 +243,16 @@ PYBIND11_MODULE(_core, mod) {
                      logits = a;
                  }
                  BusyGuard g(m);
+                 bool ok;
                  {
                      py::gil_scoped_release nogil;
                      const int32_t* y = Y ? Y->data() : nullptr;
                      if (m.elem == 4)
-                         isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out, dedup);
+                         ok = isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out, dedup);
                      else
-                         isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out, dedup);
+                         ok = isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out, dedup);
                  }
+                 if (!ok) throw py::index_error("X or Y holds an id outside [0, vocabulary size)");
                  return py::make_tuple(chunks, logits);
              })
         .def("sample",

@@ -182,7 +182,8 @@ struct Kernels {
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
     // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits into out (if out).
     // With dedup, each distinct context is computed once when that is possible (same results).
-    void (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
+    // False if an id of X or Y is not below V (checked before it is used).
+    bool (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup);
     int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);

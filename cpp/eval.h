@@ -98,16 +98,27 @@ static inline int64_t context_count(int V, int Tt, int64_t limit) {
     return n;
 }
 
+// Whether every id of a[0..n) is in [0, V). evaluate checks the ids it is given in the pass that
+// reads them, before using any as an index: the package sends int32 arrays without checking them
+// first (makemore_cpp/_validate.py: index_array), a pass over them less.
+static inline bool ids_below(const int32_t* a, int64_t n, int V) {
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) ok &= (uint32_t)a[i] < (uint32_t)V;
+    return ok;
+}
+
 // Rows r0..r1 of contexts X (N, T): each row's context number into kr[r], and mark[k] = 1 for
-// each number k that occurs. A slab of keys first, then its marks: with TT (= T) known at compile
-// time the keys' loop is vectorised, and a mark is one byte stored, where a bit set in a word is
-// a load and a store that wait for the last store to the same word.
+// each number k that occurs; false, and marks for only some of the rows, if an id is not below V.
+// A slab of keys first, then its marks: with TT (= T) known at compile time the keys' loop is
+// vectorised, and a mark is one byte stored, where a bit set in a word is a load and a store that
+// wait for the last store to the same word.
 template <int TT>
-static void context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, int Tt, int V, int32_t* __restrict kr,
+static bool context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, int Tt, int V, int32_t* __restrict kr,
                          uint8_t* __restrict mark) {
     const int T = TT ? TT : Tt;
     for (int64_t s0 = r0; s0 < r1; s0 += 512) {
         const int64_t s1 = r1 - s0 < 512 ? r1 : s0 + 512;
+        if (!ids_below(X + s0 * T, (s1 - s0) * T, V)) return false;
         for (int64_t r = s0; r < s1; ++r) {
             int32_t k = 0;
             for (int t = 0; t < T; ++t) k = k * V + X[r * T + t];
@@ -115,8 +126,9 @@ static void context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, in
         }
         for (int64_t r = s0; r < s1; ++r) mark[kr[r]] = 1;
     }
+    return true;
 }
-static inline void context_keys_any(const int32_t* X, int64_t r0, int64_t r1, int Tt, int V, int32_t* kr, uint8_t* mark) {
+static inline bool context_keys_any(const int32_t* X, int64_t r0, int64_t r1, int Tt, int V, int32_t* kr, uint8_t* mark) {
     switch (Tt) {  // the lecture's 27 characters fit a table of contexts up to 5 positions
         case 1: return context_keys<1>(X, r0, r1, Tt, V, kr, mark);
         case 2: return context_keys<2>(X, r0, r1, Tt, V, kr, mark);
@@ -139,6 +151,43 @@ static void for_chunks(int np, int64_t nchunks, int64_t grain, F&& f) {
     });
 }
 
+// f(part, blk) for the blocks blk < nblocks on np parts: part p takes the blocks of its own share
+// (split_range) in order, then takes over the last blocks of the other shares still left. So a part
+// reads the rows it handled in an earlier phase split the same way (kept in its core's cache),
+// unless the host slows a thread down, when the other takes over its last blocks.
+template <class F>
+static void for_blocks_home(int np, int64_t nblocks, F&& f) {
+    struct alignas(64) Share {
+        uint64_t w;  // the share's next block (low half) and its end (high half)
+    };
+    Share share[MAX_PARTS];
+    for (int p = 0; p < np; ++p) {
+        int64_t lo, hi;
+        split_range(nblocks, p, np, &lo, &hi);
+        share[p].w = (uint64_t)lo | (uint64_t)hi << 32;
+    }
+    parallel(np, [&](int part, int n) {
+        for (int o = 0; o < n; ++o) {
+            uint64_t* w = &share[(part + o) % n].w;
+            for (uint64_t x = __atomic_load_n(w, __ATOMIC_RELAXED); (uint32_t)x < (uint32_t)(x >> 32);) {
+                // the owner from the front, the others from the back
+                const uint64_t y = o == 0 ? x + 1 : x - ((uint64_t)1 << 32);
+                if (__atomic_compare_exchange_n(w, &x, y, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                    f(part, o == 0 ? (int64_t)(uint32_t)x : (int64_t)(x >> 32) - 1);
+            }
+        }
+    });
+}
+
+// Bring the cache lines of [p, p + bytes) to this core: one load a line, in order.
+static inline void fetch_lines(const void* p, int64_t bytes) {
+    const char* q = (const char*)((uintptr_t)p & ~(uintptr_t)63);
+    const char* e = (const char*)p + bytes;
+    char sink = 0;
+    for (; q < e; q += 64) sink ^= *(const volatile char*)q;
+    (void)sink;
+}
+
 // The sum, in order, of n chunk sums.
 static inline double block_sum(const double* cs, int n) {
     double s = 0;
@@ -146,8 +195,9 @@ static inline double block_sum(const double* cs, int n) {
     return s;
 }
 
+// Returns false, with block_loss and out unfinished, if an id of X or Y is not below V.
 template <class T>
-static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
+static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
@@ -178,11 +228,16 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         int32_t* id = (int32_t*)table.p;
         int32_t* kr = (int32_t*)keys.p;            // each row's context number
         int32_t* ukey = kr + N;                    // each distinct context's number
+        const int64_t nblocks = (N + SUM_ROWS - 1) / SUM_ROWS;
+        bool bad[MAX_PARTS] = {};
         parallel(npn, [&](int part, int n) {
-            int64_t r0, r1;
-            split_range(N, part, n, &r0, &r1);
-            context_keys_any(X, r0, r1, Tt, V, kr, (uint8_t*)marks.p + part * stride);
+            int64_t b0, b1;  // whole blocks, the shares for_blocks_home gives the losses' pass
+            split_range(nblocks, part, n, &b0, &b1);
+            bad[part] = !context_keys_any(X, b0 * SUM_ROWS, b1 * SUM_ROWS < N ? b1 * SUM_ROWS : N, Tt, V, kr,
+                                          (uint8_t*)marks.p + part * stride);
         });
+        for (int q = 0; q < npn; ++q)
+            if (bad[q]) return false;
         int64_t nu = 0;
         for (int64_t w = 0; w < stride / 8; ++w) {
             uint64_t m = 0;
@@ -207,7 +262,10 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             full_tables<T>(c, L, p, P, np);
             const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt);
             Mem scratch(bytes * np);
+            Mem owners(uchunks, false);  // the part that computed each chunk of contexts
+            uint8_t* owner = (uint8_t*)owners.p;
             for_chunks(np, uchunks, 1, [&](int part, int64_t ch) {
+                owner[ch] = (uint8_t)part;
                 RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
                 int32_t* ctx = (int32_t*)s.extra;
                 const int64_t u0 = ch * ROWS;
@@ -223,9 +281,28 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // Each row's loss is its context's lse minus its target's logit. A block's 32 chunks
             // are summed four at a time side by side (each chunk's sum still in row order): one
             // chain of dependent additions would take longer than the loads.
-            const int64_t nblocks = (N + SUM_ROWS - 1) / SUM_ROWS;
-            for_chunks(parts_for((double)N * (out ? V * 4 : 64)), nblocks, 1, [&](int, int64_t blk) {
+            // On several threads, each first requests the cache lines it will gather from and that
+            // another thread wrote: the logits and lse of the contexts another part computed, and
+            // the contexts' indices. Requested in order, many at a time, they arrive sooner than
+            // when each gather waits for its own (measured: benchmarks/NOTES.md).
+            const int npr = parts_for((double)N * (out ? V * 4 : 64));
+            bool fetched[MAX_PARTS] = {};
+            for_blocks_home(npr, nblocks, [&](int part, int64_t blk) {
                 const int64_t b0 = blk * SUM_ROWS, b1 = N - b0 < SUM_ROWS ? N : b0 + SUM_ROWS;
+                if (Y && !ids_below(Y + b0, b1 - b0, V)) {
+                    bad[part] = true;
+                    return;
+                }
+                if (npr > 1 && !fetched[part]) {
+                    fetched[part] = true;
+                    for (int64_t ch = 0; ch < uchunks; ++ch) {
+                        if (owner[ch] == part) continue;
+                        const int64_t u0 = ch * ROWS, u1 = nu - u0 < ROWS ? nu : u0 + ROWS;
+                        fetch_lines(U + u0 * Vp, sizeof(T) * (u1 - u0) * Vp);
+                        fetch_lines(lse + u0, sizeof(double) * (u1 - u0));
+                    }
+                    for (int64_t u = 0; u < nu; ++u) __builtin_prefetch(id + ukey[u]);
+                }
                 if (out)
                     for (int64_t r = b0; r < b1; ++r) __builtin_memcpy(out + r * V, U + id[kr[r]] * Vp, sizeof(T) * V);
                 if (!Y) return;
@@ -251,7 +328,9 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                 }
                 block_loss[blk] = block_sum(cs, nch);
             });
-            return;
+            for (int q = 0; q < npr; ++q)
+                if (bad[q]) return false;
+            return true;
         }
     }
 
@@ -266,10 +345,15 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     Mem scratch(bytes * np);
     Mem sums(sizeof(double) * (Y ? nchunks : 1), false);
     double* cs = (double*)sums.p;
+    bool bad[MAX_PARTS] = {};
     for_chunks(np, nchunks, 1, [&](int part, int64_t ch) {
         RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
         const int64_t r0 = ch * ROWS;
         const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
+        if (!ids_below(X + r0 * Tt, (int64_t)rows * Tt, V) || (Y && !ids_below(Y + r0, rows, V))) {
+            bad[part] = true;
+            return;
+        }
         rows_forward<T>(c, L, p, P, X + r0 * Tt, rows, s);
         if (out)
             for (int r = 0; r < rows; ++r) __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
@@ -280,7 +364,10 @@ static void evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             cs[ch] = sum;
         }
     });
+    for (int q = 0; q < np; ++q)
+        if (bad[q]) return false;
     if (Y)
         for (int64_t ch = 0; ch < nchunks; ch += CHUNKS)
             block_loss[ch / CHUNKS] = block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
+    return true;
 }

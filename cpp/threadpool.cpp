@@ -79,13 +79,16 @@ struct Pool {
     void work(int self) {
         uint64_t seen = 0;
         for (;;) {
-            // Spin for a short while: the next job of a training step is usually microseconds away.
+            // Spin for a short while: the next job of a training step is usually microseconds away,
+            // and the next call from a Python loop (loss() on each split, say) a fraction of a
+            // millisecond. Waking a sleeping worker costs the caller about 50 us here, and the
+            // worker about 70 us more before it starts (benchmarks/NOTES.md).
             auto t0 = std::chrono::steady_clock::now();
             int spins = 0;
             while (generation.load(std::memory_order_acquire) == seen) {
                 cpu_relax();
                 if (++spins % 256 == 0 &&
-                    std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200)) {
+                    std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(1000)) {
                     std::unique_lock<std::mutex> lk(mu);
                     cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen; });
                     break;

@@ -451,7 +451,8 @@ def test_threads_and_instruction_sets():
 
 def test_validation_happens_once_at_the_boundary(monkeypatch):
     """Arguments are checked and converted once: the core receives C-contiguous int32 ids and is
-    never called when a check fails (it validates nothing itself)."""
+    never called when a check fails (an id out of range in ids that are int32 already is the core's
+    to find in loss and logits: test_int32_ids_out_of_range_are_found_by_the_core_and_named)."""
     m = make_model()
     seen = []
     real = m._m
@@ -475,6 +476,48 @@ def test_validation_happens_once_at_the_boundary(monkeypatch):
         m.sample_ids(2, temperature=float("nan"))
     assert seen == []
     m._m = real
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("block_size", [3, 8], ids=["distinct contexts", "every row"])  # 27**8 contexts: every row
+@pytest.mark.parametrize("where, row, col, bad", [("X", 0, 0, V), ("X", 69_999, 2, -1), ("X", 41_000, 1, 2**31 - 1),
+                                                  ("Y", 69_999, None, -2**31), ("Y", 35_123, None, V),
+                                                  ("logits X", 52_000, 0, 1000)])
+def test_int32_ids_out_of_range_are_found_by_the_core_and_named(isa, threads, block_size, where, row, col, bad):
+    """loss() and logits() send C-contiguous int32 ids to the core unchecked: the core checks them
+    in the pass that reads them (on either thread's share of the rows, before using any as an
+    index). The call then raises the same IndexError as for any other array, naming the entry, and
+    changes nothing; with every id in range, the result is the one for the same ids as int64."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, V, (70_000, block_size)).astype(np.int32)
+    Y = rng.integers(0, V, 70_000).astype(np.int32)
+    m = make_model(block_size=block_size)
+    before, threads_before = snapshot(m), mm.get_num_threads()
+    mm.set_num_threads(threads)
+    try:
+        assert m.loss(X, Y) == m.loss(X.astype(np.int64), Y.astype(np.int64))
+        if where == "Y":
+            Y[row] = bad
+            pattern = rf"Y\[{row}\] = {bad}\b"
+        else:
+            X[row, col] = bad
+            pattern = rf"X\[{row}, {col}\] = {bad}\b"
+        with pytest.raises(IndexError, match=pattern):
+            m.logits(X) if where == "logits X" else m.loss(X, Y)
+    finally:
+        mm.set_num_threads(threads_before)
+    assert snapshot(m) == before
+
+
+def test_an_int32_id_out_of_range_in_a_later_call_into_the_core_is_named():
+    """loss() over more rows than one call into the core takes (2**18): an id out of range in the
+    second call's rows is named like one in the first."""
+    rng = np.random.default_rng(8)
+    X = rng.integers(0, V, (300_000, T)).astype(np.int32)
+    Y = rng.integers(0, V, 300_000).astype(np.int32)
+    Y[299_999] = -7
+    with pytest.raises(IndexError, match=r"Y\[299999\] = -7\b"):
+        make_model().loss(X, Y)
 
 
 # ------------------------------------------------------------------------------------ tiny temperatures

@@ -50,11 +50,14 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.ndarray:
+def index_array(a: Any, name: str, shape: tuple, high: int, what: str, core_checks: bool = False) -> np.ndarray:
     """Integer indices of any integer dtype, order or strides, checked against 0 <= a < high, as a
     C-contiguous int32 array (a copy only when ``a`` is not one already).
 
     ``shape`` holds the expected dimensions, None for any length. ``what`` names ``high``.
+    ``core_checks``: the range of an array that goes to the core as it is (C-contiguous int32) is
+    left to the core, which checks it in the pass that reads it (a pass over the ids less); the
+    caller then names an id out of range by calling again without it.
     """
     try:
         arr = to_numpy(a)
@@ -66,6 +69,8 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str) -> np.nda
     want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
     if arr.ndim != len(shape) or any(s is not None and arr.shape[i] != s for i, s in enumerate(shape)):
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if core_checks and arr.dtype == np.dtype(np.int32) and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
     # One pass over the ids: read as unsigned, a negative id is larger than any valid one.
     if arr.size and (arr.view(arr.dtype.str.replace("i", "u")) if arr.dtype.kind == "i" else arr).max() >= high:
         lo, hi = arr.min(), arr.max()
@@ -84,17 +89,17 @@ def core_array(a: Any, dtype: Any) -> np.ndarray:
     return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
 
 
-def contexts(model: Any, X: Any, xname: str = "X") -> np.ndarray:
+def contexts(model: Any, X: Any, xname: str = "X", core_checks: bool = False) -> np.ndarray:
     """Contexts X (N, block_size) for ``model``, as int32."""
-    return index_array(X, xname, (None, model.block_size), model.vocab_size, "the vocabulary size")
+    return index_array(X, xname, (None, model.block_size), model.vocab_size, "the vocabulary size", core_checks)
 
 
-def rows(model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y") -> tuple[np.ndarray, np.ndarray]:
+def rows(model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y", core_checks: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contexts X (N, block_size) and targets Y (N,) for ``model``, as int32."""
-    X = contexts(model, X, xname)
+    X = contexts(model, X, xname, core_checks)
     if Y is None:
         raise TypeError(f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None")
-    Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size")
+    Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size", core_checks)
     if len(Y) != len(X):
         raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")
     return X, Y

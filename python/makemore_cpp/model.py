@@ -196,13 +196,16 @@ class MLP:
 
     def loss(self, X: Any, Y: Any) -> float:
         """Mean cross-entropy over any number of rows, without a gradient."""
-        X, Y = v.rows(self, X, Y)
+        X, Y = v.rows(self, X, Y, core_checks=True)
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
         sums = []
-        with self._exclusive():
-            for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, SUM_ROWS):
-                sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
+        try:
+            with self._exclusive():
+                for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, SUM_ROWS):
+                    sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
+        except IndexError:
+            _name_the_bad_id(lambda: v.rows(self, X, Y))
         # The core sums the row losses of each block of SUM_ROWS rows in a fixed order, and every call
         # starts at a multiple of SUM_ROWS; fsum is exact: so the result does not depend on how the
         # rows were split between calls.
@@ -210,10 +213,13 @@ class MLP:
 
     def logits(self, X: Any) -> np.ndarray:
         """The logits (N, V) of the contexts X (N, block_size)."""
-        X = v.contexts(self, X)
-        with self._exclusive():
-            parts = [self._m.evaluate(X[a:b], None, True, True)[1]
-                     for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32)]
+        X = v.contexts(self, X, core_checks=True)
+        try:
+            with self._exclusive():
+                parts = [self._m.evaluate(X[a:b], None, True, True)[1]
+                         for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32)]
+        except IndexError:
+            _name_the_bad_id(lambda: v.contexts(self, X))
         return np.concatenate(parts) if parts else np.zeros((0, self.vocab_size), self.dtype)
 
     def _sample_chunks(self, n: int, seed: int, temperature: float, top_k: int | None, prefix: Sequence[int],
@@ -323,6 +329,16 @@ class MLP:
         model = cls(vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype)
         model.set_params(params)
         return model
+
+
+def _name_the_bad_id(check: Any) -> None:
+    """The core found an id out of range in arrays the package sent unchecked (core_checks): the
+    full check finds and names it. Raises."""
+    try:
+        check()
+    except IndexError as e:
+        raise e from None  # the core's own IndexError, which says less, is not shown with it
+    raise RuntimeError("the core reported an id out of range that the package's check does not find") from None
 
 
 def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> Iterator[tuple[int, int]]:
