@@ -151,7 +151,8 @@ static void for_chunks(int np, int64_t nchunks, int64_t grain, F&& f) {
     });
 }
 
-// f(part, blk) for the blocks blk < nblocks on np parts: part p takes the blocks of its own share
+// f(part, blk) for the blocks blk < nblocks (< 2^32: a share's next block and end are halves of
+// one word) on np parts: part p takes the blocks of its own share
 // (split_range) in order, then takes over the last blocks of the other shares still left. So a part
 // reads the rows it handled in an earlier phase split the same way (kept in its core's cache),
 // unless the host slows a thread down, when the other takes over its last blocks.
@@ -172,8 +173,10 @@ static void for_blocks_home(int np, int64_t nblocks, F&& f) {
             for (uint64_t x = __atomic_load_n(w, __ATOMIC_RELAXED); (uint32_t)x < (uint32_t)(x >> 32);) {
                 // the owner from the front, the others from the back
                 const uint64_t y = o == 0 ? x + 1 : x - ((uint64_t)1 << 32);
-                if (__atomic_compare_exchange_n(w, &x, y, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                if (__atomic_compare_exchange_n(w, &x, y, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
                     f(part, o == 0 ? (int64_t)(uint32_t)x : (int64_t)(x >> 32) - 1);
+                    x = y;  // a failed exchange reloads x; a successful one leaves it to us
+                }
             }
         }
     });
@@ -231,7 +234,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         const int64_t nblocks = (N + SUM_ROWS - 1) / SUM_ROWS;
         bool bad[MAX_PARTS] = {};
         parallel(npn, [&](int part, int n) {
-            int64_t b0, b1;  // whole blocks, the shares for_blocks_home gives the losses' pass
+            int64_t b0, b1;  // whole blocks, as for_blocks_home shares the losses' pass (the same shares with as many parts)
             split_range(nblocks, part, n, &b0, &b1);
             bad[part] = !context_keys_any(X, b0 * SUM_ROWS, b1 * SUM_ROWS < N ? b1 * SUM_ROWS : N, Tt, V, kr,
                                           (uint8_t*)marks.p + part * stride);
@@ -284,8 +287,10 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // On several threads, each first requests the cache lines it will gather from and that
             // another thread wrote: the logits and lse of the contexts another part computed, and
             // the contexts' indices. Requested in order, many at a time, they arrive sooner than
-            // when each gather waits for its own (measured: benchmarks/NOTES.md).
+            // when each gather waits for its own (measured: benchmarks/NOTES.md). Only when they
+            // fit a core's L2 cache (the lecture's: 0.7 MB): more would push each other out.
             const int npr = parts_for((double)N * (out ? V * 4 : 64));
+            const bool fetch = npr > 1 && nu * ((int64_t)sizeof(T) * Vp + (Y ? 8 : 0)) <= ((int64_t)1 << 20);
             bool fetched[MAX_PARTS] = {};
             for_blocks_home(npr, nblocks, [&](int part, int64_t blk) {
                 const int64_t b0 = blk * SUM_ROWS, b1 = N - b0 < SUM_ROWS ? N : b0 + SUM_ROWS;
@@ -293,13 +298,13 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                     bad[part] = true;
                     return;
                 }
-                if (npr > 1 && !fetched[part]) {
+                if (fetch && !fetched[part]) {
                     fetched[part] = true;
                     for (int64_t ch = 0; ch < uchunks; ++ch) {
                         if (owner[ch] == part) continue;
                         const int64_t u0 = ch * ROWS, u1 = nu - u0 < ROWS ? nu : u0 + ROWS;
                         fetch_lines(U + u0 * Vp, sizeof(T) * (u1 - u0) * Vp);
-                        fetch_lines(lse + u0, sizeof(double) * (u1 - u0));
+                        if (Y) fetch_lines(lse + u0, sizeof(double) * (u1 - u0));
                     }
                     for (int64_t u = 0; u < nu; ++u) __builtin_prefetch(id + ukey[u]);
                 }

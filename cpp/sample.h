@@ -262,7 +262,8 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         });
         // Each part draws names [lo, hi) into the rows lo.. of out (draw_tabulated).
         const int ml = a->max_len;
-        const int64_t win = ml + 1 >= (1 << 15) ? LANES : (1 << 18) / (ml + 1) < 256 ? (1 << 18) / (ml + 1) : 256;
+        const int64_t fit = (1 << 18) / (ml + 1);  // names of a window: 1 MiB of staging, 8 to 256 of them
+        const int64_t win = fit < LANES ? LANES : fit > 256 ? 256 : fit;
         const size_t sbytes = sizeof(int32_t) * win * (Tt + ml + 1);
         Mem stage(sbytes * np);  // zeros: the T ids before each staged name
         int64_t ends[MAX_PARTS];

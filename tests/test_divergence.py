@@ -139,6 +139,7 @@ def test_the_step_agrees_with_torch(data):
     NumPy's elementwise sum), while a BLAS that accumulates with fused multiply-adds keeps the sign
     of its first infinite sum and tanh turns it into +-1 (torch with MKL on an Intel CPU: a finite
     step-1 loss, 1.36e300). So torch's step-1 loss is not compared: its first layer is."""
+    import torch
     X, Y = data
     m = model("float64")
     init = m.get_params()
@@ -148,7 +149,6 @@ def test_the_step_agrees_with_torch(data):
     bidx = ref.batch_indices(2, 2, 32, len(X))
     with np.errstate(all="ignore"):
         losses, after0 = ref.train_replay(init, X, Y, 1e300, batch_indices=bidx[:1])
-        torch = pytest.importorskip("torch")
         emb = torch.tensor(after0["C"])[torch.as_tensor(X[bidx[1]], dtype=torch.long)].view(32, -1)
         pre = emb @ torch.tensor(after0["W1"]) + torch.tensor(after0["b1"])
     assert np.isfinite(losses[0]) and not torch.isfinite(pre).all()

@@ -456,32 +456,62 @@ def test_tabulated_sampling_draws_the_same_names(kw):
     assert [list(r[r > 0]) for r in few] == theirs
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("kw", [dict(max_len=3), dict(prefix=[2, 5], max_len=2), dict(prefix=[4, 1, 3], max_len=7, temperature=1.7),
-                                dict(max_len=12, temperature=2.5, top_k=6)])
-def test_tabulated_sampling_refills_lanes_and_windows_in_order(isa, threads, kw):
-    """The tabulated sampler keeps several names in flight and starts the next as soon as one ends;
-    compact output (what sample() decodes) is drawn a window of names at a time. Across windows
-    and parts, with names cut by max_len or filled by the prefix, every name is the reference's,
-    in order, and compact output is the padded rows' names one after another."""
-    from makemore_cpp import _core
-    model = _trained_small()
-    prefix = np.array(kw.get("prefix", ()), np.int32)
-    args = (7, 0, 1300, kw.get("temperature", 1.0), kw.get("top_k", 0), prefix, kw["max_len"])
+def _sampler_model(V, T, H, seed=2):
+    model = mm.MLP(V, T, 5, H, seed=seed, init="kaiming", dtype="float64")
+    rng = np.random.default_rng(seed)
+    X, Y = rng.integers(0, V, (3000, T)), rng.integers(1, V, 3000)
+    Y[::5] = 0
+    mm.train(model, X, Y, steps=200, lr=0.5)
+    return model
+
+
+def _core_names(model, n, temperature, top_k, prefix, max_len, threads, compact, calls=None):
+    """The core's names 0 .. n-1 (seed 7), in one call or in calls of `calls` names."""
     before = mm.get_num_threads()
     mm.set_num_threads(threads)
     try:
-        rows = model._m.sample(*args, False, None)     # 1300 names > 169 contexts: tabulated
-        flat = model._m.sample(*args, True, None)
+        step = calls or n
+        parts = [model._m.sample(7, a, min(step, n - a), temperature, top_k, np.array(prefix, np.int32), max_len,
+                                 compact, None) for a in range(0, n, step)]
     finally:
         mm.set_num_threads(before)
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("V, T, H", [(13, 2, 40), (27, 3, 64), (6, 3, 16), (40, 2, 16)],
+                         ids=["V13", "V27 T3: two parts", "V6: one line a row", "V40: five lines a row"])
+@pytest.mark.parametrize("kw", [dict(max_len=3), dict(prefix=[2, 5], max_len=2), dict(prefix=[4, 1, 3], max_len=7, temperature=1.7),
+                                dict(max_len=12, temperature=2.5, top_k=4), dict(temperature=0.0, max_len=20)])
+def test_tabulated_sampling_refills_lanes_and_windows_in_order(isa, threads, V, T, H, kw):
+    """The tabulated sampler keeps several names in flight and starts the next as soon as one ends;
+    names are drawn a window of 256 at a time, by one or two parts (V27 T3's table is large enough
+    for two on 2 threads). With names cut by max_len or filled by the prefix, greedy or not, for rows
+    of one to five cache lines of sums, every name is the one the per-character path draws (calls
+    of fewer names than contexts), in order, the compact output is the rows' names one after
+    another, and the names around the windows' and parts' ends are the reference's."""
+    model = _sampler_model(V, T, H)
+    n = V**T + 317  # one call of more names than contexts: tabulated
+    args = (n, kw.get("temperature", 1.0), kw.get("top_k", 0), kw.get("prefix", ()), kw["max_len"], threads)
+    rows = _core_names(model, *args, False)
+    flat = _core_names(model, *args, True)
+    np.testing.assert_array_equal(rows, _core_names(model, *args, False, calls=V**T - 1))
     names = [list(r[r > 0]) for r in rows]
     assert flat.tolist() == [i for name in names for i in name + [0]]
-    picks = list(range(0, 1300, 97)) + [1299]
-    theirs = [ref.sample(model.get_params(), 1, seed=7, temperature=kw.get("temperature", 1.0), top_k=kw.get("top_k"),
+    picks = sorted({0, 255, 256, 511, 512, n // 2 - 1, n // 2, n - 1} & set(range(n)))
+    theirs = [ref.sample(model.get_params(), 1, seed=7, temperature=kw.get("temperature", 1.0), top_k=kw.get("top_k") or None,
                          prefix=kw.get("prefix", ()), max_len=kw["max_len"], first=i)[0] for i in picks]
     assert [names[i] for i in picks] == theirs
-    assert max(len(n) for n in names) == kw["max_len"]  # some names are cut by max_len
+    if kw["max_len"] <= 3:
+        assert max(len(name) for name in names) == kw["max_len"]  # names cut by max_len
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tabulated_sampling_with_long_names_draws_eight_at_a_time(isa, threads):
+    """max_len of 2**15 and more: a window of 8 names (its staging rows are long)."""
+    model = _sampler_model(6, 3, 16)
+    args = (300, 2.5, 0, (), 40_000, threads)
+    np.testing.assert_array_equal(_core_names(model, *args, True), _core_names(model, *args, True, calls=100))
 
 
 def _trained_small(V=13, T=2, dtype="float64", seed=2):

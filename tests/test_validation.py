@@ -509,6 +509,15 @@ def test_int32_ids_out_of_range_are_found_by_the_core_and_named(isa, threads, bl
     assert snapshot(m) == before
 
 
+@pytest.mark.parametrize("Y", [np.where(np.arange(N) == 3, -1, Y0), Y0[:-1], None, Y0 + 0.5],
+                         ids=["Y out of range", "Y too short", "Y None", "Y float"])
+def test_an_int32_id_out_of_range_in_X_is_named_before_anything_wrong_with_Y(Y):
+    """X's range is left to the core when X is int32, but its error comes first, as for any X."""
+    X = idx(99).astype(np.int32)
+    with pytest.raises(IndexError, match=r"X\[7, 2\] = 99\b"):
+        make_model().loss(X, Y)
+
+
 def test_an_int32_id_out_of_range_in_a_later_call_into_the_core_is_named():
     """loss() over more rows than one call into the core takes (2**18): an id out of range in the
     second call's rows is named like one in the first."""

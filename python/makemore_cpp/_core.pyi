@@ -44,7 +44,8 @@ class Model:
     def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
         """Mean cross-entropy of the rows and its gradient for every parameter."""
     def evaluate(self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
-        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, V) if asked)."""
+        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, V) if asked);
+        IndexError if an id of X or Y is not below the vocabulary size (checked as the ids are read)."""
     def sample(self, seed: int, first: int, n: int, temperature: float, top_k: int, prefix: _I32,
                max_len: int, compact: bool, table: Optional[SampleTable] = None, /) -> _I32:
         """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` (``top_k`` 0: all characters):

@@ -1,6 +1,8 @@
 """Argument checks at the package's boundary: every public function validates here, once, before
 anything reaches the C++ core or changes a model. Messages name the argument, what was expected and
-what was given."""
+what was given. One check is left to the core: the range of int32 ids that loss() and logits() send
+as they are (``core_checks``), which the core checks in the pass that reads them; the package then
+names an id it reports here."""
 from __future__ import annotations
 
 import math
@@ -97,11 +99,16 @@ def contexts(model: Any, X: Any, xname: str = "X", core_checks: bool = False) ->
 def rows(model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y", core_checks: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contexts X (N, block_size) and targets Y (N,) for ``model``, as int32."""
     X = contexts(model, X, xname, core_checks)
-    if Y is None:
-        raise TypeError(f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None")
-    Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size", core_checks)
-    if len(Y) != len(X):
-        raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")
+    try:
+        if Y is None:
+            raise TypeError(f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None")
+        Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size", core_checks)
+        if len(Y) != len(X):
+            raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")
+    except (TypeError, ValueError, IndexError):
+        if core_checks:  # an id of X out of range is named first, as when X is checked here
+            contexts(model, X, xname)
+        raise
     return X, Y
 
 
