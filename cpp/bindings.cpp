@@ -337,9 +337,6 @@ PYBIND11_MODULE(_core, mod) {
         const int32_t* p = ids.data();
         const int64_t n = ids.size(), V = codes.size();
         const uint32_t* cp = codes.data();
-        uint32_t maxchar = 0;
-        for (int64_t v = 1; v < V; ++v) maxchar = cp[v] > maxchar ? cp[v] : maxchar;
-        require(maxchar <= 0x10ffff, "codes must be Unicode code points");
         require(n == 0 || p[n - 1] == 0, "ids must end with 0");
         int64_t names = 0;
         bool ok = true;
@@ -354,7 +351,7 @@ PYBIND11_MODULE(_core, mod) {
             uint32_t most = 0;  // a str's own largest code point sets its storage (CPython compares by it)
             for (; p[i + len] != 0; ++len) most = cp[p[i + len]] > most ? cp[p[i + len]] : most;
             PyObject* s = PyUnicode_New(len, most);
-            if (!s) throw py::error_already_set();
+            if (!s) throw py::error_already_set();  // a code beyond U+10FFFF, or memory
             const int kind = PyUnicode_KIND(s);
             void* data = PyUnicode_DATA(s);
             if (kind == PyUnicode_1BYTE_KIND)

@@ -107,6 +107,13 @@ static inline bool ids_below(const int32_t* a, int64_t n, int V) {
     return ok;
 }
 
+// Whether a part of a job flagged an id out of range.
+static inline bool any_bad(const bool* bad, int nparts) {
+    for (int q = 0; q < nparts; ++q)
+        if (bad[q]) return true;
+    return false;
+}
+
 // Rows r0..r1 of contexts X (N, T): each row's context number into kr[r], and mark[k] = 1 for
 // each number k that occurs; false, and marks for only some of the rows, if an id is not below V.
 // A slab of keys first, then its marks: with TT (= T) known at compile time the keys' loop is
@@ -239,8 +246,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             bad[part] = !context_keys_any(X, b0 * SUM_ROWS, b1 * SUM_ROWS < N ? b1 * SUM_ROWS : N, Tt, V, kr,
                                           (uint8_t*)marks.p + part * stride);
         });
-        for (int q = 0; q < npn; ++q)
-            if (bad[q]) return false;
+        if (any_bad(bad, npn)) return false;
         int64_t nu = 0;
         for (int64_t w = 0; w < stride / 8; ++w) {
             uint64_t m = 0;
@@ -333,8 +339,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                 }
                 block_loss[blk] = block_sum(cs, nch);
             });
-            for (int q = 0; q < npr; ++q)
-                if (bad[q]) return false;
+            if (any_bad(bad, npr)) return false;
             return true;
         }
     }
@@ -369,8 +374,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             cs[ch] = sum;
         }
     });
-    for (int q = 0; q < np; ++q)
-        if (bad[q]) return false;
+    if (any_bad(bad, np)) return false;
     if (Y)
         for (int64_t ch = 0; ch < nchunks; ch += CHUNKS)
             block_loss[ch / CHUNKS] = block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
