@@ -60,12 +60,14 @@ static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T
         ap += sk;
         bp += ldb;
     }
+    Ep e = ep;  // a local copy: the compiler then need not reload its fields after each store
     V chk = V{};
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j) chk += ep(m0 + i, n0 + j * W, acc[i][j]);
-    ep.check(chk);
+        for (int j = 0; j < NR; ++j) chk += e(m0 + i, n0 + j * W, acc[i][j]);
+    e.check(chk);
+    ep = e;
 }
 
 template <class T, class Ep, int MR, int NR = 1>

@@ -34,9 +34,11 @@ template <class T>
 static inline void vstore(T* p, vec<T> x) {
     __builtin_memcpy(p, &x, sizeof x);
 }
+// Every lane x. (Not vec{} + x: 0 + x is not x for x = -0, so the compiler keeps that add and
+// broadcasts from a register, where a broadcast from memory is one load.)
 template <class T>
 static inline vec<T> vset(T x) {
-    return vec<T>{} + x;
+    return x - vec<T>{};
 }
 template <class T>
 static inline vec<T> vselect(ivec<T> m, vec<T> a, vec<T> b) {
