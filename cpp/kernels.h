@@ -412,40 +412,51 @@ static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits,
 // q = exp * scale / sum, recomputed from the same exps; on the lanes of vectors without the row's
 // target the compiler may fuse that product into the add (one rounding instead of two), and which
 // vectors it fuses depends on how the loop was compiled: the bits are the build's and the
-// instruction set's, the same at any thread count. So one context at a time: taken 4 at a time
-// (as crossentropy_forward does), the AVX-512 build fused other vectors and dlogits moved in the
-// last bit (benchmarks/NOTES.md), for about 1% of a lecture step.
+// instruction set's, the same at any thread count. So the contexts' maxima, exps and sums are taken
+// first, 4 contexts side by side (rows_expsum: each row's operations those of one row alone), and
+// then each context's scaling and rows one context at a time, in one loop whose code does not
+// depend on how many contexts there are: taken 4 at a time, the AVX-512 build fused other vectors
+// and dlogits moved in the last bit (benchmarks/NOTES.md).
 template <class T>
 static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
                                  const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
     typedef vec<T> Vv;
-    constexpr int W = VT<T>::W;
+    constexpr int W = VT<T>::W, CH = 64;
     const ivec<T> lane = viota<T>();
-    for (int u = u0; u < u1; ++u) {
-        const T* l = logits + (int64_t)u * Vp;
-        T* d = dl + (int64_t)u * Vp;
-        T m, sum;
-        row_expsum<T, 1>(&l, V, Vp, &d, &m, &sum);
-        const double lse = __builtin_log((double)sum) + (double)m;
-        const Vv f = vset<T>(scale / sum);
-        for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);  // q = softmax * scale
-        const int i0 = ustart[u], i1 = ustart[u + 1];
-        for (int i = i0; i < i1; ++i) {
-            const int b = ulist[i], yb = y[b];
-            row_loss[b] = lse - (double)l[yb];
-            if (i == i0) {
-                d[yb] -= scale;  // the first row's dlogits: q - scale at its target
-                continue;
+    T mx[CH], sm[CH];
+    for (int c0 = u0; c0 < u1; c0 += CH) {
+        const int c1 = u1 - c0 < CH ? u1 : c0 + CH;
+        rows_expsum<T>(c0, c1, V, Vp, logits, dl, [&](int u, int n, const T* m, const T* sum) {
+            for (int r = 0; r < n; ++r) {
+                mx[u - c0 + r] = m[r];
+                sm[u - c0 + r] = sum[r];
             }
-            // d += q, then d[yb] = (d[yb] before) + (q[yb] - scale); q again from the same exps.
-            const T before = d[yb];
-            T qy = 0;
-            for (int v = 0; v < Vp; v += W) {
-                Vv q = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{}) * f;
-                if (yb >= v && yb < v + W) qy = q[yb - v];
-                vstore(d + v, vload(d + v) + q);
+        });
+        for (int u = c0; u < c1; ++u) {
+            const T* l = logits + (int64_t)u * Vp;
+            T* d = dl + (int64_t)u * Vp;
+            const T m = mx[u - c0], sum = sm[u - c0];
+            const double lse = __builtin_log((double)sum) + (double)m;
+            const Vv f = vset<T>(scale / sum);
+            for (int v = 0; v < Vp; v += W) vstore(d + v, vload(d + v) * f);  // q = softmax * scale
+            const int i0 = ustart[u], i1 = ustart[u + 1];
+            for (int i = i0; i < i1; ++i) {
+                const int b = ulist[i], yb = y[b];
+                row_loss[b] = lse - (double)l[yb];
+                if (i == i0) {
+                    d[yb] -= scale;  // the first row's dlogits: q - scale at its target
+                    continue;
+                }
+                // d += q, then d[yb] = (d[yb] before) + (q[yb] - scale); q again from the same exps.
+                const T before = d[yb];
+                T qy = 0;
+                for (int v = 0; v < Vp; v += W) {
+                    Vv q = vselect<T>(lane + v < V, vexp(vload(l + v) - m), Vv{}) * f;
+                    if (yb >= v && yb < v + W) qy = q[yb - v];
+                    vstore(d + v, vload(d + v) + q);
+                }
+                d[yb] = before + (qy - scale);
             }
-            d[yb] = before + (qy - scale);
         }
     }
 }
