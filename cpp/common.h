@@ -70,7 +70,7 @@ struct Batch {
     int32_t* yb;                    // (B,)   its targets
     int64_t* rows;                  // (B,)   the training rows of a minibatch (train.h: draw_rows)
     int32_t* slot;                  // (B, T) row of the position's table that serves each example
-    int32_t* ids;                   // (T, nP) distinct ids per position
+    int32_t* ids;                   // (T, nP) distinct ids per position (and one element of slack)
     int32_t* nids;                  // (T,)    how many
     int32_t* seen;                  // (V,)    scratch: -1 or slot
 };

@@ -164,9 +164,9 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
         return at;
     };
     size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_rows = take(8ull * B), o_slot = take(4ull * B * c.T);
-    size_t o_ids = take(4ull * c.T * nP), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
+    size_t o_ids = take(4ull * (c.T * nP + 1)), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
     size_t n_xb = take(4ull * B * c.T), n_yb = take(4ull * B), n_rows = take(8ull * B), n_slot = take(4ull * B * c.T);
-    size_t n_ids = take(4ull * c.T * nP), n_nids = take(4ull * c.T), n_seen = take(4ull * c.V);
+    size_t n_ids = take(4ull * (c.T * nP + 1)), n_nids = take(4ull * c.T), n_seen = take(4ull * c.V);
     int64_t hsize = 1;
     while (hsize < 2 * (int64_t)B) hsize *= 2;
     size_t o_uslot = take(4ull * B * c.T), o_ustart = take(4ull * (B + 1)), o_ulist = take(4ull * B);

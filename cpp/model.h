@@ -80,18 +80,22 @@ struct Panels {
 // Embedding + first layer.
 
 // The distinct ids at each position of bt.xb (B, T): bt.ids[t, :nids[t]] and bt.slot (B, T) into
-// them. Serial; O(B T). Reads no parameter.
+// them. Serial; O(B T). Reads no parameter. Without a branch on whether an id is new (which the
+// processor guesses wrong about as often as not): ids[t, n] is written for every row and kept for
+// a new id (bt.ids holds one element more than T nP for the last position's).
 static void embed_index(int Tt, int B, int nP, const Batch& bt) {
     for (int t = 0; t < Tt; ++t) {
         int32_t* ids = bt.ids + t * nP;
         int n = 0;
         for (int b = 0; b < B; ++b) {
-            int32_t v = bt.xb[b * Tt + t];
-            if (bt.seen[v] < 0) {
-                bt.seen[v] = n;
-                ids[n++] = v;
-            }
-            bt.slot[b * Tt + t] = bt.seen[v];
+            const int32_t v = bt.xb[b * Tt + t];
+            const int32_t s = bt.seen[v];
+            const int32_t fresh = s >> 31;  // -1 for a new id (seen is -1), else 0
+            const int32_t k = (n & fresh) | (s & ~fresh);
+            bt.seen[v] = k;
+            ids[n] = v;
+            n -= fresh;
+            bt.slot[b * Tt + t] = k;
         }
         for (int i = 0; i < n; ++i) bt.seen[ids[i]] = -1;
         bt.nids[t] = n;
