@@ -276,14 +276,13 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
         } while (k < k1);
     } while (++sg < nseg);
     V s = vreduce<T, W>(acc);
-    if (mr == MR && nr == NR) {  // a whole tile: loops of fixed length, which the compiler vectorises
-        T t[W];
-        vstore(t, s);
-        ep.template tile<MR, NR>(m0, n0, t);
-        return;
-    }
-    for (int i = 0; i < mr; ++i)
-        for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, s[i * NR + j]);
+    T t[W];
+    vstore(t, s);
+    if (nr == NR)  // whole rows of the tile: loops of fixed length, which the compiler vectorises
+        ep.template tile<MR, NR>(m0, n0, mr, t);
+    else
+        for (int i = 0; i < mr; ++i)
+            for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, t[i * NR + j]);
 }
 
 template <class T>
@@ -319,14 +318,14 @@ struct DotStore {  // out = s (+ bias)
     int64_t ld;
     const T* bias;
     inline void operator()(int m, int n, T s) const { out[m * ld + n] = bias ? s + bias[n] : s; }
-    template <int MR, int NR>  // the outputs s[i * NR + j] of rows m + i, columns n + j
-    inline void tile(int m, int n, const T* s) const {
+    template <int MR, int NR>  // the outputs s[i * NR + j] of rows m + i < m + mr, columns n + j
+    inline void tile(int m, int n, int mr, const T* s) const {
         T* o = out + m * ld + n;
         if (bias) {
-            for (int i = 0; i < MR; ++i)
+            for (int i = 0; i < mr; ++i)
                 for (int j = 0; j < NR; ++j) o[i * ld + j] = s[i * NR + j] + bias[n + j];
         } else {
-            for (int i = 0; i < MR; ++i)
+            for (int i = 0; i < mr; ++i)
                 for (int j = 0; j < NR; ++j) o[i * ld + j] = s[i * NR + j];
         }
     }
@@ -343,8 +342,8 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
         out[m * ld + n] = s * (T(1) - y * y);
     }
     template <int MR, int NR>
-    inline void tile(int m, int n, const T* s) const {
-        for (int i = 0; i < MR; ++i)
+    inline void tile(int m, int n, int mr, const T* s) const {
+        for (int i = 0; i < mr; ++i)
             for (int j = 0; j < NR; ++j) (*this)(m + i, n + j, s[i * NR + j]);
     }
 };
