@@ -356,8 +356,8 @@ struct DotDtanh {  // dpre = s * mask * (1 - h^2)
 
 // N rows' max m and sum_v exp(l_v - m) (the exps into d[r] if d is not null), the rows side by side:
 // each row's operations are those of one row alone, in the same order; N rows hide each other's
-// latency (a row is a chain of max, fold, exp, sum and fold). The loss over many rows takes them 4
-// at a time; the training step's cross-entropy one at a time (see crossentropy_grouped).
+// latency (a row is a chain of max, fold, exp, sum and fold). Both cross-entropies take rows 4 at
+// a time (rows_expsum).
 template <class T, int N>
 static inline void row_expsum(const T* const* l, int V, int Vp, T* const* d, T* m, T* sum) {
     typedef vec<T> Vv;
@@ -444,9 +444,12 @@ static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits,
     typedef vec<T> Vv;
     constexpr int W = VT<T>::W, CH = 64;
     const ivec<T> lane = viota<T>();
+    // Contexts a chunk: at most CH, and their exps within ~32 KB (read again by the rows' loop).
+    const int64_t fit = ((int64_t)32768 / ((int64_t)Vp * (int64_t)sizeof(T))) / 4 * 4;
+    const int ch = fit < 4 ? 4 : (fit > CH ? CH : (int)fit);
     T mx[CH], sm[CH];
-    for (int c0 = u0; c0 < u1; c0 += CH) {
-        const int c1 = u1 - c0 < CH ? u1 : c0 + CH;
+    for (int c0 = u0; c0 < u1; c0 += ch) {
+        const int c1 = u1 - c0 < ch ? u1 : c0 + ch;
         rows_expsum<T>(c0, c1, V, Vp, logits, dl, [&](int u, int n, const T* m, const T* sum) {
             for (int r = 0; r < n; ++r) {
                 mx[u - c0 + r] = m[r];
