@@ -63,15 +63,17 @@ def interleave(impls: dict[str, Callable[[], float]], repeats: int,
     """Call each implementation in turn, `repeats` times round; each returns its own measure.
     Each call starts after SETTLE seconds of quiet: idle threads of the previous call's runtime
     (PyTorch's OpenMP workers, numpy's OpenBLAS) spin for a while after their work, on the cores
-    the next call would use. With `probes`, each round starts with a measure of the time data
-    takes between two cores (core_round_trip_ns), appended to it."""
+    the next call would use. Every other round goes in the reverse order (A B C, C B A, ...): the
+    first call of a round finds the caches filled by the last one's data, so a fixed order would
+    favour whichever comes second. With `probes`, each round starts with a measure of the time
+    data takes between two cores (core_round_trip_ns), appended to it."""
     out: dict[str, list[float]] = {k: [] for k in impls}
     for fn in impls.values():  # warm-up
         fn()
-    for _ in range(repeats):
+    for i in range(repeats):
         if probes is not None:
             probes.append(core_round_trip_ns())
-        for name, fn in impls.items():
+        for name, fn in (impls.items() if i % 2 == 0 else reversed(impls.items())):
             time.sleep(SETTLE)
             out[name].append(fn())
     return out
