@@ -76,3 +76,21 @@ def test_the_report_splits_two_thread_ratios_by_the_cores_round_trip():
     assert split_by_cores({"samples": r["samples"]}, "two", "one") == ""
     only_far = dict(r, round_trip_ns=[400.0] * 4)
     assert "cores close" not in split_by_cores(only_far, "two", "one")
+
+
+def test_interleave_alternates_the_order_of_its_rounds():
+    from makemore_cpp import bench
+    calls = []
+
+    def impl(name):
+        def run():
+            calls.append(name)
+            return 0.0
+        return run
+    bench.SETTLE, settle = 0.0, bench.SETTLE
+    try:
+        out = bench.interleave({"A": impl("A"), "B": impl("B"), "C": impl("C")}, 3)
+    finally:
+        bench.SETTLE = settle
+    assert calls == list("ABC" + "ABC" + "CBA" + "ABC")  # a warm-up round, then the rounds
+    assert {k: len(v) for k, v in out.items()} == {"A": 3, "B": 3, "C": 3}
