@@ -165,6 +165,7 @@ static void for_chunks(int np, int64_t nchunks, int64_t grain, F&& f) {
 // unless the host slows a thread down, when the other takes over its last blocks.
 template <class F>
 static void for_blocks_home(int np, int64_t nblocks, F&& f) {
+    if (nblocks <= 0) return;
     struct alignas(64) Share {
         uint64_t w;  // the share's next block (low half) and its end (high half)
     };
@@ -262,7 +263,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // The distinct contexts' logits U (nu, Vp) and log-sum-exps lse (nu).
             const int64_t uchunks = (nu + ROWS - 1) / ROWS;
             int np = parts_for(per_row * (double)nu);
-            if (np > uchunks) np = (int)uchunks;
+            if (np > uchunks) np = (int)(uchunks > 0 ? uchunks : 1);  // no rows: one part, no chunk
             Mem tables(sizeof(T) * Tt * V * ld0);
             Mem logits(sizeof(T) * nu * Vp + sizeof(double) * nu, false);
             T* U = (T*)logits.p;
@@ -273,9 +274,10 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             Mem scratch(bytes * np);
             Mem owners(uchunks, false);  // the part that computed each chunk of contexts
             uint8_t* owner = (uint8_t*)owners.p;
-            // Each part computes a contiguous share of the chunks (the other takes over its last
-            // ones if it is late): a counter shared by both threads moves between their cores at
-            // every chunk (measured: the forward takes 0.96 of the time that took, on 2 threads).
+            // Each part computes a contiguous share of the chunks (another takes over its last ones
+            // if it is late), rather than chunks handed out by a counter that every thread writes,
+            // whose cache line then moves between the cores at every chunk (measured: the forward
+            // takes 0.96 of the time that took, on 2 threads).
             for_blocks_home(np, uchunks, [&](int part, int64_t ch) {
                 owner[ch] = (uint8_t)part;
                 RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
@@ -296,9 +298,9 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // On several threads, each first requests the cache lines it will gather from: the
             // logits and lse of the contexts another part computed, then those of its own, and the
             // contexts' indices. Requested in order, many at a time, they arrive sooner than when
-            // each gather waits for its own. Its own lines too: on this project's host a line this
-            // core wrote and the other core then read is no longer in this core's cache; the
-            // gathers then missed on half of them (measured: benchmarks/NOTES.md). Only when they
+            // each gather waits for its own. Its own lines too: on this project's host the gathers
+            // behave as if a line this core wrote and another core then read had left this core's
+            // cache; fetching them back made the gathers 0.7 of their time (benchmarks/NOTES.md). Only when they
             // fit a core's L2 cache (the lecture's: 0.7 MB): more would push each other out.
             const int npr = parts_for((double)N * (out ? V * 4 : 64));
             const bool fetch = npr > 1 && nu * ((int64_t)sizeof(T) * Vp + (Y ? 8 : 0)) <= ((int64_t)1 << 20);
@@ -311,13 +313,13 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                 }
                 if (fetch && !fetched[part]) {
                     fetched[part] = true;
-                    for (int64_t i = 0; i < 2 * uchunks; ++i) {  // the others' chunks, then its own
-                        const int64_t ch = i % uchunks;
-                        if ((owner[ch] == part) != (i >= uchunks)) continue;
-                        const int64_t u0 = ch * ROWS, u1 = nu - u0 < ROWS ? nu : u0 + ROWS;
-                        fetch_lines(U + u0 * Vp, sizeof(T) * (u1 - u0) * Vp);
-                        if (Y) fetch_lines(lse + u0, sizeof(double) * (u1 - u0));
-                    }
+                    for (int own = 0; own < 2; ++own)  // the others' chunks, then its own
+                        for (int64_t ch = 0; ch < uchunks; ++ch) {
+                            if ((owner[ch] == part) != (own == 1)) continue;
+                            const int64_t u0 = ch * ROWS, u1 = nu - u0 < ROWS ? nu : u0 + ROWS;
+                            fetch_lines(U + u0 * Vp, sizeof(T) * (u1 - u0) * Vp);
+                            if (Y) fetch_lines(lse + u0, sizeof(double) * (u1 - u0));
+                        }
                     for (int64_t u = 0; u < nu; ++u) __builtin_prefetch(id + ukey[u]);
                 }
                 if (out)

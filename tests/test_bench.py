@@ -78,8 +78,9 @@ def test_the_report_splits_two_thread_ratios_by_the_cores_round_trip():
     assert "cores close" not in split_by_cores(only_far, "two", "one")
 
 
-def test_interleave_alternates_the_order_of_its_rounds():
+def test_interleave_alternates_the_order_of_its_rounds(monkeypatch):
     from makemore_cpp import bench
+    monkeypatch.setattr(bench, "SETTLE", 0.0)
     calls = []
 
     def impl(name):
@@ -87,10 +88,6 @@ def test_interleave_alternates_the_order_of_its_rounds():
             calls.append(name)
             return 0.0
         return run
-    bench.SETTLE, settle = 0.0, bench.SETTLE
-    try:
-        out = bench.interleave({"A": impl("A"), "B": impl("B"), "C": impl("C")}, 3)
-    finally:
-        bench.SETTLE = settle
-    assert calls == list("ABC" + "ABC" + "CBA" + "ABC")  # a warm-up round, then the rounds
+    out = bench.interleave({"A": impl("A"), "B": impl("B"), "C": impl("C")}, 3)
+    assert calls == list("CBA" + "ABC" + "CBA" + "ABC")  # a warm-up round, then the rounds
     assert {k: len(v) for k, v in out.items()} == {"A": 3, "B": 3, "C": 3}

@@ -352,6 +352,12 @@ def test_distinct_contexts_give_the_every_row_results(isa, threads):
             assert a_logits.shape == (N, V)
             np.testing.assert_array_equal(model._m.evaluate(X, None, True, True)[1], b_logits)
             assert model._m.evaluate(X, Y, False, True)[1] is None
+        # no rows (the package's loss() refuses them; the core returns nothing to sum)
+        model = mm.MLP(27, 3, 10, 200, seed=1)
+        X0, Y0 = np.zeros((0, 3), np.int32), np.zeros(0, np.int32)
+        for dedup in (True, False):
+            loss0, logits0 = model._m.evaluate(X0, Y0, True, dedup)
+            assert np.size(loss0) == 0 and logits0.shape == (0, 27)
     finally:
         mm.set_num_threads(before)
 
@@ -413,7 +419,7 @@ def test_results_do_not_depend_on_thread_count():
         assert e1 == e2
         np.testing.assert_array_equal(s1, s2)
     # and evaluation by distinct contexts (a block size whose contexts fit a table); 3 threads on
-    # this project's 2 CPUs: a late thread's share of the contexts is taken over by another
+    # this project's 2 CPUs: a late thread's share of the contexts may be taken over by another
     X3 = rng.integers(0, V, (200000, 3)) // 2
     losses = []
     try:

@@ -4,7 +4,7 @@
     python -m makemore_cpp.bench --quick       # a smoke test: tiny sizes, checks that everything runs
     python -m makemore_cpp.bench -w step -w eval --repeats 9
 
-Each workload runs its implementations interleaved (A B C A B C ...) for several repeats and reports
+Each workload runs its implementations interleaved (A B C, C B A, ...) for several repeats and reports
 medians, with the thread count pinned on every side: the process's CPU affinity, torch's and this
 package's thread counts, and XLA's flags (set before jax is imported). Timings are for reading, not
 for pass/fail: the machine may be shared.
@@ -68,7 +68,7 @@ def interleave(impls: dict[str, Callable[[], float]], repeats: int,
     favour whichever comes second. With `probes`, each round starts with a measure of the time
     data takes between two cores (core_round_trip_ns), appended to it."""
     out: dict[str, list[float]] = {k: [] for k in impls}
-    for fn in impls.values():  # warm-up
+    for fn in reversed(impls.values()):  # warm-up, last first: round 0's first call follows its own
         fn()
     for i in range(repeats):
         if probes is not None:
