@@ -300,8 +300,9 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // contexts' indices. Requested in order, many at a time, they arrive sooner than when
             // each gather waits for its own. Its own lines too: on this project's host the gathers
             // behave as if a line this core wrote and another core then read had left this core's
-            // cache; fetching them back made the gathers 0.7 of their time (benchmarks/NOTES.md). Only when they
-            // fit a core's L2 cache (the lecture's: 0.7 MB): more would push each other out.
+            // cache; fetching them back made the gathers 0.7 of their time (benchmarks/NOTES.md).
+            // Only when they fit a core's L2 cache (the lecture's: 0.7 MB): more would push each
+            // other out.
             const int npr = parts_for((double)N * (out ? V * 4 : 64));
             const bool fetch = npr > 1 && nu * ((int64_t)sizeof(T) * Vp + (Y ? 8 : 0)) <= ((int64_t)1 << 20);
             bool fetched[MAX_PARTS] = {};
