@@ -248,6 +248,24 @@ def training_cases(draw):
     return cfg, X, Y, bidx, lr, opt, kinds, draw(st.integers(0, 2**64 - 1))
 
 
+def adamw_ill_conditioned(init, X, Y, lr, bidx, opt) -> bool:
+    """Whether a step's gradient has an entry where AdamW's update magnifies its rounding: a first
+    step moves an entry by lr * g / (|g| + eps), whose slope lr * eps / (|g| + eps)^2 reaches
+    lr / (4 eps), ~1e7, at |g| = eps. There the ~1e-16 by which two correct float64 gradients
+    differ (terms of order 1 cancelling to ~eps, summed in another order) moves the parameter by
+    ~1e-9, this test's tolerance: a CI run found an entry of 2.6e-9 whose update differed by
+    3.5e-9 from torch's, on every instruction-set path, with the gradients themselves 1e-16 apart.
+    Above 1e-7 the slope is below lr * 1e6, and the rounding moves a parameter by < 1e-10."""
+    if opt.get("optimizer") != "adamw":
+        return False
+    for s in range(bidx.shape[0]):
+        _, p = ref.train_replay(init, X, Y, lr if np.isscalar(lr) else lr[:s], batch_indices=bidx[:s], **opt)
+        _, g = ref.loss_and_grad(p, X[bidx[s]], Y[bidx[s]])
+        if any(np.any((a != 0) & (np.abs(a) < 1e-7)) for a in g.values()):
+            return True
+    return False
+
+
 @given(training_cases(), st.data())
 def test_training_equals_the_reference(case, data):
     cfg, X, Y, bidx, lr, opt, kind, seed = case
@@ -262,6 +280,8 @@ def test_training_equals_the_reference(case, data):
     else:
         h = mm.train(m, X, Y, steps, batch_size=B, lr=lr, seed=seed, **opt)
         bidx = ref.batch_indices(seed, steps, B, len(X))
+    # the comparison is not decided at this tolerance by float64 itself there: such inputs are left out
+    assume(not adamw_ill_conditioned(init, X, Y, lr, bidx, opt))
     losses, params = ref.train_replay(init, X, Y, lr, batch_indices=bidx, **opt)
     assert close(h.loss, losses, "float64")
     got = m.get_params()
