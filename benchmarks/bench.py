@@ -1,7 +1,8 @@
 """The benchmark suite: makemore_cpp against PyTorch eager and JAX. See makemore_cpp/bench.py.
 
-    python benchmarks/bench.py [--quick] [-w step -w eval ...] [--json benchmarks/results.json]
+python benchmarks/bench.py [--quick] [-w step -w eval ...] [--json benchmarks/results.json]
 """
+
 import sys
 
 from makemore_cpp.bench import main

@@ -56,8 +56,10 @@ void check_param_array(const Model& m, int q, const py::array& a) {
     require(q >= 0 && q < param_count(m.cfg), "parameter index out of range");
     int64_t rows, cols;
     param_shape(m.cfg, q, &rows, &cols);
-    require(a.dtype().is(dtype_of(m)) && (a.flags() & py::array::c_style), "array must be C-contiguous of the model's dtype");
-    require(a.ndim() == (cols ? 2 : 1) && a.shape(0) == rows && (!cols || a.shape(1) == cols), "array has the wrong shape");
+    require(a.dtype().is(dtype_of(m)) && (a.flags() & py::array::c_style),
+            "array must be C-contiguous of the model's dtype");
+    require(a.ndim() == (cols ? 2 : 1) && a.shape(0) == rows && (!cols || a.shape(1) == cols),
+            "array has the wrong shape");
 }
 
 const Isa* isa() { return isa_current(); }
@@ -81,7 +83,8 @@ carray<T> as_carray(const py::array& a, const char* name) {
 
 template <class I>
 py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carray<int64_t>> batch_idx,
-                      carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
+                      carray<double> lr, int64_t step0, uint64_t seed, double seconds,
+                      carray<double> losses) {
     Model& m = *tr.model;
     check_rows(m, X, &Y);
     const int64_t steps = lr.size();
@@ -139,8 +142,9 @@ struct HeldTable {
     HeldTable& operator=(const HeldTable&) = delete;
     ~HeldTable() { aligned_free(t.mem); }
     bool matches(const Model& m, double temperature_, int top_k_) const {
-        return t.mem && isa == mm::isa_current() && elem == m.elem && std::memcmp(&cfg, &m.cfg, sizeof cfg) == 0 &&
-               temperature == temperature_ && top_k == top_k_ && params.size() == (size_t)m.lay.total * m.elem &&
+        return t.mem && isa == mm::isa_current() && elem == m.elem &&
+               std::memcmp(&cfg, &m.cfg, sizeof cfg) == 0 && temperature == temperature_ && top_k == top_k_ &&
+               params.size() == (size_t)m.lay.total * m.elem &&
                std::memcmp(params.data(), m.p, params.size()) == 0;
     }
     void clear() {
@@ -202,7 +206,8 @@ PYBIND11_MODULE(_core, mod) {
                  require((int)arrays.size() == param_count(m.cfg), "wrong number of parameters");
                  for (int q = 0; q < param_count(m.cfg); ++q) check_param_array(m, q, arrays[q]);
                  BusyGuard g(m);
-                 for (int q = 0; q < param_count(m.cfg); ++q) arena_write(m.cfg, m.lay, m.elem, m.p, q, arrays[q].data());
+                 for (int q = 0; q < param_count(m.cfg); ++q)
+                     arena_write(m.cfg, m.lay, m.elem, m.p, q, arrays[q].data());
              })
         .def("loss_and_grad",
              [](Model& m, carray<int32_t> X, carray<int32_t> Y) {
@@ -210,21 +215,23 @@ PYBIND11_MODULE(_core, mod) {
                  const int B = (int)X.shape(0);
                  require(B >= 1, "empty batch");
                  BusyGuard g(m);
-                 std::unique_ptr<Workspace, void (*)(Workspace*)> ws(workspace_create(m.cfg, m.lay, B, m.elem, false, false),
-                                                                    workspace_destroy);
+                 std::unique_ptr<Workspace, void (*)(Workspace*)> ws(
+                     workspace_create(m.cfg, m.lay, B, m.elem, false, false), workspace_destroy);
                  double loss;
                  {
                      py::gil_scoped_release nogil;
                      if (m.elem == 4)
-                         loss = isa()->f32.loss_and_grad(m.view<float>(), ws.get(), X.data(), Y.data(), B, (float*)ws->grad);
+                         loss = isa()->f32.loss_and_grad(m.view<float>(), ws.get(), X.data(), Y.data(), B,
+                                                         (float*)ws->grad);
                      else
-                         loss = isa()->f64.loss_and_grad(m.view<double>(), ws.get(), X.data(), Y.data(), B, (double*)ws->grad);
+                         loss = isa()->f64.loss_and_grad(m.view<double>(), ws.get(), X.data(), Y.data(), B,
+                                                         (double*)ws->grad);
                  }
                  return py::make_tuple(loss, arena_to_list(m, ws->grad));
              })
         .def("evaluate",
-             // Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the logits (if asked). dedup:
-             // compute each distinct context once where possible (the same results; off to time the
+             // Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the logits (if asked).
+             // dedup: compute each distinct context once where possible (the same results; off to time the
              // kernels on every row).
              [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits, bool dedup) {
                  check_rows(m, X, Y ? &*Y : nullptr);
@@ -255,34 +262,47 @@ PYBIND11_MODULE(_core, mod) {
                  if (!ok) throw py::index_error("X or Y holds an id outside [0, vocabulary size)");
                  return py::make_tuple(chunks, logits);
              })
-        .def("sample",
-             // Names first .. first + n - 1: (n, max_len + 1) int32 ids, 0-padded, or with compact the
-             // names' ids one after another, each ended by 0.
-             [](Model& m, uint64_t seed, int64_t first, int64_t n, double temperature, int top_k,
-                carray<int32_t> prefix, int max_len, bool compact, HeldTable* table) {
-                 require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
-                 const int32_t* pre = prefix.data();
-                 for (py::ssize_t i = 0; i < prefix.size(); ++i) require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
-                 py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len + 1});
-                 if (!compact) std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * (max_len + 1));  // 0-padded rows
-                 SampleArgs a{seed, first, n, temperature, top_k, pre, (int)prefix.size(), max_len, out.mutable_data(),
-                              compact ? 1 : 0, table ? &table->t : nullptr};
-                 BusyGuard g(m);
-                 if (table && !table->matches(m, temperature, top_k)) table->clear();
-                 int64_t written;
-                 {
-                     py::gil_scoped_release nogil;
-                     if (m.elem == 4)
-                         written = isa()->f32.sample(m.view<float>(), &a);
-                     else
-                         written = isa()->f64.sample(m.view<double>(), &a);
-                 }
-                 if (table && table->t.mem && table->params.empty()) table->record(m, temperature, top_k);
-                 if (compact) return py::array(out.reshape({(py::ssize_t)n * (max_len + 1)})[py::slice(0, written, 1)]);
-                 return py::array(out[py::make_tuple(py::ellipsis(), py::slice(0, max_len, 1))]);
-             },
-             py::arg("seed"), py::arg("first"), py::arg("n"), py::arg("temperature"), py::arg("top_k"), py::arg("prefix"),
-             py::arg("max_len"), py::arg("compact") = false, py::arg("table") = nullptr);
+        .def(
+            "sample",
+            // Names first .. first + n - 1: (n, max_len + 1) int32 ids, 0-padded, or with compact the
+            // names' ids one after another, each ended by 0.
+            [](Model& m, uint64_t seed, int64_t first, int64_t n, double temperature, int top_k,
+               carray<int32_t> prefix, int max_len, bool compact, HeldTable* table) {
+                require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
+                const int32_t* pre = prefix.data();
+                for (py::ssize_t i = 0; i < prefix.size(); ++i)
+                    require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
+                py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len + 1});
+                if (!compact)
+                    std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * (max_len + 1));  // 0-padded rows
+                SampleArgs a{seed,
+                             first,
+                             n,
+                             temperature,
+                             top_k,
+                             pre,
+                             (int)prefix.size(),
+                             max_len,
+                             out.mutable_data(),
+                             compact ? 1 : 0,
+                             table ? &table->t : nullptr};
+                BusyGuard g(m);
+                if (table && !table->matches(m, temperature, top_k)) table->clear();
+                int64_t written;
+                {
+                    py::gil_scoped_release nogil;
+                    if (m.elem == 4)
+                        written = isa()->f32.sample(m.view<float>(), &a);
+                    else
+                        written = isa()->f64.sample(m.view<double>(), &a);
+                }
+                if (table && table->t.mem && table->params.empty()) table->record(m, temperature, top_k);
+                if (compact)
+                    return py::array(out.reshape({(py::ssize_t)n * (max_len + 1)})[py::slice(0, written, 1)]);
+                return py::array(out[py::make_tuple(py::ellipsis(), py::slice(0, max_len, 1))]);
+            },
+            py::arg("seed"), py::arg("first"), py::arg("n"), py::arg("temperature"), py::arg("top_k"),
+            py::arg("prefix"), py::arg("max_len"), py::arg("compact") = false, py::arg("table") = nullptr);
 
     // Every context's distribution, kept from one call of Model.sample to the next (see HeldTable).
     py::class_<HeldTable>(mod, "SampleTable")
@@ -290,8 +310,8 @@ PYBIND11_MODULE(_core, mod) {
         .def_property_readonly("filled", [](const HeldTable& t) { return t.t.mem != nullptr; });
 
     py::class_<Trainer>(mod, "Trainer")
-        .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov, double beta1,
-                         double beta2, double eps, double weight_decay, double dropout) {
+        .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov,
+                         double beta1, double beta2, double eps, double weight_decay, double dropout) {
                  require(B >= 1, "batch size must be positive");
                  OptConfig o{kind, momentum, nesterov ? 1 : 0, beta1, beta2, eps, weight_decay, dropout};
                  return new Trainer(std::move(m), B, o);
@@ -302,13 +322,13 @@ PYBIND11_MODULE(_core, mod) {
         // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status). X and Y
         // as int32, or as uint8 when the vocabulary fits a byte (read faster at random).
         .def("run",
-             [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx, carray<double> lr,
-                int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
+             [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx,
+                carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
                  if (X.dtype().equal(py::dtype::of<uint8_t>()))
-                     return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"), batch_idx, lr,
-                                                 step0, seed, seconds, losses);
-                 return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"), batch_idx, lr,
-                                             step0, seed, seconds, losses);
+                     return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"),
+                                                 batch_idx, lr, step0, seed, seconds, losses);
+                 return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"),
+                                             batch_idx, lr, step0, seed, seconds, losses);
              })
         .def("moments",
              // The optimizer's moment buffers as lists of user-shaped arrays (None where absent).
@@ -318,7 +338,8 @@ PYBIND11_MODULE(_core, mod) {
                  py::object b = tr.v ? py::object(arena_to_list(m, tr.v)) : py::object(py::none());
                  return py::make_tuple(a, b);
              })
-        .def("set_moments", [](Trainer& tr, std::optional<std::vector<py::array>> a, std::optional<std::vector<py::array>> b) {
+        .def("set_moments", [](Trainer& tr, std::optional<std::vector<py::array>> a,
+                               std::optional<std::vector<py::array>> b) {
             Model& m = *tr.model;
             for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)}) {
                 require(arrays->has_value() == (arena != nullptr), "moments do not match the optimizer");
@@ -328,7 +349,8 @@ PYBIND11_MODULE(_core, mod) {
             }
             for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)})
                 if (arena)
-                    for (int q = 0; q < param_count(m.cfg); ++q) arena_write(m.cfg, m.lay, m.elem, arena, q, (**arrays)[q].data());
+                    for (int q = 0; q < param_count(m.cfg); ++q)
+                        arena_write(m.cfg, m.lay, m.elem, arena, q, (**arrays)[q].data());
         });
 
     // Names as strings: ids one after another, each name ended by 0, and the code point of each id
@@ -371,10 +393,13 @@ PYBIND11_MODULE(_core, mod) {
     });
     mod.def("get_num_threads", &pool_threads);
     mod.def("default_threads", &default_threads);
-    mod.def("core_round_trip_ns", [](int rounds) {
-        require(rounds >= 1, "rounds must be >= 1");
-        return core_round_trip_ns(rounds);
-    }, py::call_guard<py::gil_scoped_release>());
+    mod.def(
+        "core_round_trip_ns",
+        [](int rounds) {
+            require(rounds >= 1, "rounds must be >= 1");
+            return core_round_trip_ns(rounds);
+        },
+        py::call_guard<py::gil_scoped_release>());
     mod.def("isa", [] { return std::string(isa()->name); });
     mod.def("isa_supported", [](const std::string& n) { return isa_supported(n.c_str()); });
     mod.def("set_isa", [](const std::string& n) {
@@ -382,7 +407,8 @@ PYBIND11_MODULE(_core, mod) {
         require(i != nullptr, "instruction set '" + n + "' is unknown or not supported by this CPU");
         isa_set(i);
     });
-    mod.def("dropout_mask", [](const std::string& dtype, uint64_t seed, int64_t step, int layer, int L, int B, int H, double p) {
+    mod.def("dropout_mask", [](const std::string& dtype, uint64_t seed, int64_t step, int layer, int L, int B,
+                               int H, double p) {
         py::array out(dtype == "float32" ? py::dtype::of<float>() : py::dtype::of<double>(),
                       std::vector<py::ssize_t>{(py::ssize_t)B, (py::ssize_t)H});
         if (dtype == "float32")

@@ -48,17 +48,17 @@ struct Layout {
     int64_t C;
     int64_t W[MAX_HIDDEN + 1], b[MAX_HIDDEN + 1];
     int64_t rows[MAX_HIDDEN + 1], ld[MAX_HIDDEN + 1];  // rows and padded row length of each W
-    int64_t nb[MAX_HIDDEN + 1];                         // padded length of each b
-    int64_t total;                                      // arena length in elements
+    int64_t nb[MAX_HIDDEN + 1];                        // padded length of each b
+    int64_t total;                                     // arena length in elements
 };
 Layout make_layout(const Config& cfg);
 
 // Optimizers, with torch.optim's semantics.
 enum OptKind : int { OPT_SGD = 0, OPT_ADAMW = 1 };
 struct OptConfig {
-    int kind;             // OptKind
-    double momentum;      // SGD: heavy-ball momentum (0 = plain SGD)
-    int nesterov;         // SGD with momentum: Nesterov's variant
+    int kind;         // OptKind
+    double momentum;  // SGD: heavy-ball momentum (0 = plain SGD)
+    int nesterov;     // SGD with momentum: Nesterov's variant
     double beta1, beta2, eps;
     double weight_decay;  // SGD: added to the gradient (L2); AdamW: decoupled
     double dropout;       // probability of zeroing a hidden unit during training (0 = off)
@@ -66,49 +66,49 @@ struct OptConfig {
 
 // A minibatch's rows, contexts and ids (model.h: embed_index).
 struct Batch {
-    int32_t* xb;                    // (B, T) the minibatch's contexts
-    int32_t* yb;                    // (B,)   its targets
-    int64_t* rows;                  // (B,)   the training rows of a minibatch (train.h: draw_rows)
-    int32_t* slot;                  // (B, T) row of the position's table that serves each example
-    int32_t* ids;                   // (T, nP) distinct ids per position (and one element of slack)
-    int32_t* nids;                  // (T,)    how many
-    int32_t* seen;                  // (V,)    scratch: -1 or slot
+    int32_t* xb;    // (B, T) the minibatch's contexts
+    int32_t* yb;    // (B,)   its targets
+    int64_t* rows;  // (B,)   the training rows of a minibatch (train.h: draw_rows)
+    int32_t* slot;  // (B, T) row of the position's table that serves each example
+    int32_t* ids;   // (T, nP) distinct ids per position (and one element of slack)
+    int32_t* nids;  // (T,)    how many
+    int32_t* seen;  // (V,)    scratch: -1 or slot
 };
 
 // Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
 struct Workspace {
-    int B;                          // rows the buffers hold
-    int nP;                         // rows per position in the compact tables: min(B, V)
-    Batch cur;                      // the minibatch a step works on
-    Batch next;                     // the next one, prepared during a step (train.h)
-    int nu;                         // distinct contexts in the minibatch (B with dropout: rows differ)
-    int32_t* uslot;                 // (nu, T) slot rows of the distinct contexts, in order of first row
-    int32_t* ustart;                // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
-    int32_t* ulist;                 // (B,)     in increasing order
-    int32_t* urow;                  // (B,)     each row's context
-    int32_t* pstart;                // (T, nP + 1) the contexts with id i at position t are
-    int32_t* plist;                 // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
-    int32_t* htab;                  // (hsize,) scratch: hash table of contexts, -1 = empty
-    int64_t hsize;                  // a power of two >= 2B
-    uint64_t* ckey;                 // (B,) scratch: the contexts' slots packed into one number
-    void* Csub;                     // (T, nP, E) the embedding rows of the distinct ids
-    void* P;                        // (T, nP, H0p) per-position tables Csub_t @ W1_t
-    void* G;                        // (T, nP, H0p) per-position gradient sums
-    void* dCsub;                    // (T, nP, E)
-    void* plogits;                  // (KB, B, Vp) each column block's part of the logits (KB > 1)
-    void* pdCsub;                   // (KB, T, nP, E) and of dCsub (KB > 1)
-    void* h[MAX_HIDDEN];            // (B, Hp) tanh outputs (before dropout)
-    void* hd[MAX_HIDDEN];           // (B, Hp) after dropout (== h when there is none)
-    void* mask[MAX_HIDDEN];         // (B, Hp) 0 or 1/(1-p); null without dropout
-    void* dh[MAX_HIDDEN];           // (B, Hp) gradient with respect to the pre-activation
-    void* logits;                   // (B, Vp)
-    void* dlogits;                  // (B, Vp)
-    double* row_loss;               // (B,)
-    void* grad;                     // arena-shaped gradient
-    void* snap;                     // arena-shaped snapshot of the parameters (divergence rollback)
-    void* snap_m;                   // and of the optimizer's moments
+    int B;                   // rows the buffers hold
+    int nP;                  // rows per position in the compact tables: min(B, V)
+    Batch cur;               // the minibatch a step works on
+    Batch next;              // the next one, prepared during a step (train.h)
+    int nu;                  // distinct contexts in the minibatch (B with dropout: rows differ)
+    int32_t* uslot;          // (nu, T) slot rows of the distinct contexts, in order of first row
+    int32_t* ustart;         // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
+    int32_t* ulist;          // (B,)     in increasing order
+    int32_t* urow;           // (B,)     each row's context
+    int32_t* pstart;         // (T, nP + 1) the contexts with id i at position t are
+    int32_t* plist;          // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
+    int32_t* htab;           // (hsize,) scratch: hash table of contexts, -1 = empty
+    int64_t hsize;           // a power of two >= 2B
+    uint64_t* ckey;          // (B,) scratch: the contexts' slots packed into one number
+    void* Csub;              // (T, nP, E) the embedding rows of the distinct ids
+    void* P;                 // (T, nP, H0p) per-position tables Csub_t @ W1_t
+    void* G;                 // (T, nP, H0p) per-position gradient sums
+    void* dCsub;             // (T, nP, E)
+    void* plogits;           // (KB, B, Vp) each column block's part of the logits (KB > 1)
+    void* pdCsub;            // (KB, T, nP, E) and of dCsub (KB > 1)
+    void* h[MAX_HIDDEN];     // (B, Hp) tanh outputs (before dropout)
+    void* hd[MAX_HIDDEN];    // (B, Hp) after dropout (== h when there is none)
+    void* mask[MAX_HIDDEN];  // (B, Hp) 0 or 1/(1-p); null without dropout
+    void* dh[MAX_HIDDEN];    // (B, Hp) gradient with respect to the pre-activation
+    void* logits;            // (B, Vp)
+    void* dlogits;           // (B, Vp)
+    double* row_loss;        // (B,)
+    void* grad;              // arena-shaped gradient
+    void* snap;              // arena-shaped snapshot of the parameters (divergence rollback)
+    void* snap_m;            // and of the optimizer's moments
     void* snap_v;
-    void* mem;                      // the allocation
+    void* mem;  // the allocation
 };
 
 // A view of one model's parameters.
@@ -130,24 +130,24 @@ struct OptState {
 
 // One call of the training loop.
 struct TrainArgs {
-    const int32_t* X;          // (N, T)
-    const int32_t* Y;          // (N,)
-    const uint8_t* X8;         // or, when the vocabulary fits a byte, these (X and Y null)
+    const int32_t* X;   // (N, T)
+    const int32_t* Y;   // (N,)
+    const uint8_t* X8;  // or, when the vocabulary fits a byte, these (X and Y null)
     const uint8_t* Y8;
     int64_t N;
     const int64_t* batch_idx;  // (steps, B) rows to use, or null to draw them
     const double* lr;          // (steps,)
     int64_t steps;
-    int64_t step0;             // global index of the first step (keys the random draws)
+    int64_t step0;  // global index of the first step (keys the random draws)
     uint64_t seed;
-    double seconds;            // return after this much time (checked between steps); <= 0: no limit
-    double* losses;            // (steps,) out: minibatch losses
+    double seconds;  // return after this much time (checked between steps); <= 0: no limit
+    double* losses;  // (steps,) out: minibatch losses
 };
 
 enum RunStatus : int { RUN_OK = 0, RUN_NONFINITE_LOSS = 1, RUN_NONFINITE_PARAMS = 2 };
 struct RunResult {
-    int64_t done;    // steps completed (parameters are those after step done-1)
-    int status;      // RunStatus
+    int64_t done;  // steps completed (parameters are those after step done-1)
+    int status;    // RunStatus
 };
 
 // Every context's tabulated distribution (sample.h: cum (nctx, V) and sums (nctx) in double, best
@@ -161,18 +161,18 @@ struct SampleTable {
 
 struct SampleArgs {
     uint64_t seed;
-    int64_t first;             // index of the first name (keys the random draws)
-    int64_t n;                 // names to draw
-    double temperature;        // > 0, or 0 for the most likely character every time
-    int top_k;                 // 0: no cut
-    const int32_t* prefix;     // every name starts with these ids
+    int64_t first;          // index of the first name (keys the random draws)
+    int64_t n;              // names to draw
+    double temperature;     // > 0, or 0 for the most likely character every time
+    int top_k;              // 0: no cut
+    const int32_t* prefix;  // every name starts with these ids
     int plen;
-    int max_len;               // characters per name at most, prefix included
-    int32_t* out;              // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the
-                               // row untouched), or, when compact, the names one after another, each ended by 0
+    int max_len;   // characters per name at most, prefix included
+    int32_t* out;  // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the
+                   // row untouched), or, when compact, the names one after another, each ended by 0
     int compact;
-    SampleTable* table;        // null: a table of this call's own, if the call tabulates; else filled by
-                               // the first call that tabulates and used by the next, whatever their n
+    SampleTable* table;  // null: a table of this call's own, if the call tabulates; else filled by
+                         // the first call that tabulates and used by the next, whatever their n
 };
 
 // The kernels of one instruction set, for one element type.
@@ -180,8 +180,8 @@ template <class T>
 struct Kernels {
     double (*loss_and_grad)(ParamView<T>, Workspace*, const int32_t* X, const int32_t* Y, int B, T* grad);
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
-    // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits into out (if out).
-    // With dedup, each distinct context is computed once when that is possible (same results).
+    // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits into
+    // out (if out). With dedup, each distinct context is computed once when that is possible (same results).
     // False if an id of X or Y is not below V (checked before it is used).
     bool (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup);

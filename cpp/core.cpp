@@ -136,7 +136,8 @@ static void init_params(const Config& c, const Layout& L, T* arena, uint64_t see
         }
         const uint64_t base = (uint64_t)q << 40;
         for (int64_t e = 0; e < rows * nc; ++e) {
-            const uint64_t d1 = rng::draw(key, base + 2 * (uint64_t)e), d2 = rng::draw(key, base + 2 * (uint64_t)e + 1);
+            const uint64_t d1 = rng::draw(key, base + 2 * (uint64_t)e),
+                           d2 = rng::draw(key, base + 2 * (uint64_t)e + 1);
             const double u1 = (double)((d1 >> 11) + 1) * 0x1.0p-53, u2 = (double)(d2 >> 11) * 0x1.0p-53;
             const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
             arena[arena_index(c, L, q, e / nc, e % nc)] = (T)(z * scale);
@@ -163,9 +164,11 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
         total += (bytes + 63) / 64 * 64;
         return at;
     };
-    size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_rows = take(8ull * B), o_slot = take(4ull * B * c.T);
+    size_t o_xb = take(4ull * B * c.T), o_yb = take(4ull * B), o_rows = take(8ull * B),
+           o_slot = take(4ull * B * c.T);
     size_t o_ids = take(4ull * (c.T * nP + 1)), o_nids = take(4ull * c.T), o_seen = take(4ull * c.V);
-    size_t n_xb = take(4ull * B * c.T), n_yb = take(4ull * B), n_rows = take(8ull * B), n_slot = take(4ull * B * c.T);
+    size_t n_xb = take(4ull * B * c.T), n_yb = take(4ull * B), n_rows = take(8ull * B),
+           n_slot = take(4ull * B * c.T);
     size_t n_ids = take(4ull * (c.T * nP + 1)), n_nids = take(4ull * c.T), n_seen = take(4ull * c.V);
     int64_t hsize = 1;
     while (hsize < 2 * (int64_t)B) hsize *= 2;
@@ -184,10 +187,12 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     }
     size_t o_logits = take((size_t)elem * B * Vp), o_dlogits = take((size_t)elem * B * Vp);
     const int kb = kblocks(c);
-    size_t o_pl = kb > 1 ? take((size_t)elem * kb * B * Vp) : 0, o_pdC = kb > 1 ? take((size_t)elem * kb * c.T * nP * c.E) : 0;
+    size_t o_pl = kb > 1 ? take((size_t)elem * kb * B * Vp) : 0,
+           o_pdC = kb > 1 ? take((size_t)elem * kb * c.T * nP * c.E) : 0;
     size_t o_loss = take(8ull * B);
     size_t o_grad = take((size_t)elem * L.total), o_snap = take((size_t)elem * L.total);
-    size_t o_sm = moments ? take((size_t)elem * L.total) : 0, o_sv = moments ? take((size_t)elem * L.total) : 0;
+    size_t o_sm = moments ? take((size_t)elem * L.total) : 0,
+           o_sv = moments ? take((size_t)elem * L.total) : 0;
 
     char* mem = (char*)aligned_malloc(total);
     std::memset(mem, 0, total);
@@ -202,8 +207,9 @@ Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, b
     ws->cur.slot = (int32_t*)(mem + o_slot);
     ws->cur.ids = (int32_t*)(mem + o_ids);
     ws->cur.nids = (int32_t*)(mem + o_nids);
-    ws->next = Batch{(int32_t*)(mem + n_xb), (int32_t*)(mem + n_yb), (int64_t*)(mem + n_rows), (int32_t*)(mem + n_slot),
-                     (int32_t*)(mem + n_ids), (int32_t*)(mem + n_nids), (int32_t*)(mem + n_seen)};
+    ws->next = Batch{(int32_t*)(mem + n_xb),   (int32_t*)(mem + n_yb),  (int64_t*)(mem + n_rows),
+                     (int32_t*)(mem + n_slot), (int32_t*)(mem + n_ids), (int32_t*)(mem + n_nids),
+                     (int32_t*)(mem + n_seen)};
     for (int v = 0; v < c.V; ++v) ws->next.seen[v] = -1;
     ws->cur.seen = (int32_t*)(mem + o_seen);
     for (int v = 0; v < c.V; ++v) ws->cur.seen[v] = -1;
@@ -247,7 +253,8 @@ void workspace_destroy(Workspace* ws) {
 // ---------------------------------------------------------------------------------------------
 // Trainer.
 
-Trainer::Trainer(std::shared_ptr<Model> mdl, int batch, const OptConfig& o) : model(std::move(mdl)), opt(o), B(batch) {
+Trainer::Trainer(std::shared_ptr<Model> mdl, int batch, const OptConfig& o)
+    : model(std::move(mdl)), opt(o), B(batch) {
     const size_t bytes = (size_t)model->elem * model->lay.total;
     const bool need_m = o.kind == OPT_ADAMW || o.momentum != 0, need_v = o.kind == OPT_ADAMW;
     try {

@@ -24,8 +24,8 @@ enum InitKind : int { INIT_LECTURE = 0, INIT_KAIMING = 1 };
 struct Model {
     Config cfg;
     Layout lay;
-    int elem;            // 4 (float32) or 8 (float64)
-    void* p = nullptr;   // the arena
+    int elem;           // 4 (float32) or 8 (float64)
+    void* p = nullptr;  // the arena
     std::atomic<bool> busy{false};
 
     Model(const Config& c, int elem_size);

@@ -29,7 +29,8 @@ static void full_tables(const Config& c, const Layout& L, const T* p, T* P, int 
         split_range(ld / VT<T>::W, part, n, &nv0, &nv1);
         for (int t = 0; t < c.T; ++t) {
             EpStore<T> ep{P + (int64_t)t * c.V * ld, ld, nullptr};
-            gemm_bcast<T>(c.V, (int)nv0, (int)nv1, c.E, p + L.C, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+            gemm_bcast<T>(c.V, (int)nv0, (int)nv1, c.E, p + L.C, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld,
+                          ld, ep);
         }
     });
 }
@@ -83,7 +84,8 @@ static void rows_forward(const Config& c, const Layout& L, const T* p, const T* 
     T* nomask[MAX_HIDDEN] = {nullptr};
     embed_forward<T>(c.T, 0, n, x, P, (int64_t)c.V * ld0, ld0, ld0, p + L.b[0], s.h[0], s.h[0], nullptr, 0,
                      (int)(ld0 / VT<T>::W));
-    for (int l = 1; l < c.L; ++l) hidden_forward<T>(c, L, p, l, n, s.h, s.h, nomask, 0, (int)(hp(c, l) / VT<T>::W));
+    for (int l = 1; l < c.L; ++l)
+        hidden_forward<T>(c, L, p, l, n, s.h, s.h, nomask, 0, (int)(hp(c, l) / VT<T>::W));
     output_forward<T>(c, L, p, rows_of<T>(s.h[c.L - 1], hp(c, c.L - 1), (int)hp(c, c.L - 1)), 0, n, s.logits);
 }
 
@@ -120,8 +122,8 @@ static inline bool any_bad(const bool* bad, int nparts) {
 // vectorised, and a mark is one byte stored, where a bit set in a word is a load and a store that
 // wait for the last store to the same word.
 template <int TT>
-static bool context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, int Tt, int V, int32_t* __restrict kr,
-                         uint8_t* __restrict mark) {
+static bool context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, int Tt, int V,
+                         int32_t* __restrict kr, uint8_t* __restrict mark) {
     const int T = TT ? TT : Tt;
     for (int64_t s0 = r0; s0 < r1; s0 += 512) {
         const int64_t s1 = r1 - s0 < 512 ? r1 : s0 + 512;
@@ -135,15 +137,23 @@ static bool context_keys(const int32_t* __restrict X, int64_t r0, int64_t r1, in
     }
     return true;
 }
-static inline bool context_keys_any(const int32_t* X, int64_t r0, int64_t r1, int Tt, int V, int32_t* kr, uint8_t* mark) {
+static inline bool context_keys_any(const int32_t* X, int64_t r0, int64_t r1, int Tt, int V, int32_t* kr,
+                                    uint8_t* mark) {
     switch (Tt) {  // the lecture's 27 characters fit a table of contexts up to 5 positions
-        case 1: return context_keys<1>(X, r0, r1, Tt, V, kr, mark);
-        case 2: return context_keys<2>(X, r0, r1, Tt, V, kr, mark);
-        case 3: return context_keys<3>(X, r0, r1, Tt, V, kr, mark);
-        case 4: return context_keys<4>(X, r0, r1, Tt, V, kr, mark);
-        case 5: return context_keys<5>(X, r0, r1, Tt, V, kr, mark);
-        case 6: return context_keys<6>(X, r0, r1, Tt, V, kr, mark);
-        default: return context_keys<0>(X, r0, r1, Tt, V, kr, mark);
+        case 1:
+            return context_keys<1>(X, r0, r1, Tt, V, kr, mark);
+        case 2:
+            return context_keys<2>(X, r0, r1, Tt, V, kr, mark);
+        case 3:
+            return context_keys<3>(X, r0, r1, Tt, V, kr, mark);
+        case 4:
+            return context_keys<4>(X, r0, r1, Tt, V, kr, mark);
+        case 5:
+            return context_keys<5>(X, r0, r1, Tt, V, kr, mark);
+        case 6:
+            return context_keys<6>(X, r0, r1, Tt, V, kr, mark);
+        default:
+            return context_keys<0>(X, r0, r1, Tt, V, kr, mark);
     }
 }
 
@@ -208,8 +218,8 @@ static inline double block_sum(const double* cs, int n) {
 
 // Returns false, with block_loss and out unfinished, if an id of X or Y is not below V.
 template <class T>
-static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
-                     bool dedup) {
+static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
+                     T* out, bool dedup) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
@@ -223,7 +233,8 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     // each one's logits once, and give every row its context's. The same values as computing each
     // row: no row's logits depend on the other rows of its chunk, and the losses are summed in the
     // same chunks and blocks in the same order.
-    const int64_t limit = N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
+    const int64_t limit =
+        N > ((int64_t)1 << 26) ? ((int64_t)1 << 28) : (4 * N > DEDUP_ALWAYS ? 4 * N : DEDUP_ALWAYS);
     const int64_t nctx = context_count(V, Tt, limit);
     if (dedup && nctx <= limit) {
         // Each part marks the contexts of its rows in a byte map of its own (no cache line is
@@ -237,12 +248,13 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         Mem table(sizeof(int32_t) * nctx, false);  // each occurring context's index among them
         Mem keys(sizeof(int32_t) * (N + most), false);
         int32_t* id = (int32_t*)table.p;
-        int32_t* kr = (int32_t*)keys.p;            // each row's context number
-        int32_t* ukey = kr + N;                    // each distinct context's number
+        int32_t* kr = (int32_t*)keys.p;  // each row's context number
+        int32_t* ukey = kr + N;          // each distinct context's number
         const int64_t nblocks = (N + SUM_ROWS - 1) / SUM_ROWS;
         bool bad[MAX_PARTS] = {};
         parallel(npn, [&](int part, int n) {
-            int64_t b0, b1;  // whole blocks, as for_blocks_home shares the losses' pass (the same shares with as many parts)
+            int64_t b0, b1;  // whole blocks, as for_blocks_home shares the losses' pass (the same shares with
+                             // as many parts)
             split_range(nblocks, part, n, &b0, &b1);
             bad[part] = !context_keys_any(X, b0 * SUM_ROWS, b1 * SUM_ROWS < N ? b1 * SUM_ROWS : N, Tt, V, kr,
                                           (uint8_t*)marks.p + part * stride);
@@ -324,9 +336,13 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                     for (int64_t u = 0; u < nu; ++u) __builtin_prefetch(id + ukey[u]);
                 }
                 if (out)
-                    for (int64_t r = b0; r < b1; ++r) __builtin_memcpy(out + r * V, U + id[kr[r]] * Vp, sizeof(T) * V);
+                    for (int64_t r = b0; r < b1; ++r)
+                        __builtin_memcpy(out + r * V, U + id[kr[r]] * Vp, sizeof(T) * V);
                 if (!Y) return;
-                auto term = [&](int64_t r) { const int64_t u = id[kr[r]]; return lse[u] - (double)U[u * Vp + Y[r]]; };
+                auto term = [&](int64_t r) {
+                    const int64_t u = id[kr[r]];
+                    return lse[u] - (double)U[u * Vp + Y[r]];
+                };
                 double cs[CHUNKS];
                 const int full = (int)((b1 - b0) / ROWS), nch = (int)((b1 - b0 + ROWS - 1) / ROWS);
                 int j = 0;
@@ -343,7 +359,8 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
                 }
                 for (; j < nch; ++j) {
                     double s0 = 0;
-                    for (int64_t r = b0 + (int64_t)j * ROWS; r < b1 && r < b0 + (int64_t)(j + 1) * ROWS; ++r) s0 += term(r);
+                    for (int64_t r = b0 + (int64_t)j * ROWS; r < b1 && r < b0 + (int64_t)(j + 1) * ROWS; ++r)
+                        s0 += term(r);
                     cs[j] = s0;
                 }
                 block_loss[blk] = block_sum(cs, nch);
@@ -375,7 +392,8 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         }
         rows_forward<T>(c, L, p, P, X + r0 * Tt, rows, s);
         if (out)
-            for (int r = 0; r < rows; ++r) __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
+            for (int r = 0; r < rows; ++r)
+                __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
         if (Y) {
             crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, s.loss);
             double sum = 0;
@@ -386,6 +404,7 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
     if (any_bad(bad, np)) return false;
     if (Y)
         for (int64_t ch = 0; ch < nchunks; ch += CHUNKS)
-            block_loss[ch / CHUNKS] = block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
+            block_loss[ch / CHUNKS] =
+                block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
     return true;
 }

@@ -36,8 +36,8 @@ static inline void parallel(int nparts, F&& f) {
 // Each output lane is one chain of multiply-adds over k in order.
 
 template <class T, int MR, int NR, class Ep>
-static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T* b, int64_t ldb,
-                              int m0, int n0, Ep& ep) {
+static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T* b, int64_t ldb, int m0,
+                              int n0, Ep& ep) {
     typedef vec<T> V;
     constexpr int W = VT<T>::W;
     V acc[MR][NR];
@@ -71,8 +71,8 @@ static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T
 }
 
 template <class T, class Ep, int MR, int NR = 1>
-static inline void kern_bcast_nr(int nr, const T* a, int64_t sm, int64_t sk, int K, const T* b,
-                                 int64_t ldb, int m0, int n0, Ep& ep) {
+static inline void kern_bcast_nr(int nr, const T* a, int64_t sm, int64_t sk, int K, const T* b, int64_t ldb,
+                                 int m0, int n0, Ep& ep) {
     if constexpr (NR <= MM_NR) {
         if (nr == NR)
             kern_bcast<T, MR, NR, Ep>(a, sm, sk, K, b, ldb, m0, n0, ep);
@@ -191,7 +191,9 @@ struct EpSgd {
     T* p;
     int64_t ld;
     vec<T> lr, chk;
-    inline vec<T> operator()(int m, int n, vec<T> acc) const { return sgd_vector<T>(p + m * ld + n, lr, acc); }
+    inline vec<T> operator()(int m, int n, vec<T> acc) const {
+        return sgd_vector<T>(p + m * ld + n, lr, acc);
+    }
     void check(vec<T> c) { chk += c; }
 };
 template <class T>
@@ -243,8 +245,8 @@ static inline Rows<T> rows_of(const T* a, int64_t lda, int Kp) {
 // Not inlined: inlined into a loop over positions (embed_backward_rows) it spilled an accumulator.
 // SEG false: one block (A.n == 1), which the compiler then reads as plain arguments.
 template <class T, int MR, int NR, class Ep, bool SEG>
-__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int mr, int n0,
-                                               int nr, Ep& ep) {
+__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int mr,
+                                               int n0, int nr, Ep& ep) {
     typedef vec<T> V;
     constexpr int W = VT<T>::W;
     static_assert(MR * NR == W, "one accumulator per lane");
@@ -307,7 +309,8 @@ static void gemm_dot(int m0, int m1, int N, const Rows<T>& A, const T* b, int64_
     }
 }
 template <class T, class Ep>
-static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb, Ep& ep) {
+static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb,
+                     Ep& ep) {
     gemm_dot<T, Ep>(m0, m1, N, rows_of(a, lda, Kp), b, ldb, ep);
 }
 
@@ -369,7 +372,8 @@ static inline void row_expsum(const T* const* l, int V, int Vp, T* const* d, T* 
     for (int v = 0; v < Vp; v += W) {
         const ivec<T> in = lane + v < V;
 #pragma GCC unroll 8
-        for (int r = 0; r < N; ++r) mx[r] = vselect<T>(in, vselect<T>(vload(l[r] + v) > mx[r], vload(l[r] + v), mx[r]), mx[r]);
+        for (int r = 0; r < N; ++r)
+            mx[r] = vselect<T>(in, vselect<T>(vload(l[r] + v) > mx[r], vload(l[r] + v), mx[r]), mx[r]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < N; ++r) {
@@ -417,7 +421,8 @@ static inline void rows_expsum(int b0, int b1, int V, int Vp, const T* logits, T
 // The losses of rows [b0, b1) (no gradient): loss_b into row_loss[b]; with y null,
 // log(sum_v exp(l_bv - m_b)) + m_b, from which loss_b is that minus l_b,y_b.
 template <class T>
-static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y, double* row_loss) {
+static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits, const int32_t* y,
+                                 double* row_loss) {
     rows_expsum<T>(b0, b1, V, Vp, logits, nullptr, [&](int b, int n, const T* m, const T* sum) {
         for (int r = 0; r < n; ++r) {
             const double lse = __builtin_log((double)sum[r]) + (double)m[r];
@@ -440,7 +445,8 @@ static void crossentropy_forward(int b0, int b1, int V, int Vp, const T* logits,
 // and dlogits moved in the last bit (benchmarks/NOTES.md).
 template <class T>
 static void crossentropy_grouped(int u0, int u1, int V, int Vp, const T* logits, const int32_t* y,
-                                 const int32_t* ustart, const int32_t* ulist, T scale, T* dl, double* row_loss) {
+                                 const int32_t* ustart, const int32_t* ulist, T scale, T* dl,
+                                 double* row_loss) {
     typedef vec<T> Vv;
     constexpr int W = VT<T>::W, CH = 64;
     const ivec<T> lane = viota<T>();
@@ -502,7 +508,8 @@ static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, Ep& ep) {
 // out[r] = (parts_0[r] + parts_1[r] + ... + parts_{kb-1}[r]) + bias, added in that order, for rows
 // [r0, r1) of Vp columns; parts_q at parts + q * stride, rows Vp apart.
 template <class T>
-static void block_sums(int r0, int r1, int kb, const T* parts, int64_t stride, int64_t Vp, const T* bias, T* out) {
+static void block_sums(int r0, int r1, int kb, const T* parts, int64_t stride, int64_t Vp, const T* bias,
+                       T* out) {
     constexpr int W = VT<T>::W;
     for (int64_t r = r0; r < r1; ++r)
         for (int64_t v = 0; v < Vp; v += W) {

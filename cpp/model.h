@@ -49,7 +49,9 @@ struct Panels {
         : mem(mem_), rows(rows_), np(np_), q(nvec / mult_ / np_), r(nvec / mult_ % np_), mult(mult_) {}
     int64_t v0(int k) const { return (k * q + (k < r ? k : r)) * mult; }  // part k's first column vector
     int64_t ld(int k) const { return (v0(k + 1) - v0(k)) * VT<T>::W; }
-    T* base(int k) const { return mem ? mem + (rows - 1) * v0(k) * VT<T>::W : nullptr; }  // panel start - v0 columns
+    T* base(int k) const {
+        return mem ? mem + (rows - 1) * v0(k) * VT<T>::W : nullptr;
+    }  // panel start - v0 columns
     // Rows first .. of all the columns, as gemm_dot's operand (the panels that have columns).
     Rows<T> whole(int64_t first = 0) const {
         Rows<T> a;
@@ -215,15 +217,16 @@ static void embed_tables(const Config& c, const Layout& L, const T* p, const int
     const int64_t ld = L.ld[0];
     for (int t = 0; t < c.T; ++t) {
         EpStore<T> ep{P + (int64_t)t * nP * ldP, ldP, nullptr};
-        gemm_bcast<T>(nids[t], nv0, nv1, c.E, Csub + (int64_t)t * nP * c.E, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld,
-                      ld, ep);
+        gemm_bcast<T>(nids[t], nv0, nv1, c.E, Csub + (int64_t)t * nP * c.E, c.E, 1,
+                      p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
     }
 }
 
 // Row b, column vectors [nv, nv + N) of embed_forward: N tanh chains side by side.
 template <class T, int N>
 static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, int64_t tstride, int64_t ldP,
-                                         int64_t ld, const T* bias, T* h, T* hd, const T* mask, int b, int nv) {
+                                         int64_t ld, const T* bias, T* h, T* hd, const T* mask, int b,
+                                         int nv) {
     constexpr int W = VT<T>::W;
     const int64_t n = (int64_t)nv * W;
     vec<T> acc[N];
@@ -246,14 +249,16 @@ static inline void embed_forward_vectors(int Tt, const int32_t* s, const T* P, i
 // hd = h * mask when there is dropout. P_t starts tstride elements after P_{t-1}, its rows ldP
 // apart; h's rows are ld apart.
 template <class T>
-static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride, int64_t ldP,
-                          int64_t ld, const T* bias, T* h, T* hd, const T* mask, int nv0, int nv1) {
+static void embed_forward(int Tt, int b0, int b1, const int32_t* slot, const T* P, int64_t tstride,
+                          int64_t ldP, int64_t ld, const T* bias, T* h, T* hd, const T* mask, int nv0,
+                          int nv1) {
     for (int b = b0; b < b1; ++b) {
         const int32_t* s = slot + (int64_t)b * Tt;
         int nv = nv0;
         for (; nv + 4 <= nv1; nv += 4)
             embed_forward_vectors<T, 4>(Tt, s, P, tstride, ldP, ld, bias, h, hd, mask, b, nv);
-        for (; nv < nv1; ++nv) embed_forward_vectors<T, 1>(Tt, s, P, tstride, ldP, ld, bias, h, hd, mask, b, nv);
+        for (; nv < nv1; ++nv)
+            embed_forward_vectors<T, 1>(Tt, s, P, tstride, ldP, ld, bias, h, hd, mask, b, nv);
     }
 }
 
@@ -277,8 +282,8 @@ static inline void psum_vectors(const int32_t* rows, int n, const T* x, int64_t 
 // ldd apart: G_t[i] = the sum of dpre over the contexts with id i at position t, in increasing
 // order, kept in registers 8, 4 or 1 vectors at a time. Row i of G_t at G + (t * nP + i) * ldG.
 template <class T>
-static void embed_backward_sums(const Config& c, Workspace* ws, const T* dpre, int64_t ldd, T* G, int64_t ldG, int nv0,
-                                int nv1) {
+static void embed_backward_sums(const Config& c, Workspace* ws, const T* dpre, int64_t ldd, T* G, int64_t ldG,
+                                int nv0, int nv1) {
     const int nP = ws->nP;
     for (int t = 0; t < c.T; ++t) {
         T* Gt = G + (int64_t)t * nP * ldG;
@@ -298,15 +303,15 @@ static void embed_backward_sums(const Config& c, Workspace* ws, const T* dpre, i
 // Then dW1_t = Csub_t^T @ G_t and db1 = the column sums of dpre (= the sum of G_0's rows), through
 // out (GradOut or SgdOut; with SgdOut after dCsub, which reads W1).
 template <class T, class Out>
-static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* G, int64_t ldG, Out& out,
-                                   int nv0, int nv1) {
+static void embed_backward_weights(const Config& c, const Layout& L, Workspace* ws, const T* G, int64_t ldG,
+                                   Out& out, int nv0, int nv1) {
     const int nP = ws->nP;
     const int64_t ld = L.ld[0];
     const T* Csub = (const T*)ws->Csub;
     for (int t = 0; t < c.T; ++t) {
         auto ep = out.ep(L.W[0] + (int64_t)t * c.E * ld, ld);
-        gemm_bcast<T>(c.E, nv0, nv1, ws->cur.nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E, G + (int64_t)t * nP * ldG, ldG,
-                      ep);
+        gemm_bcast<T>(c.E, nv0, nv1, ws->cur.nids[t], Csub + (int64_t)t * nP * c.E, 1, c.E,
+                      G + (int64_t)t * nP * ldG, ldG, ep);
         out.take(ep);
     }
     auto eb = out.ep(L.b[0], 0);
@@ -316,29 +321,31 @@ static void embed_backward_weights(const Config& c, const Layout& L, Workspace* 
 
 // Backward, second half (rows [r0, r1) of each position's table): dCsub_t = G_t @ W1_t^T.
 template <class T>
-static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws, const T* p, const Panels<T>& G,
-                                int part, int nparts) {
+static void embed_backward_rows(const Config& c, const Layout& L, Workspace* ws, const T* p,
+                                const Panels<T>& G, int part, int nparts) {
     const int nP = ws->nP;
     const int64_t ld = L.ld[0];
     for (int t = 0; t < c.T; ++t) {
         int64_t r0, r1;
         split_range(ws->cur.nids[t], part, nparts, &r0, &r1);
         DotStore<T> ep{(T*)ws->dCsub + (int64_t)t * nP * c.E, c.E, nullptr};
-        gemm_dot<T>((int)r0, (int)r1, c.E, G.whole((int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+        gemm_dot<T>((int)r0, (int)r1, c.E, G.whole((int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld,
+                    ep);
     }
 }
 
 // With column blocks (KB > 1), block q's part of dCsub: G_t[:, block q] @ W1_t[:, block q]^T, into
 // pdCsub[q] (its rows G's panel q).
 template <class T>
-static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws, const T* p, const Panels<T>& G,
-                                 int q) {
+static void embed_backward_block(const Config& c, const Layout& L, Workspace* ws, const T* p,
+                                 const Panels<T>& G, int q) {
     const int nP = ws->nP;
     const int64_t ld = L.ld[0];
     T* out = (T*)ws->pdCsub + (int64_t)q * c.T * nP * c.E;
     for (int t = 0; t < c.T; ++t) {
         DotStore<T> ep{out + (int64_t)t * nP * c.E, c.E, nullptr};
-        gemm_dot<T>(0, ws->cur.nids[t], c.E, G.one(q, (int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld, ld, ep);
+        gemm_dot<T>(0, ws->cur.nids[t], c.E, G.one(q, (int64_t)t * nP), p + L.W[0] + (int64_t)t * c.E * ld,
+                    ld, ep);
     }
 }
 
@@ -372,8 +379,8 @@ static void embed_backward_scatter(const Config& c, const Layout& L, Workspace* 
 // Hidden layer l (0 < l < L): h_l = tanh(hd_{l-1} @ W_l + b_l), then dropout.
 
 template <class T>
-static void hidden_forward(const Config& c, const Layout& L, const T* p, int l, int B, T* const* h, T* const* hd,
-                           T* const* mask, int nv0, int nv1) {
+static void hidden_forward(const Config& c, const Layout& L, const T* p, int l, int B, T* const* h,
+                           T* const* hd, T* const* mask, int nv0, int nv1) {
     EpTanh<T> ep{h[l], hd[l], mask[l], hp(c, l), p + L.b[l]};
     gemm_bcast<T>(B, nv0, nv1, c.H[l - 1], hd[l - 1], hp(c, l - 1), 1, p + L.W[l], L.ld[l], ep);
 }
@@ -396,7 +403,8 @@ static void hidden_backward(const Config& c, const Layout& L, const T* p, T* g, 
 // Output layer: logits (B, Vp) = hd_{L-1} @ W_out + b_out, with W_out stored as (V, H_{L-1}p).
 
 template <class T>
-static void output_forward(const Config& c, const Layout& L, const T* p, const Rows<T>& x, int r0, int r1, T* logits) {
+static void output_forward(const Config& c, const Layout& L, const T* p, const Rows<T>& x, int r0, int r1,
+                           T* logits) {
     DotStore<T> ep{logits, padded(c.V), p + L.b[c.L]};
     gemm_dot<T>(r0, r1, c.V, x, p + L.W[c.L], L.ld[c.L], ep);
 }
@@ -407,8 +415,8 @@ static void output_forward(const Config& c, const Layout& L, const T* p, const R
 // (the same columns).
 template <class T, class Out>
 static void output_backward(const Config& c, const Layout& L, const T* p, Out& out, int B, const T* dlogits,
-                            const T* h, const T* hd, const T* mask, T* dpre, int64_t ld, int nv0, int nv1, int bv0,
-                            int bv1) {
+                            const T* h, const T* hd, const T* mask, T* dpre, int64_t ld, int nv0, int nv1,
+                            int bv0, int bv1) {
     const int64_t Vp = padded(c.V);
     EpDtanh<T> dp{dpre, h, mask, ld};
     gemm_bcast<T>(B, nv0, nv1, c.V, dlogits, Vp, 1, p + L.W[c.L], L.ld[c.L], dp);
@@ -424,8 +432,8 @@ static void output_backward(const Config& c, const Layout& L, const T* p, Out& o
 // Dropout masks: mask[b, j] = 1/(1-p) if unit j of row b is kept, else 0 (see rng.h), for rows
 // [b0, b1) and columns [j0, j1) (j1 <= H; padding stays 0).
 template <class T>
-static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H, int64_t ld, double p, int b0,
-                         int b1, int j0, int j1, T* mask) {
+static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H, int64_t ld, double p,
+                         int b0, int b1, int j0, int j1, T* mask) {
     const uint64_t k = rng::key(seed, rng::DROPOUT);
     const uint64_t thr = (uint64_t)__builtin_llround(p * 16777216.0);
     const T keep = T(1.0 / (1.0 - p));
@@ -472,9 +480,10 @@ struct NoWork {
 // beside(0); part 1 calls beside(1) (the training loop prepares minibatches there: part 0 may
 // overwrite this minibatch's buffers).
 template <class T, class Beside = NoWork>
-static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout, uint64_t seed,
-                                     int64_t step, bool prepared = false, const double* sgd_lr = nullptr,
-                                     bool* updated = nullptr, bool* finite = nullptr, Beside&& beside = Beside{}) {
+static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g, double dropout,
+                                     uint64_t seed, int64_t step, bool prepared = false,
+                                     const double* sgd_lr = nullptr, bool* updated = nullptr,
+                                     bool* finite = nullptr, Beside&& beside = Beside{}) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     const T* p = pv.p;
@@ -513,8 +522,8 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
     const int pan = Lh == 1 ? npan : 1;
     const Panels<T> Pn((T*)ws->P, (int64_t)c.T * ws->nP, nvec0, npan, mult),
         Gn((T*)ws->G, (int64_t)c.T * ws->nP, nvec0, npan, mult);
-    const Panels<T> H0(h[0], nu, nvec0, pan, mult), HD0(hd[0], nu, nvec0, pan, mult), M0(mask[0], nu, nvec0, pan, mult),
-        DH0(dh[0], nu, nvec0, pan, mult);
+    const Panels<T> H0(h[0], nu, nvec0, pan, mult), HD0(hd[0], nu, nvec0, pan, mult),
+        M0(mask[0], nu, nvec0, pan, mult), DH0(dh[0], nu, nvec0, pan, mult);
     // f(q, v0, v1) for each panel q of part `part` of n (of Pn's split) and its column vectors [v0, v1).
     auto columns = [&](int part, int n, auto&& f) {
         if (kb > 1) {
@@ -530,11 +539,12 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             embed_tables<T>(c, L, p, ws->cur.nids, ws->nP, (const T*)ws->Csub, Pn.base(q), Pn.ld(q), v0, v1);
             if (mask[0]) {
                 int j1 = (int)(v1 * VT<T>::W) < c.H[0] ? (int)(v1 * VT<T>::W) : c.H[0];
-                dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(q % pan), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
-                                M0.base(q % pan));
+                dropout_fill<T>(seed, step, 0, Lh, B, c.H[0], M0.ld(q % pan), dropout, 0, B,
+                                (int)(v0 * VT<T>::W), j1, M0.base(q % pan));
             }
-            embed_forward<T>(c.T, 0, nu, ws->uslot, Pn.base(q), (int64_t)ws->nP * Pn.ld(q), Pn.ld(q), H0.ld(q % pan),
-                             p + L.b[0], H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan), v0, v1);
+            embed_forward<T>(c.T, 0, nu, ws->uslot, Pn.base(q), (int64_t)ws->nP * Pn.ld(q), Pn.ld(q),
+                             H0.ld(q % pan), p + L.b[0], H0.base(q % pan), HD0.base(q % pan),
+                             M0.base(q % pan), v0, v1);
         });
     });
     for (int l = 1; l < Lh; ++l) {
@@ -543,8 +553,8 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             split_range(hp(c, l) / VT<T>::W, part, n, &v0, &v1);
             if (mask[l]) {
                 int j1 = (int)(v1 * VT<T>::W) < c.H[l] ? (int)(v1 * VT<T>::W) : c.H[l];
-                dropout_fill<T>(seed, step, l, Lh, B, c.H[l], hp(c, l), dropout, 0, B, (int)(v0 * VT<T>::W), j1,
-                                mask[l]);
+                dropout_fill<T>(seed, step, l, Lh, B, c.H[l], hp(c, l), dropout, 0, B, (int)(v0 * VT<T>::W),
+                                j1, mask[l]);
             }
             hidden_forward<T>(c, L, p, l, nu, h, hd, mask, (int)v0, (int)v1);
         });
@@ -567,11 +577,12 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
         int64_t r0, r1;
         split_range(nu, part, n, &r0, &r1);
         if (kb > 1)
-            block_sums<T>((int)r0, (int)r1, kb, (const T*)ws->plogits, (int64_t)B * Vp, Vp, p + L.b[c.L], logits);
+            block_sums<T>((int)r0, (int)r1, kb, (const T*)ws->plogits, (int64_t)B * Vp, Vp, p + L.b[c.L],
+                          logits);
         else
             output_forward<T>(c, L, p, last, (int)r0, (int)r1, logits);
-        crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->cur.yb, ws->ustart, ws->ulist, T(1.0 / B), dl,
-                                ws->row_loss);
+        crossentropy_grouped<T>((int)r0, (int)r1, c.V, (int)Vp, logits, ws->cur.yb, ws->ustart, ws->ulist,
+                                T(1.0 / B), dl, ws->row_loss);
     });
     double loss = 0;
     for (int b = 0; b < B; ++b) loss += ws->row_loss[b];
@@ -592,8 +603,8 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             SgdOut<T> so{pv.p, lrv, vec<T>{}};
             bool first = true;  // the part's share of db_out goes with its first block
             columns(part, n, [&](int q, int v0, int v1) {
-                output_backward<T>(c, L, p, so, nu, dl, H0.base(q), HD0.base(q), M0.base(q), DH0.base(q), H0.ld(q),
-                                   v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
+                output_backward<T>(c, L, p, so, nu, dl, H0.base(q), HD0.base(q), M0.base(q), DH0.base(q),
+                                   H0.ld(q), v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
                 first = false;
             });
             bad[part] = !all_zero<T>(so.chk);
@@ -636,14 +647,15 @@ static double model_forward_backward(ParamView<T> pv, Workspace* ws, int B, T* g
             bool first = true;  // the part's share of db_out goes with its first panel
             columns(part, n, [&](int q, int v0, int v1) {
                 output_backward<T>(c, L, p, go, nu, dl, H0.base(q % pan), HD0.base(q % pan), M0.base(q % pan),
-                                   DH0.base(q % pan), H0.ld(q % pan), v0, v1, first ? (int)b0 : 0, first ? (int)b1 : 0);
+                                   DH0.base(q % pan), H0.ld(q % pan), v0, v1, first ? (int)b0 : 0,
+                                   first ? (int)b1 : 0);
                 first = false;
             });
         } else {
             int64_t v0, v1;
             split_range(hp(c, Lh - 1) / VT<T>::W, part, n, &v0, &v1);
-            output_backward<T>(c, L, p, go, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1], hp(c, Lh - 1),
-                               (int)v0, (int)v1, (int)b0, (int)b1);
+            output_backward<T>(c, L, p, go, nu, dl, h[Lh - 1], hd[Lh - 1], mask[Lh - 1], dh[Lh - 1],
+                               hp(c, Lh - 1), (int)v0, (int)v1, (int)b0, (int)b1);
         }
     });
     for (int l = Lh - 1; l > 0; --l) {

@@ -28,7 +28,8 @@ static inline int cum_stride(int V) { return (V + 7) / 8 * 8; }
 // in double (a row of cum_stride(V)), and the most likely character. Returns the sum of the
 // weights (cum[V-1]).
 template <class T>
-static double char_weights(const T* l, int V, double temperature, int top_k, T* w, double* cum, int* best_out) {
+static double char_weights(const T* l, int V, double temperature, int top_k, T* w, double* cum,
+                           int* best_out) {
     int best = 0;
     for (int v = 1; v < V; ++v)
         if (l[v] > l[best]) best = v;
@@ -130,8 +131,9 @@ static int64_t compact_names(int32_t* out, int64_t n, int max_len) {
 // stage, each after T zeros (the context of its first character), and then copied out in order.
 static constexpr int LANES = 8;
 template <int LINES>
-static int64_t draw_tabulated(const double* cum, const int32_t* best, int V, int Tt, int64_t hi_digit, uint64_t ks,
-                              const SampleArgs& a, int64_t lo, int64_t hi, int32_t* stage, int64_t win) {
+static int64_t draw_tabulated(const double* cum, const int32_t* best, int V, int Tt, int64_t hi_digit,
+                              uint64_t ks, const SampleArgs& a, int64_t lo, int64_t hi, int32_t* stage,
+                              int64_t win) {
     const int Vs = cum_stride(V), lines = LINES ? LINES : Vs / 8, ml = a.max_len, plen = a.plen;
     const int64_t rs = Tt + ml + 1;  // a staged row: T zeros, the name, its 0
     const int32_t* const prefix = a.prefix;
@@ -191,7 +193,8 @@ static int64_t draw_tabulated(const double* cum, const int32_t* best, int V, int
                 lens[q_of[j]] = len[j];
                 if (!start(j)) {  // no names left for this lane: the last active one moves here
                     --active;
-                    row[j] = row[active], q_of[j] = q_of[active], len[j] = len[active], k[j] = k[active], z[j] = z[active];
+                    row[j] = row[active], q_of[j] = q_of[active], len[j] = len[active], k[j] = k[active],
+                    z[j] = z[active];
                     --j;  // and draws now
                 }
             }
@@ -241,25 +244,27 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt + sizeof(T) * Vp);
         Mem scratch(have ? 0 : bytes * np, false);
         const int64_t nchunks = have ? 0 : (nctx + ROWS - 1) / ROWS;
-        if (!have) parallel(np, [&](int part, int n) {
-            RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
-            T* w = (T*)s.extra;
-            int32_t* ctx = (int32_t*)(w + Vp);
-            for (int64_t ch = part; ch < nchunks; ch += n) {
-                const int64_t c0 = ch * ROWS;
-                const int rows = (int)(nctx - c0 < ROWS ? nctx - c0 : ROWS);
-                for (int r = 0; r < rows; ++r) {
-                    int64_t k = c0 + r;
-                    for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
+        if (!have)
+            parallel(np, [&](int part, int n) {
+                RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
+                T* w = (T*)s.extra;
+                int32_t* ctx = (int32_t*)(w + Vp);
+                for (int64_t ch = part; ch < nchunks; ch += n) {
+                    const int64_t c0 = ch * ROWS;
+                    const int rows = (int)(nctx - c0 < ROWS ? nctx - c0 : ROWS);
+                    for (int r = 0; r < rows; ++r) {
+                        int64_t k = c0 + r;
+                        for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
+                    }
+                    rows_forward<T>(c, L, p, P, ctx, rows, s);
+                    for (int r = 0; r < rows; ++r) {
+                        int b;
+                        char_weights<T>(s.logits + r * Vp, V, a->temperature, a->top_k, w,
+                                        cum + (c0 + r) * Vs, &b);
+                        best[c0 + r] = b;
+                    }
                 }
-                rows_forward<T>(c, L, p, P, ctx, rows, s);
-                for (int r = 0; r < rows; ++r) {
-                    int b;
-                    char_weights<T>(s.logits + r * Vp, V, a->temperature, a->top_k, w, cum + (c0 + r) * Vs, &b);
-                    best[c0 + r] = b;
-                }
-            }
-        });
+            });
         // Each part draws names [lo, hi) into the rows lo.. of out (draw_tabulated).
         const int ml = a->max_len;
         const int64_t fit = (1 << 18) / (ml + 1);  // names of a window: 1 MiB of staging, 8 to 256 of them
@@ -272,11 +277,20 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
             split_range(a->n, part, n, &lo, &hi);
             int32_t* sbuf = (int32_t*)((char*)stage.p + sbytes * part);
             switch (Vs / 8) {  // the lines of a row known when compiled, for the vocabularies that fit 4
-                case 1: ends[part] = draw_tabulated<1>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
-                case 2: ends[part] = draw_tabulated<2>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
-                case 3: ends[part] = draw_tabulated<3>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
-                case 4: ends[part] = draw_tabulated<4>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win); break;
-                default: ends[part] = draw_tabulated<0>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
+                case 1:
+                    ends[part] = draw_tabulated<1>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
+                    break;
+                case 2:
+                    ends[part] = draw_tabulated<2>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
+                    break;
+                case 3:
+                    ends[part] = draw_tabulated<3>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
+                    break;
+                case 4:
+                    ends[part] = draw_tabulated<4>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
+                    break;
+                default:
+                    ends[part] = draw_tabulated<0>(cum, best, V, Tt, nctx / V, ks, *a, lo, hi, sbuf, win);
             }
         });
         if (!a->compact) return 0;
@@ -291,7 +305,8 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         return w;
     }
 
-    const size_t bytes = rows_bytes(c, SLOTS, sizeof(int32_t) * SLOTS * Tt + (sizeof(T) + sizeof(double)) * Vp + 64);
+    const size_t bytes =
+        rows_bytes(c, SLOTS, sizeof(int32_t) * SLOTS * Tt + (sizeof(T) + sizeof(double)) * Vp + 64);
     Mem scratch(bytes * np);
     parallel(np, [&](int part, int n) {
         int64_t lo, hi;

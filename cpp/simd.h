@@ -88,8 +88,9 @@ static inline int count_le(const double* x, int lines, double t) {
 #elif MM_VBYTES == 32 && defined(__AVX2__)
     const __m256d tv = _mm256_set1_pd(t);
     for (int i = 0; i < lines; ++i)
-        n += __builtin_popcount(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + 8 * i), tv, _CMP_LE_OQ)) |
-                                _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + 8 * i + 4), tv, _CMP_LE_OQ)) << 4);
+        n += __builtin_popcount(
+            _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + 8 * i), tv, _CMP_LE_OQ)) |
+            _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + 8 * i + 4), tv, _CMP_LE_OQ)) << 4);
 #else
     for (int i = 0; i < 8 * lines; ++i) n += x[i] <= t;  // vectorised by the compiler (no popcount here)
 #endif

@@ -35,10 +35,10 @@ inline void cpu_relax() {
 
 struct Pool {
     std::vector<std::thread> workers;
-    std::mutex job_mu;                       // one job at a time
-    std::mutex mu;                           // guards sleeping workers' wake-up
+    std::mutex job_mu;  // one job at a time
+    std::mutex mu;      // guards sleeping workers' wake-up
     std::condition_variable cv;
-    std::atomic<uint64_t> generation{0};     // bumped by each job, to wake workers
+    std::atomic<uint64_t> generation{0};  // bumped by each job, to wake workers
     // The current job's claim word: its number in the upper 32 bits; below, one bit for each part
     // that has an owner (bits 24..31: part i belongs to thread i, the caller being thread 0) and a
     // count of the other parts handed out (bits 0..23). A thread takes its own part first, then
@@ -50,17 +50,17 @@ struct Pool {
     // of a phase reads what part k of the phase before wrote): between this host's two cores,
     // moving a cache line can cost far more than using it (benchmarks/NOTES.md).
     std::atomic<uint64_t> claim{0};
-    static constexpr uint32_t CLOSED = 0xffffffu;    // a claim word's count while its job is set up
-    static constexpr int OWNED = 8;                  // threads that own a part, at most
-    std::atomic<int> done{0};                // parts of the current job finished
-    std::atomic<TaskFn> fn{nullptr};         // written before the job's first claim word is published
+    static constexpr uint32_t CLOSED = 0xffffffu;  // a claim word's count while its job is set up
+    static constexpr int OWNED = 8;                // threads that own a part, at most
+    std::atomic<int> done{0};                      // parts of the current job finished
+    std::atomic<TaskFn> fn{nullptr};               // written before the job's first claim word is published
     std::atomic<void*> ctx{nullptr};
     std::atomic<int> nparts{0};
     std::atomic<bool> stop{false};
-    uint32_t job = 0;                        // the last job's number (the calling thread's); it wraps
-                                             // after 2^32 jobs, far longer than any claim takes
+    uint32_t job = 0;  // the last job's number (the calling thread's); it wraps
+                       // after 2^32 jobs, far longer than any claim takes
     int nthreads = 1;
-    int nowners = 1;                         // min(nthreads, OWNED)
+    int nowners = 1;  // min(nthreads, OWNED)
     pid_t pid = 0;
 
     explicit Pool(int n) : nthreads(n), nowners(n < OWNED ? n : OWNED), pid(getpid()) {
@@ -134,7 +134,8 @@ struct Pool {
                 part = __builtin_ctz(left);
                 next = w | (uint64_t)1 << (24 + part);
             }
-            if (!claim.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+            if (!claim.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_relaxed))
+                continue;
             f(c, part, n);
             done.fetch_add(1, std::memory_order_release);
         }
@@ -218,7 +219,8 @@ void pool_run(int nparts, TaskFn fn, void* ctx) {
 double core_round_trip_ns(int rounds) {
     // Two CPUs of this thread's set: the caller runs on the first, a helper thread on the second.
     cpu_set_t old, one;
-    if (rounds < 1 || pthread_getaffinity_np(pthread_self(), sizeof old, &old) != 0 || CPU_COUNT(&old) < 2) return -1;
+    if (rounds < 1 || pthread_getaffinity_np(pthread_self(), sizeof old, &old) != 0 || CPU_COUNT(&old) < 2)
+        return -1;
     int cpu[2] = {-1, -1};
     for (int i = 0, k = 0; i < CPU_SETSIZE && k < 2; ++i)
         if (CPU_ISSET(i, &old)) cpu[k++] = i;
@@ -230,8 +232,10 @@ double core_round_trip_ns(int rounds) {
         CPU_SET(cpu[1], &s);
         pthread_setaffinity_np(pthread_self(), sizeof s, &s);
         for (int64_t i = 0; !quit.load(std::memory_order_relaxed);) {
-            if (flag.load(std::memory_order_acquire) == 2 * i + 1) flag.store(2 * (i++) + 2, std::memory_order_release);
-            else cpu_relax();
+            if (flag.load(std::memory_order_acquire) == 2 * i + 1)
+                flag.store(2 * (i++) + 2, std::memory_order_release);
+            else
+                cpu_relax();
         }
     });
     CPU_ZERO(&one);

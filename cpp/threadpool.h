@@ -21,9 +21,9 @@ namespace mm {
 typedef void (*TaskFn)(void* ctx, int part, int nparts);
 
 void pool_run(int nparts, TaskFn fn, void* ctx);
-int pool_threads();               // threads a job may use (the caller included)
-void pool_set_threads(int n);     // n >= 1
-int default_threads();            // CPUs this process may run on
+int pool_threads();            // threads a job may use (the caller included)
+void pool_set_threads(int n);  // n >= 1
+int default_threads();         // CPUs this process may run on
 
 // For the benchmarks: the mean time, in ns, for a value written on one CPU of the calling thread's
 // set to be answered from another, over `rounds` round trips; -1 with fewer than 2 CPUs or if the

@@ -10,8 +10,8 @@
 //          p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // Elements [i0, i1), multiples of PAD. Returns false if any updated parameter is not finite.
 template <class T>
-static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t i0,
-                             int64_t i1, const OptConfig& o, double lr, int64_t t) {
+static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                             int64_t i0, int64_t i1, const OptConfig& o, double lr, int64_t t) {
     int bad = 0;
     if (o.kind == OPT_SGD) {
         const T wd = T(o.weight_decay), mu = T(o.momentum), lrt = T(lr);
@@ -32,8 +32,10 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
             }
         }
     } else {
-        const double bc1 = 1.0 - __builtin_pow(o.beta1, (double)t), bc2 = 1.0 - __builtin_pow(o.beta2, (double)t);
-        const T decay = T(1.0 - lr * o.weight_decay), a1 = T(1.0 - o.beta1), b2 = T(o.beta2), a2 = T(1.0 - o.beta2);
+        const double bc1 = 1.0 - __builtin_pow(o.beta1, (double)t),
+                     bc2 = 1.0 - __builtin_pow(o.beta2, (double)t);
+        const T decay = T(1.0 - lr * o.weight_decay), a1 = T(1.0 - o.beta1), b2 = T(o.beta2),
+                a2 = T(1.0 - o.beta2);
         const T step = T(lr / bc1), rs = T(1.0 / __builtin_sqrt(bc2)), eps = T(o.eps);
         for (int64_t i = i0; i < i1; ++i) {
             T gi = g[i];
@@ -51,8 +53,8 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
 
 // Chunk i of n of the update (the arena split in multiples of PAD), os->t already advanced.
 template <class T>
-static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr, int i,
-                            int n) {
+static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
+                            int i, int n) {
     int64_t lo, hi;
     split_range(pv.lay->total / PAD, i, n, &lo, &hi);
     return optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
@@ -63,12 +65,14 @@ static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o
 // the step's column-split phases read and wrote the gradient of (model.h), and C and b_out with
 // part 0. The thread pool gives part k to thread k, so each thread updates what is in its cache.
 template <class T>
-static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr, int k,
-                             int npc, int kb) {
+static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
+                             int k, int npc, int kb) {
     const Config& c = *pv.cfg;
     const Layout& L = *pv.lay;
     bool ok = true;
-    auto seg = [&](int64_t i0, int64_t i1) { ok &= optimizer_update<T>(pv.p, g, os->m, os->v, i0, i1, o, lr, os->t); };
+    auto seg = [&](int64_t i0, int64_t i1) {
+        ok &= optimizer_update<T>(pv.p, g, os->m, os->v, i0, i1, o, lr, os->t);
+    };
     int64_t j0, j1, g0, g1, unused;
     split_range(kb, k, npc, &j0, &j1);
     split_range(padded(c.H[0]) / PAD, (int)j0, kb, &g0, &unused);
@@ -89,7 +93,8 @@ static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o,
     os->t += 1;
     const int np = parts_for((double)pv.lay->total * 16);
     int bad[MAX_PARTS] = {0};
-    parallel(np, [&](int part, int nparts) { bad[part] = !optimizer_chunk<T>(pv, os, o, g, lr, part, nparts); });
+    parallel(np,
+             [&](int part, int nparts) { bad[part] = !optimizer_chunk<T>(pv, os, o, g, lr, part, nparts); });
     for (int i = 0; i < np; ++i)
         if (bad[i]) return false;
     return true;
@@ -99,12 +104,13 @@ static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o,
 static inline void draw_rows(const TrainArgs* a, int B, int64_t s, uint64_t kb, int64_t* rows) {
     const uint64_t gstep = (uint64_t)(a->step0 + s);
     for (int i = 0; i < B; ++i)
-        rows[i] = a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
+        rows[i] =
+            a->batch_idx ? a->batch_idx[s * B + i] : (int64_t)rng::below(rng::draw(kb, gstep * B + i), a->N);
 }
 // Their contexts and targets into xb and yb, or (prefetch) only a request for their cache lines.
 template <class I>
-static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int B, int Tt, int32_t* xb, int32_t* yb,
-                               bool prefetch) {
+static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int B, int Tt, int32_t* xb,
+                               int32_t* yb, bool prefetch) {
     for (int i = 0; i < B; ++i) {
         const int64_t r = rows[i];
         if (prefetch) {
@@ -118,8 +124,8 @@ static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int 
 }
 // The rows are read at random: as bytes (a quarter of the memory, so more of them stay in cache)
 // when the caller passed them so.
-static inline void gather_batch(const TrainArgs* a, int B, int Tt, const int64_t* rows, int32_t* xb, int32_t* yb,
-                                bool prefetch = false) {
+static inline void gather_batch(const TrainArgs* a, int B, int Tt, const int64_t* rows, int32_t* xb,
+                                int32_t* yb, bool prefetch = false) {
     if (a->X8)
         gather_rows(a->X8, a->Y8, rows, B, Tt, xb, yb, prefetch);
     else
@@ -146,8 +152,8 @@ static inline double now_seconds() {
 // update. On 2 threads the update alone is slow (its gradient and parameters are half in the other
 // core's cache), and the minibatch would otherwise run on one thread while the other waits.
 template <class T>
-static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a,
-                            bool snapshot) {
+static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws,
+                            const TrainArgs* a, bool snapshot) {
     const Config& c = *pv.cfg;
     const int64_t n = pv.lay->total;
     const int B = ws->B;
@@ -280,13 +286,15 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
 }
 
 template <class T>
-static RunResult train(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws, const TrainArgs* a) {
+static RunResult train(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws,
+                       const TrainArgs* a) {
     return train_loop<T>(pv, os, o, ws, a, true);
 }
 
 // Loss and gradient of the batch (X, Y) of B rows, without dropout. ws holds B rows.
 template <class T>
-static double loss_and_grad(ParamView<T> pv, Workspace* ws, const int32_t* X, const int32_t* Y, int B, T* grad) {
+static double loss_and_grad(ParamView<T> pv, Workspace* ws, const int32_t* X, const int32_t* Y, int B,
+                            T* grad) {
     __builtin_memcpy(ws->cur.xb, X, sizeof(int32_t) * B * pv.cfg->T);
     __builtin_memcpy(ws->cur.yb, Y, sizeof(int32_t) * B);
     return model_forward_backward<T>(pv, ws, B, grad, 0.0, 0, 0);

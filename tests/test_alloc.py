@@ -1,5 +1,6 @@
 """The training loop allocates nothing: the core's loop for 20,000 steps makes exactly as many
 calls into malloc and friends as for 10 (counted by a preloaded shim around glibc's allocator)."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,9 @@ long mm_alloc_calls(void) { return atomic_load(&calls); }
 void* malloc(size_t n) { atomic_fetch_add(&calls, 1); return __libc_malloc(n); }
 void* calloc(size_t a, size_t b) { atomic_fetch_add(&calls, 1); return __libc_calloc(a, b); }
 void* realloc(void* p, size_t n) { atomic_fetch_add(&calls, 1); return __libc_realloc(p, n); }
-int posix_memalign(void** p, size_t al, size_t n) { atomic_fetch_add(&calls, 1); *p = __libc_memalign(al, n); return *p ? 0 : 12; }
+int posix_memalign(void** p, size_t al, size_t n) {
+    atomic_fetch_add(&calls, 1); *p = __libc_memalign(al, n); return *p ? 0 : 12;
+}
 void* aligned_alloc(size_t al, size_t n) { atomic_fetch_add(&calls, 1); return __libc_memalign(al, n); }
 void* memalign(size_t al, size_t n) { atomic_fetch_add(&calls, 1); return __libc_memalign(al, n); }
 """
@@ -53,20 +56,28 @@ print(json.dumps(out))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the shim wraps glibc's allocator")
 def test_training_loop_does_not_allocate(tmp_path):
     if os.environ.get("MAKEMORE_SANITIZE_RUN"):
-        pytest.skip("under scripts/sanitize.sh the sanitizer's allocator replaces glibc's, which the shim counts")
+        pytest.skip(
+            "under scripts/sanitize.sh the sanitizer's allocator replaces glibc's, which the shim counts"
+        )
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build the allocation-counting shim")
     (tmp_path / "shim.c").write_text(SHIM)
     so = tmp_path / "shim.so"
     subprocess.run([cc, "-shared", "-fPIC", "-O1", str(tmp_path / "shim.c"), "-o", str(so)], check=True)
-    env = dict(os.environ, LD_PRELOAD=str(so),
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(makemore_cpp.__file__)),
-                                           os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    env = dict(
+        os.environ,
+        LD_PRELOAD=str(so),
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(makemore_cpp.__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     import json
+
     calls = json.loads(res.stdout.strip().splitlines()[-1])
     # The same few calls (the argument conversions) however many steps the loop runs.
     assert calls["1-10"] == calls["1-20000"], calls

@@ -1,4 +1,5 @@
 """Small API contracts not covered elsewhere."""
+
 from __future__ import annotations
 
 import os

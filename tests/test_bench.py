@@ -1,4 +1,5 @@
 """The benchmark suite runs (a smoke test: sizes are tiny and no timing is checked)."""
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,31 @@ import makemore_cpp
 
 def test_bench_quick_runs_every_workload(tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(makemore_cpp.__file__)),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-m", "makemore_cpp.bench", "--quick", "--no-jax", "--json", str(out)],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(makemore_cpp.__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "makemore_cpp.bench", "--quick", "--no-jax", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["meta"]["quick"] is True and data["meta"]["isa"] in ("avx512", "avx2", "generic")
     results = data["results"]
-    assert {"lecture step, 1 thread", "eval, 1 thread", "sampling, 1 thread", "large step, 1 thread", "run"} <= set(results)
+    assert {
+        "lecture step, 1 thread",
+        "eval, 1 thread",
+        "sampling, 1 thread",
+        "large step, 1 thread",
+        "run",
+    } <= set(results)
     for name, r in results.items():
         if name == "run":
             assert r["steps"] > 0 and r["losses"]["dev"] > 0 and r["peak_rss_mib"] > 0
@@ -36,9 +53,11 @@ def test_bench_quick_runs_every_workload(tmp_path):
 
 def test_core_round_trip_measures_and_leaves_the_affinity_alone():
     from makemore_cpp.bench import core_round_trip_ns
+
     before = os.sched_getaffinity(0)
     if len(before) < 2:
         import pytest
+
         pytest.skip(f"needs 2 CPUs, this process may use {sorted(before)}")
     ns = core_round_trip_ns(200)
     assert 0 < ns < 1e9
@@ -59,17 +78,25 @@ def test_core_round_trip_on_one_cpu_is_nan_and_bad_rounds_are_refused():
         "        assert 'rounds' in str(e), e\n"
         "    else:\n"
         "        raise AssertionError(f'rounds={bad!r} accepted')\n"
-        "print('ok')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(makemore_cpp.__file__)),
-                                                       os.environ.get("PYTHONPATH", "")]))
+        "print('ok')\n"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(makemore_cpp.__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
 def test_the_report_splits_two_thread_ratios_by_the_cores_round_trip():
     from makemore_cpp.bench import split_by_cores
-    r = {"samples": {"two": [1.0, 1.0, 1.0, 1.0], "one": [2.0, 1.9, 1.0, 1.1]},
-         "round_trip_ns": [70.0, 90.0, 340.0, 360.0]}
+
+    r = {
+        "samples": {"two": [1.0, 1.0, 1.0, 1.0], "one": [2.0, 1.9, 1.0, 1.1]},
+        "round_trip_ns": [70.0, 90.0, 340.0, 360.0],
+    }
     text = split_by_cores(r, "two", "one")
     assert "round trip 70-360 ns" in text
     assert "cores close: 1.95x in 2" in text and "cores far: 1.05x in 2" in text
@@ -80,6 +107,7 @@ def test_the_report_splits_two_thread_ratios_by_the_cores_round_trip():
 
 def test_interleave_alternates_the_order_of_its_rounds(monkeypatch):
     from makemore_cpp import bench
+
     monkeypatch.setattr(bench, "SETTLE", 0.0)
     calls = []
 
@@ -87,7 +115,9 @@ def test_interleave_alternates_the_order_of_its_rounds(monkeypatch):
         def run():
             calls.append(name)
             return 0.0
+
         return run
+
     out = bench.interleave({"A": impl("A"), "B": impl("B"), "C": impl("C")}, 3)
     assert calls == list("CBA" + "ABC" + "CBA" + "ABC")  # a warm-up round, then the rounds
     assert {k: len(v) for k, v in out.items()} == {"A": 3, "B": 3, "C": 3}

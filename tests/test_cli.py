@@ -2,6 +2,7 @@
 with real files in a temporary folder; then its outputs are checked (checkpoints load, log lines
 parse, PNGs decode, CSV rows match the grid, --resume continues the run exactly, samples are
 marked correctly)."""
+
 from __future__ import annotations
 
 import ast
@@ -29,18 +30,28 @@ PKG_PARENT = pathlib.Path(mm.__file__).resolve().parents[1]
 
 def cli_env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PKG_PARENT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PKG_PARENT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     env.pop("MPLBACKEND", None)
     return env
 
 
 def run(*args: str, cwd: os.PathLike, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m makemore_cpp args...`` in ``cwd``; with ``ok`` the exit status must be 0."""
-    p = subprocess.run([sys.executable, "-m", "makemore_cpp", *map(str, args)], cwd=cwd, env=cli_env(),
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "makemore_cpp", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if ok and p.returncode != 0:
-        raise AssertionError(f"makemore-cpp {' '.join(map(str, args))} exited {p.returncode}\n"
-                             f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        raise AssertionError(
+            f"makemore-cpp {' '.join(map(str, args))} exited {p.returncode}\n"
+            f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+        )
     return p
 
 
@@ -49,9 +60,9 @@ def png_title(path: os.PathLike) -> str:
     data = pathlib.Path(path).read_bytes()
     pos = 8
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"tEXt" and body.startswith(b"Title\0"):
             return body[6:].decode("latin-1")
         if kind == b"iTXt" and body.startswith(b"Title\0"):
@@ -73,6 +84,7 @@ def check_png(path: os.PathLike, title_has: str = "") -> np.ndarray:
     assert width >= 400 and height >= 300, (width, height)
     assert len(data) > 10_000, f"{path} is only {len(data)} bytes"
     import matplotlib.image
+
     img = matplotlib.image.imread(str(path))
     assert img.shape[:2] == (height, width)
     assert img[..., :3].std() > 0.05, "the image is (nearly) blank"
@@ -104,6 +116,7 @@ def small_run(tmp_path_factory) -> pathlib.Path:
 
 # ------------------------------------------------------------------------------------------------ help
 
+
 def test_help_lists_every_subcommand(tmp_path):
     p = run("--help", cwd=tmp_path)
     for command in ("train", "sample", "lr-find", "sweep", "embeddings", "overfit", "bench"):
@@ -112,15 +125,34 @@ def test_help_lists_every_subcommand(tmp_path):
     assert "makemore-cpp train" in bare.stdout
 
 
-@pytest.mark.parametrize("command, options", [
-    ("train", ["--input", "--preset", "--block-size", "--n-embd", "--n-hidden", "--batch-size", "--steps", "--lr",
-               "--seed", "--threads", "--dtype", "--workdir", "--resume"]),
-    ("sample", ["-n", "--seed", "--temperature", "--top-k", "--prefix", "--unique"]),
-    ("lr-find", ["--output", "--steps", "--lr-min", "--lr-max"]),
-    ("sweep", ["--block-size", "--n-embd", "--n-hidden", "--batch-size", "--lr", "--jobs", "--output"]),
-    ("embeddings", ["--output"]),
-    ("overfit", ["--words", "--max-steps", "--lr"]),
-])
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        (
+            "train",
+            [
+                "--input",
+                "--preset",
+                "--block-size",
+                "--n-embd",
+                "--n-hidden",
+                "--batch-size",
+                "--steps",
+                "--lr",
+                "--seed",
+                "--threads",
+                "--dtype",
+                "--workdir",
+                "--resume",
+            ],
+        ),
+        ("sample", ["-n", "--seed", "--temperature", "--top-k", "--prefix", "--unique"]),
+        ("lr-find", ["--output", "--steps", "--lr-min", "--lr-max"]),
+        ("sweep", ["--block-size", "--n-embd", "--n-hidden", "--batch-size", "--lr", "--jobs", "--output"]),
+        ("embeddings", ["--output"]),
+        ("overfit", ["--words", "--max-steps", "--lr"]),
+    ],
+)
 def test_subcommand_help(command, options, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])
@@ -140,6 +172,7 @@ def test_bench_help(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ train
 
+
 def test_train_no_arguments_is_the_lecture_run(tmp_path):
     """The README's main job: the lecture's 200,000 steps on the bundled names, in seconds."""
     p = run("train", cwd=tmp_path, timeout=300)
@@ -148,7 +181,9 @@ def test_train_no_arguments_is_the_lecture_run(tmp_path):
     train, dev, test = map(float, m.groups())
     assert 2.05 < train < 2.25 and 2.1 < dev < 2.3 and 2.1 < test < 2.3, (train, dev, test)
     samples = p.stdout.split("20 samples:\n")[1].splitlines()[:20]
-    assert len(samples) == 20 and all(re.fullmatch(r"  [a-z]+ +(in train|in dev|in test|new)", s) for s in samples), samples
+    assert len(samples) == 20 and all(
+        re.fullmatch(r"  [a-z]+ +(in train|in dev|in test|new)", s) for s in samples
+    ), samples
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and str(runs[0].relative_to(tmp_path)) in p.stdout
     ck = load(runs[0] / "model.npz")
@@ -156,7 +191,9 @@ def test_train_no_arguments_is_the_lecture_run(tmp_path):
     assert ck.model.config()["n_hidden"] == [200] and ck.extra["lr"] == "0.1@0:0.01@100000"
     records = read_log(runs[0] / "log.jsonl")
     assert records[-1]["event"] == "end" and records[-1]["dev_loss"] == pytest.approx(dev, abs=1e-4)
-    assert [r["step"] for r in records if "dev_loss" in r and "event" not in r] == list(range(10_000, 200_001, 10_000))
+    assert [r["step"] for r in records if "dev_loss" in r and "event" not in r] == list(
+        range(10_000, 200_001, 10_000)
+    )
     check_png(runs[0] / "loss.png", "200,000 steps")
     # not a terminal: no progress bar
     assert "step/s" not in p.stderr and "%|" not in p.stderr, p.stderr
@@ -181,7 +218,7 @@ def test_train_writes_checkpoint_log_and_plot(small_run):
     assert losses.shape == (600,)
     for r in steps:
         assert losses[r["step"] - 1] == pytest.approx(r["loss"], rel=1e-6)
-        assert np.mean(losses[r["step"] - 50:r["step"]]) == pytest.approx(r["loss_mean"], rel=1e-5)
+        assert np.mean(losses[r["step"] - 50 : r["step"]]) == pytest.approx(r["loss_mean"], rel=1e-5)
 
     ck = load(small_run / "model.npz")
     assert ck.state.step == 600 and ck.model.n_embd == 2 and ck.model.n_hidden == (32,)
@@ -200,7 +237,18 @@ def test_train_writes_checkpoint_log_and_plot(small_run):
 def test_resume_continues_the_same_run(tmp_path):
     """300 steps, then --resume to 600, equals 600 steps straight: the step count, the log and the
     parameters. Records a crash left after the checkpoint are dropped."""
-    run("train", "-o", tmp_path / "straight", "--steps", 600, *SMALL, "--samples", 0, "--no-plot", cwd=tmp_path)
+    run(
+        "train",
+        "-o",
+        tmp_path / "straight",
+        "--steps",
+        600,
+        *SMALL,
+        "--samples",
+        0,
+        "--no-plot",
+        cwd=tmp_path,
+    )
     run("train", "-o", tmp_path / "split", "--steps", 300, *SMALL, "--samples", 0, "--no-plot", cwd=tmp_path)
     assert load(tmp_path / "split" / "model.npz").state.step == 300
     with open(tmp_path / "split" / "log.jsonl", "a") as f:  # as if a run died after its checkpoint
@@ -218,7 +266,9 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [(r["step"], r["loss"], r["lr"]) for r in sa] == [(r["step"], r["loss"], r["lr"]) for r in sb]
     assert [e["event"] for e in rb if "event" in e] == ["start", "end", "resume", "end"]
     assert ra[-1]["dev_loss"] == rb[-1]["dev_loss"] and ra[-1]["train_loss"] == rb[-1]["train_loss"]
-    assert np.array_equal(np.load(tmp_path / "straight" / "losses.npy"), np.load(tmp_path / "split" / "losses.npy"))
+    assert np.array_equal(
+        np.load(tmp_path / "straight" / "losses.npy"), np.load(tmp_path / "split" / "losses.npy")
+    )
     check_png(tmp_path / "split" / "loss.png", "600 steps")
 
     # A finished run has nothing left to do; settings cannot change on resume; an empty folder is an error.
@@ -237,9 +287,16 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path):
     checkpoint and ends where a run that was never stopped ends."""
     import signal
     import time
+
     opts = ["--n-hidden", "32", "--eval-every", "2000", "--samples", "0", "--no-plot"]
-    p = subprocess.Popen([sys.executable, "-m", "makemore_cpp", "train", "-o", "a", "--steps", "5000000", *opts],
-                         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "makemore_cpp", "train", "-o", "a", "--steps", "5000000", *opts],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (tmp_path / "a" / "model.npz").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.05)
@@ -264,9 +321,39 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path):
 def test_train_on_a_file_with_keep_best_and_adamw(tmp_path):
     words = mm.load_names()[:3000]
     (tmp_path / "w.txt").write_text("\n".join(words) + "\n")
-    p = run("train", "-i", "w.txt", "-o", "run", "--steps", 400, "--block-size", 4, "--n-embd", 6, "--n-hidden", "24x16",
-            "--batch-size", 64, "--optimizer", "adamw", "--lr", "cosine:3e-3:warmup=50", "--eval-every", 100,
-            "--keep-best", "--dtype", "float64", "--seed", 7, "--threads", 1, "--samples", 4, cwd=tmp_path)
+    p = run(
+        "train",
+        "-i",
+        "w.txt",
+        "-o",
+        "run",
+        "--steps",
+        400,
+        "--block-size",
+        4,
+        "--n-embd",
+        6,
+        "--n-hidden",
+        "24x16",
+        "--batch-size",
+        64,
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "cosine:3e-3:warmup=50",
+        "--eval-every",
+        100,
+        "--keep-best",
+        "--dtype",
+        "float64",
+        "--seed",
+        7,
+        "--threads",
+        1,
+        "--samples",
+        4,
+        cwd=tmp_path,
+    )
     assert "3,000 words from" in p.stdout
     ck = load(tmp_path / "run" / "model.npz")
     assert ck.model.n_hidden == (24, 16) and ck.model.block_size == 4 and ck.model.dtype == "float64"
@@ -295,6 +382,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
     pty = pytest.importorskip("pty")
     import fcntl
     import termios
+
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     chunks: list[bytes] = []
@@ -308,10 +396,29 @@ def test_progress_bar_on_a_terminal(tmp_path):
             if not data:
                 return
             chunks.append(data)
+
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    p = subprocess.run([sys.executable, "-m", "makemore_cpp", "train", "-o", "run", "--steps", "60000", "--samples", "0",
-                        "--no-plot"], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "makemore_cpp",
+            "train",
+            "-o",
+            "run",
+            "--steps",
+            "60000",
+            "--samples",
+            "0",
+            "--no-plot",
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        timeout=120,
+    )
     os.close(slave)
     t.join(5)
     os.close(master)
@@ -322,11 +429,29 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ sample
 
+
 def test_sample_marks_names_as_makemore_does(tmp_path):
     words = mm.load_names()[:400]
     (tmp_path / "few.txt").write_text("\n".join(words))
-    run("train", "-i", "few.txt", "-o", "run", "--steps", 10_000, "--n-hidden", 64, "--init", "kaiming", "--lr", 0.1,
-        "--samples", 0, "--no-plot", cwd=tmp_path)
+    run(
+        "train",
+        "-i",
+        "few.txt",
+        "-o",
+        "run",
+        "--steps",
+        10_000,
+        "--n-hidden",
+        64,
+        "--init",
+        "kaiming",
+        "--lr",
+        0.1,
+        "--samples",
+        0,
+        "--no-plot",
+        cwd=tmp_path,
+    )
     p = run("sample", "run", "-n", 200, "--seed", 3, cwd=tmp_path)
     lines = [line for line in p.stdout.splitlines() if line.startswith("  ")]
     assert len(lines) == 200
@@ -342,14 +467,22 @@ def test_sample_marks_names_as_makemore_does(tmp_path):
     assert summary.startswith("200 names:") and f"{marks.get('in train', 0)} in train" in summary
 
     # The same seed draws the same names; --names-only prints them alone; the first n of a larger draw agree.
-    again = run("sample", "run/model.npz", "-n", 200, "--seed", 3, "--names-only", cwd=tmp_path).stdout.split()
+    again = run(
+        "sample", "run/model.npz", "-n", 200, "--seed", 3, "--names-only", cwd=tmp_path
+    ).stdout.split()
     assert again == [line.split()[0] for line in lines]
-    assert run("sample", "run", "-n", 5, "--seed", 3, "--names-only", cwd=tmp_path).stdout.split() == again[:5]
+    assert (
+        run("sample", "run", "-n", 5, "--seed", 3, "--names-only", cwd=tmp_path).stdout.split() == again[:5]
+    )
     # --unique: distinct names, as many as asked.
-    uniq = run("sample", "run", "-n", 30, "--unique", "--names-only", "--temperature", 0.5, cwd=tmp_path).stdout.split()
+    uniq = run(
+        "sample", "run", "-n", 30, "--unique", "--names-only", "--temperature", 0.5, cwd=tmp_path
+    ).stdout.split()
     assert len(uniq) == 30 and len(set(uniq)) == 30
     # --prefix and --top-k
-    pre = run("sample", "run", "-n", 10, "--prefix", "ma", "--top-k", 3, "--names-only", cwd=tmp_path).stdout.split()
+    pre = run(
+        "sample", "run", "-n", 10, "--prefix", "ma", "--top-k", 3, "--names-only", cwd=tmp_path
+    ).stdout.split()
     assert len(pre) == 10 and all(n.startswith("ma") for n in pre)
     # temperature 0: always the most likely, so --unique finds only one and says so
     one = run("sample", "run", "-n", 3, "--temperature", 0, "--unique", cwd=tmp_path)
@@ -369,7 +502,9 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, small_run):
     data = (small_run / "model.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     p = run("sample", "cut.npz", cwd=tmp_path, ok=False)
-    assert p.returncode == 2 and "cut.npz" in p.stderr and ("truncated" in p.stderr or "corrupt" in p.stderr), p.stderr
+    assert (
+        p.returncode == 2 and "cut.npz" in p.stderr and ("truncated" in p.stderr or "corrupt" in p.stderr)
+    ), p.stderr
     # a checkpoint from another format version
     with np.load(small_run / "model.npz") as z:
         arrays = {k: z[k] for k in z.files}
@@ -384,6 +519,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, small_run):
 
 
 # ------------------------------------------------------------------------------------------------ lr-find
+
 
 def test_lr_find(tmp_path):
     p = run("lr-find", "-o", "lr.png", "--n-embd", 2, "--n-hidden", 100, cwd=tmp_path)
@@ -418,13 +554,31 @@ def test_suggest_lr_picks_the_bottom_of_the_curve():
 
 # ------------------------------------------------------------------------------------------------ sweep
 
+
 def test_sweep_grid_across_processes(tmp_path):
-    p = run("sweep", "--n-embd", "2,4", "--n-hidden", "16,32", "--steps", 300, "--jobs", 2, "-o", "grid.csv",
-            cwd=tmp_path)
+    p = run(
+        "sweep",
+        "--n-embd",
+        "2,4",
+        "--n-hidden",
+        "16,32",
+        "--steps",
+        300,
+        "--jobs",
+        2,
+        "-o",
+        "grid.csv",
+        cwd=tmp_path,
+    )
     with open(tmp_path / "grid.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
-    assert sorted((int(r["n_embd"]), int(r["n_hidden"])) for r in rows) == [(2, 16), (2, 32), (4, 16), (4, 32)]
+    assert sorted((int(r["n_embd"]), int(r["n_hidden"])) for r in rows) == [
+        (2, 16),
+        (2, 32),
+        (4, 16),
+        (4, 32),
+    ]
     devs = [float(r["dev_loss"]) for r in rows]
     assert devs == sorted(devs)
     for r in rows:
@@ -441,8 +595,14 @@ def test_sweep_grid_across_processes(tmp_path):
 
 
 def test_sweep_python_function_one_job(tmp_path):
-    rows = cli.run_sweep({"lr": ["0.05", "0.2"], "batch_size": [16]}, output=tmp_path / "s.csv", jobs=1, steps=200,
-                         n_hidden=8, quiet=True)
+    rows = cli.run_sweep(
+        {"lr": ["0.05", "0.2"], "batch_size": [16]},
+        output=tmp_path / "s.csv",
+        jobs=1,
+        steps=200,
+        n_hidden=8,
+        quiet=True,
+    )
     assert [r["lr"] for r in rows] != [] and {r["lr"] for r in rows} == {"0.05", "0.2"}
     assert all(r["batch_size"] == 16 and r["n_hidden"] == "8" for r in rows)
     with pytest.raises(cli.CLIError):
@@ -451,26 +611,46 @@ def test_sweep_python_function_one_job(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ embeddings
 
+
 def test_embeddings_2d_and_pca(tmp_path, small_run):
     p = run("embeddings", small_run, "-o", "e2.png", cwd=tmp_path)
     assert "two columns" in p.stdout
     check_png(tmp_path / "e2.png", "n_embd = 2")
-    run("train", "-o", "wide", "--steps", 100, "--n-embd", 5, "--n-hidden", 8, "--samples", 0, "--no-plot", cwd=tmp_path)
+    run(
+        "train",
+        "-o",
+        "wide",
+        "--steps",
+        100,
+        "--n-embd",
+        5,
+        "--n-hidden",
+        8,
+        "--samples",
+        0,
+        "--no-plot",
+        cwd=tmp_path,
+    )
     p = run("embeddings", "wide", cwd=tmp_path)
     assert "PCA" in p.stdout
     check_png(tmp_path / "wide" / "embeddings.png", "PCA")
 
 
 def test_plots_explain_how_to_install_matplotlib(tmp_path, small_run):
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from makemore_cpp.cli import main\n"
-            f"sys.exit(main(['embeddings', {str(small_run)!r}, '-o', 'x.png']))")
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from makemore_cpp.cli import main\n"
+        f"sys.exit(main(['embeddings', {str(small_run)!r}, '-o', 'x.png']))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True
+    )
     assert p.returncode == 1 and 'pip install "makemore_cpp[plot]"' in p.stderr, p.stderr
     assert not (tmp_path / "x.png").exists()
 
 
 # ------------------------------------------------------------------------------------------------ overfit
+
 
 def test_overfit_reaches_the_floor(tmp_path):
     p = run("overfit", "--n-hidden", 64, cwd=tmp_path)
@@ -490,7 +670,8 @@ def test_loss_floor():
     assert cli.loss_floor(np.arange(6).reshape(2, 3), np.array([4, 5])) == 0.0
 
 
-# ------------------------------------------------------------------------------------------------ Python API, stubs
+# ------------------------------------------------------------------------------------- Python API, stubs
+
 
 def test_python_functions(tmp_path):
     res = cli.run_train(tmp_path / "r", steps=300, n_hidden=16, samples=3, quiet=True)
@@ -509,7 +690,7 @@ def _runtime_arity(fn) -> int | None:
     first = (fn.__doc__ or "").splitlines()[0] if fn.__doc__ else ""
     if "(" not in first:
         return None
-    depth, count, inside = 0, 0, first[first.index("(") + 1:]
+    depth, count, inside = 0, 0, first[first.index("(") + 1 :]
     for ch in inside:
         if ch in "([":
             depth += 1
@@ -536,7 +717,9 @@ def test_stubs_cover_the_extension():
         args = fn_node.args
         n = len(args.posonlyargs) + len(args.args)
         want = _runtime_arity(runtime_fn)
-        if want is not None and not any(isinstance(d, ast.Name) and d.id == "property" for d in fn_node.decorator_list):
+        if want is not None and not any(
+            isinstance(d, ast.Name) and d.id == "property" for d in fn_node.decorator_list
+        ):
             assert n == want, f"{where}: the stub takes {n} arguments, the extension {want}"
 
     for node in tree.body:
@@ -554,6 +737,7 @@ def test_stubs_cover_the_extension():
 
 def test_public_functions_have_docstrings():
     from makemore_cpp import plots
+
     for module in (cli, plots):
         for name in module.__all__:
             obj = getattr(module, name)

@@ -2,6 +2,7 @@
 released while the core works, each giving bit for bit what it gives alone. One model used from
 two threads at once is refused: the second call raises RuntimeError ("in use by another thread")
 at once, for the whole of the first call, and changes nothing."""
+
 from __future__ import annotations
 
 import threading
@@ -29,11 +30,18 @@ def params_bytes(model: mm.MLP) -> dict[str, bytes]:
 
 JOBS = [
     dict(model=dict(n_hidden=200, dtype="float32", seed=1), train=dict(steps=1500, lr=0.1, seed=1)),
-    dict(model=dict(n_hidden=(64, 48), dtype="float64", seed=2, init="kaiming"),
-         train=dict(steps=600, lr=0.01, optimizer="adamw", weight_decay=0.01, seed=2, batch_size=64)),
-    dict(model=dict(n_hidden=100, dtype="float32", seed=3), train=dict(steps=1000, lr=0.05, momentum=0.9, nesterov=True,
-                                                                        dropout=0.2, seed=3)),
-    dict(model=dict(n_hidden=300, dtype="float64", seed=4), train=dict(steps=500, lr=0.1, seed=4, batch_size=256)),
+    dict(
+        model=dict(n_hidden=(64, 48), dtype="float64", seed=2, init="kaiming"),
+        train=dict(steps=600, lr=0.01, optimizer="adamw", weight_decay=0.01, seed=2, batch_size=64),
+    ),
+    dict(
+        model=dict(n_hidden=100, dtype="float32", seed=3),
+        train=dict(steps=1000, lr=0.05, momentum=0.9, nesterov=True, dropout=0.2, seed=3),
+    ),
+    dict(
+        model=dict(n_hidden=300, dtype="float64", seed=4),
+        train=dict(steps=500, lr=0.1, seed=4, batch_size=256),
+    ),
 ]
 
 
@@ -52,7 +60,7 @@ def test_separate_models_train_concurrently_as_alone(dataset):
             results: list = [None] * len(JOBS)
             errors: list = []
 
-            def work(i):
+            def work(i, results=results, errors=errors):
                 try:
                     results[i] = run_job(JOBS[i], vocab, X, Y)
                 except BaseException as e:  # pragma: no cover - reported below
@@ -67,7 +75,9 @@ def test_separate_models_train_concurrently_as_alone(dataset):
             mm.set_num_threads(mm._core.default_threads())
         assert not errors, errors
         for i, (got, want) in enumerate(zip(results, alone)):
-            assert got[0] == want[0], f"job {i}: parameters differ from the run alone (core threads {threads})"
+            assert got[0] == want[0], (
+                f"job {i}: parameters differ from the run alone (core threads {threads})"
+            )
             assert got[1] == want[1], f"job {i}: losses differ"
             assert got[2] == want[2], f"job {i}: samples differ"
 
@@ -100,7 +110,9 @@ def test_core_releases_the_gil(dataset):
     still_inside = not done.is_set()
     t.join()
     assert count > 1000
-    assert still_inside, "the core call ended before the main thread ran: make it longer (this is not a GIL failure)"
+    assert still_inside, (
+        "the core call ended before the main thread ran: make it longer (this is not a GIL failure)"
+    )
 
 
 def test_one_model_from_two_threads_is_refused_whole(dataset):
@@ -148,14 +160,14 @@ def test_one_model_from_two_threads_is_refused_whole(dataset):
     }
 
     def try_all():
-        for name, f in attempts.items():
+        for f in attempts.values():
             with pytest.raises(RuntimeError, match=BUSY):
                 f()
 
     try:
-        try_all()           # while A waits at its start
+        try_all()  # while A waits at its start
         release.set()
-        time.sleep(0.05)    # A is now training, in and out of the core
+        time.sleep(0.05)  # A is now training, in and out of the core
         rounds = 0
         while rounds < 5 and a.is_alive():  # about 0.1 s of attempts
             try_all()
@@ -178,8 +190,17 @@ def test_same_thread_may_nest_calls(dataset):
     vocab, X, Y = dataset
     model = mm.MLP(vocab, 3, 10, 50, seed=1)
     seen = []
-    h = mm.train(model, X, Y, 200, lr=lambda s: (seen.append(model.loss(X[:50], Y[:50])) if s == 0 else None) or 0.1,
-                 X_val=X[:500], Y_val=Y[:500], eval_every=50, keep_best=True)
+    h = mm.train(
+        model,
+        X,
+        Y,
+        200,
+        lr=lambda s: (seen.append(model.loss(X[:50], Y[:50])) if s == 0 else None) or 0.1,
+        X_val=X[:500],
+        Y_val=Y[:500],
+        eval_every=50,
+        keep_best=True,
+    )
     assert len(seen) == 1 and len(h.eval_loss) == 4 and h.best_step is not None
 
 

@@ -1,4 +1,5 @@
 """Words, vocabulary, split and examples: the lecture's, exactly."""
+
 from __future__ import annotations
 
 import random
@@ -82,7 +83,9 @@ def test_build_dataset_random_words_are_the_lectures(seed):
     vocabularies in no particular order: the same examples as the lecture's loop."""
     rng = random.Random(seed)
     alphabet = "abz.\u00e9\u4e2d\U0001f600"  # '.' in a word encodes as 0, as in the lecture
-    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(rng.randint(1, 60))]
+    words = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(rng.randint(1, 60))
+    ]
     chars = sorted(set("".join(words)) - {"."} | {"q"})
     rng.shuffle(chars)
     vocab = mm.Vocab(chars)
@@ -95,9 +98,11 @@ def test_build_dataset_random_words_are_the_lectures(seed):
 
 def test_build_dataset_names_the_first_unknown_character():
     vocab = mm.Vocab("ab")
-    for words, message in ((["ab", "ba", "abc", "x"], "'c' at position 2 of 'abc'"),
-                           (["a", "\U0001f600"], "at position 0 of"),
-                           (["a", "\ud800b"], "at position 0 of")):  # a lone surrogate: encoded word by word
+    for words, message in (
+        (["ab", "ba", "abc", "x"], "'c' at position 2 of 'abc'"),
+        (["a", "\U0001f600"], "at position 0 of"),
+        (["a", "\ud800b"], "at position 0 of"),
+    ):  # a lone surrogate: encoded word by word
         with pytest.raises(ValueError, match=message):
             mm.build_dataset(words, vocab, 3)
     with pytest.raises(TypeError):
@@ -108,6 +113,7 @@ def test_build_dataset_uses_a_vocab_subclass_encode():
     class Folded(mm.Vocab):
         def encode(self, s):
             return super().encode(s.replace("b", "a"))
+
     vocab = Folded("ab")
     X, Y = mm.build_dataset(["ab", "b"], vocab, 2)
     assert Y.tolist() == [1, 1, 0, 1, 0]

@@ -2,6 +2,7 @@
 loss (or a parameter) became non-finite; the model keeps the parameters of the last finite step
 (checked by replay, and against torch); ``on_divergence="stop"`` returns the history instead.
 Never silent NaNs."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,14 +81,21 @@ DIVERGING = {
 def test_divergence_names_the_step_and_keeps_the_last_finite_parameters(data, case):
     X, Y = data
     dtype, optimizer, lrs = DIVERGING[case]
-    settings = dict(lr=lrs, optimizer=optimizer.split()[0], seed=4, batch_size=32,
-                    momentum=0.9 if "momentum" in optimizer else 0.0)
+    settings = dict(
+        lr=lrs,
+        optimizer=optimizer.split()[0],
+        seed=4,
+        batch_size=32,
+        momentum=0.9 if "momentum" in optimizer else 0.0,
+    )
     m = model(dtype)
     with pytest.raises(mm.DivergenceError) as info:
         mm.train(m, X, Y, 1000, **settings)
     k = check_divergence(info.value, m)
     assert f"(lr {lrs[k]:g})" in str(info.value)
-    assert k == (0 if lrs[0] > 1e50 and dtype == "float32" else 1) if lrs[0] == lrs[-1] else k in (150, 151), k
+    assert (
+        k == (0 if lrs[0] > 1e50 and dtype == "float32" else 1) if lrs[0] == lrs[-1] else k in (150, 151)
+    ), k
     # the parameters are exactly those of a run of k steps
     assert params_bytes(m) == params_bytes(replay(k, dtype, X, Y, **settings))
     # and the same run with on_divergence="stop" returns, with the same parameters
@@ -140,11 +148,15 @@ def test_the_step_agrees_with_torch(data):
     of its first infinite sum and tanh turns it into +-1 (torch with MKL on an Intel CPU: a finite
     step-1 loss, 1.36e300). So torch's step-1 loss is not compared: its first layer is."""
     import torch
+
     X, Y = data
     m = model("float64")
     init = m.get_params()
-    with pytest.raises(mm.DivergenceError, match=r"minibatch loss became nan at step 1 \(lr 1e\+300\); "
-                                                   r"the model keeps the parameters after step 0"):
+    with pytest.raises(
+        mm.DivergenceError,
+        match=r"minibatch loss became nan at step 1 \(lr 1e\+300\); "
+        r"the model keeps the parameters after step 0",
+    ):
         mm.train(m, X, Y, 100, lr=1e300, seed=2)
     bidx = ref.batch_indices(2, 2, 32, len(X))
     with np.errstate(all="ignore"):
@@ -178,8 +190,11 @@ def test_steps_are_counted_across_continued_runs_and_schedules(data):
     X, Y = data
     m = model("float64")
     h = mm.train(m, X, Y, 10, lr=0.1, seed=1)
-    with pytest.raises(mm.DivergenceError, match=r"at step 10 \(lr 1e\+300\).*after step 9|"
-                                                   r"at step 11 \(lr 1e\+300\).*after step 10") as info:
+    with pytest.raises(
+        mm.DivergenceError,
+        match=r"at step 10 \(lr 1e\+300\).*after step 9|"
+        r"at step 11 \(lr 1e\+300\).*after step 10",
+    ) as info:
         mm.train(m, X, Y, 10, lr=1e300, seed=1, state=h.state)
     k = check_divergence(info.value, m, step0=10)
     want = model("float64")
@@ -198,8 +213,18 @@ def test_keep_best_with_divergence_keeps_the_best_evaluated_parameters(data):
     X, Y = data
     m = model("float32", init="kaiming")
     lrs = jump(300, 0.1, 1e100)
-    h = mm.train(m, X, Y, 1000, lr=lrs, X_val=X[:2000], Y_val=Y[:2000], eval_every=100, keep_best=True,
-                 on_divergence="stop")
+    h = mm.train(
+        m,
+        X,
+        Y,
+        1000,
+        lr=lrs,
+        X_val=X[:2000],
+        Y_val=Y[:2000],
+        eval_every=100,
+        keep_best=True,
+        on_divergence="stop",
+    )
     assert h.stopped is not None and h.best_step is not None and h.best_step <= h.step0 + h.steps
     assert all_finite(m)
     assert m.loss(X[:2000], Y[:2000]) == h.best_loss
@@ -216,7 +241,9 @@ def test_never_silent_nans(data, dtype):
         for optimizer in ("sgd", "adamw"):
             m = model(dtype, seed=i)
             try:
-                h = mm.train(m, X, Y, 50, lr=lr, optimizer=optimizer, seed=i, momentum=0.9 if optimizer == "sgd" else 0)
+                h = mm.train(
+                    m, X, Y, 50, lr=lr, optimizer=optimizer, seed=i, momentum=0.9 if optimizer == "sgd" else 0
+                )
                 outcomes.add("finished")
                 assert np.isfinite(h.loss).all() and h.stopped is None
             except mm.DivergenceError as e:
@@ -232,8 +259,12 @@ def test_divergence_on_two_threads_rolls_back_the_same(data, dtype, lr_after):
     run side by side: the divergence is found at the same step, and the parameters kept are
     those of 1 thread and of a replay, bit for bit."""
     X, Y = data
-    settings = dict(lr=jump(20, 0.1, lr_after, 60), optimizer="adamw" if lr_after == 1e38 else "sgd", seed=4,
-                    batch_size=256)
+    settings = dict(
+        lr=jump(20, 0.1, lr_after, 60),
+        optimizer="adamw" if lr_after == 1e38 else "sgd",
+        seed=4,
+        batch_size=256,
+    )
     before = mm.get_num_threads()
     got = []
     try:
@@ -246,7 +277,7 @@ def test_divergence_on_two_threads_rolls_back_the_same(data, dtype, lr_after):
         assert got[0] == got[1]
         mm.set_num_threads(2)
         again = mm.MLP(V, T, E, 512, seed=0, dtype=dtype)
-        settings["lr"] = settings["lr"][:got[0][0]]
+        settings["lr"] = settings["lr"][: got[0][0]]
         mm.train(again, X, Y, got[0][0], **settings)
         assert params_bytes(again) == got[0][2]
     finally:

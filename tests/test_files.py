@@ -2,6 +2,7 @@
 scripts, a byte-order mark, CRLF, blank lines, surrounding white space, very long lines) and names
 the file and the line of text that is not UTF-8. Checkpoints that are truncated, corrupt or
 foreign are refused with a ValueError naming the file; saving is atomic."""
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,28 @@ from makemore_cpp import checkpoint as ckpt
 
 # ================================================================================== load_words
 
-NAMES = ["José", "Zoë", "Ångström", "Łukasz", "Mária", "François", "Þórunn", "李", "王芳", "Мария", "Αλέξανδρος",
-         "محمد", "דוד", "अनन्या", "さくら", "민준", "Nguyễn", "🙂smile", "o'brien", "mary-ann"]
+NAMES = [
+    "José",
+    "Zoë",
+    "Ångström",
+    "Łukasz",
+    "Mária",
+    "François",
+    "Þórunn",
+    "李",
+    "王芳",
+    "Мария",
+    "Αλέξανδρος",
+    "محمد",
+    "דוד",
+    "अनन्या",
+    "さくら",
+    "민준",
+    "Nguyễn",
+    "🙂smile",
+    "o'brien",
+    "mary-ann",
+]
 
 
 def write(tmp_path: pathlib.Path, data: bytes, name: str = "words.txt") -> pathlib.Path:
@@ -36,13 +57,16 @@ def test_utf8_names_in_any_script(tmp_path):
     assert words == NAMES
     vocab = mm.Vocab.from_words(words)
     X, Y = mm.build_dataset(words, vocab, 3)
-    assert vocab.decode(Y[:len(NAMES[0])]) == NAMES[0]
+    assert vocab.decode(Y[: len(NAMES[0])]) == NAMES[0]
     model = mm.MLP(vocab, 3, 4, 8)
     assert all(set(s) <= set(vocab.chars) for s in model.sample(20, max_len=10))
 
 
-@pytest.mark.parametrize("words", [NAMES, ["josé", "zoë", "anna", "ø"], ["emma", "olivia", "ava"]],
-                         ids=["any script", "latin-1", "ascii"])
+@pytest.mark.parametrize(
+    "words",
+    [NAMES, ["josé", "zoë", "anna", "ø"], ["emma", "olivia", "ava"]],
+    ids=["any script", "latin-1", "ascii"],
+)
 def test_sampled_names_are_the_sampled_ids_decoded(words):
     """sample() decodes one byte a character when every code point is below 256 and UTF-32
     otherwise: either way the strings are exactly the ids of sample_ids, decoded."""
@@ -61,7 +85,11 @@ def test_bom_crlf_blank_lines_and_white_space(tmp_path):
     assert mm.load_words(write(tmp_path, data)) == ["anna", "bob", "José", "zoë"]
     # the same words however the lines end, the lecture's splitlines() included (a lone CR)
     for sep in ("\n", "\r\n", "\r"):
-        assert mm.load_words(write(tmp_path, sep.join(["anna", "bob", "", "zoë", ""]).encode())) == ["anna", "bob", "zoë"]
+        assert mm.load_words(write(tmp_path, sep.join(["anna", "bob", "", "zoë", ""]).encode())) == [
+            "anna",
+            "bob",
+            "zoë",
+        ]
     # a BOM alone, and an empty file
     assert mm.load_words(write(tmp_path, b"\xef\xbb\xbf")) == []
     assert mm.load_words(write(tmp_path, b"")) == []
@@ -84,15 +112,18 @@ def test_very_long_lines(tmp_path):
     assert mm.load_words(p) == ["x", long, "y"]
 
 
-@pytest.mark.parametrize("data, line, byte", [
-    (b"anna\nJos\xe9\nbob\n", 2, "0xe9"),                        # Latin-1
-    (b"\xef\xbb\xbfanna\r\nbob\r\nJos\xe9\r\n", 3, "0xe9"),      # after a BOM and CRLF
-    (b"\xff\xfea\x00n\x00", 1, "0xff"),                          # UTF-16
-    (b"anna\nbob\nzo\xc3", 3, "0xc3"),                           # truncated at the end of the file
-    (b"a\n\n\nb\n\xed\xa0\x80\n", 5, "0xed"),                    # an encoded surrogate
-    (b"a\rb\rc\x80", 3, "0x80"),                                 # lines ended by CR alone
-    (b"\x80", 1, "0x80"),
-])
+@pytest.mark.parametrize(
+    "data, line, byte",
+    [
+        (b"anna\nJos\xe9\nbob\n", 2, "0xe9"),  # Latin-1
+        (b"\xef\xbb\xbfanna\r\nbob\r\nJos\xe9\r\n", 3, "0xe9"),  # after a BOM and CRLF
+        (b"\xff\xfea\x00n\x00", 1, "0xff"),  # UTF-16
+        (b"anna\nbob\nzo\xc3", 3, "0xc3"),  # truncated at the end of the file
+        (b"a\n\n\nb\n\xed\xa0\x80\n", 5, "0xed"),  # an encoded surrogate
+        (b"a\rb\rc\x80", 3, "0x80"),  # lines ended by CR alone
+        (b"\x80", 1, "0x80"),
+    ],
+)
 def test_not_utf8_names_the_file_and_line(tmp_path, data, line, byte):
     p = write(tmp_path, data, "latin.txt")
     with pytest.raises(ValueError) as info:
@@ -110,13 +141,28 @@ def test_missing_file_and_path_types(tmp_path):
     assert mm.load_words(str(p)) == mm.load_words(p) == ["a", "b"]
 
 
-line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ufeff"),
-                    min_size=1, max_size=20).map(str.strip).filter(bool)
+line_text = (
+    st.text(
+        st.characters(
+            blacklist_categories=("Cs",),
+            blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ufeff",
+        ),
+        min_size=1,
+        max_size=20,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(words=st.lists(line_text, max_size=30), sep=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans(),
-       pad=st.lists(st.sampled_from(["", " ", "\t", "  \t "]), min_size=4, max_size=4), blank=st.integers(0, 3))
+@given(
+    words=st.lists(line_text, max_size=30),
+    sep=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    pad=st.lists(st.sampled_from(["", " ", "\t", "  \t "]), min_size=4, max_size=4),
+    blank=st.integers(0, 3),
+)
 def test_any_words_round_trip(tmp_path, words, sep, bom, pad, blank):
     lines = []
     for i, w in enumerate(words):
@@ -128,6 +174,7 @@ def test_any_words_round_trip(tmp_path, words, sep, bom, pad, blank):
 
 
 # ================================================================================== checkpoints
+
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
@@ -166,8 +213,12 @@ def test_round_trip(saved):
 
 def test_truncated_files_are_refused(saved, tmp_path):
     _, raw, _ = saved
-    cuts = sorted(set([0, 1, 3, 4, 10, 22, 30, 100, len(raw) // 3, len(raw) // 2, len(raw) - 22, len(raw) - 1] +
-                      list(range(0, len(raw), max(1, len(raw) // 40)))))
+    cuts = sorted(
+        set(
+            [0, 1, 3, 4, 10, 22, 30, 100, len(raw) // 3, len(raw) // 2, len(raw) - 22, len(raw) - 1]
+            + list(range(0, len(raw), max(1, len(raw) // 40)))
+        )
+    )
     for cut in cuts:
         p = write(tmp_path, raw[:cut], f"cut{cut}.npz")
         assert_refused(p)
@@ -271,19 +322,36 @@ HEADER_CHANGES = {
     "format": (lambda m: {**m, "format": "something.else"}, "not a makemore_cpp checkpoint"),
     "version": (lambda m: {**m, "version": 99}, "version 99"),
     "no config": (lambda m: {k: v for k, v in m.items() if k != "config"}, "inconsistent"),
-    "huge sizes": (lambda m: {**m, "config": {**m["config"], "n_embd": 10**6, "block_size": 60000}}, "inconsistent"),
+    "huge sizes": (
+        lambda m: {**m, "config": {**m["config"], "n_embd": 10**6, "block_size": 60000}},
+        "inconsistent",
+    ),
     "sizes as floats": (lambda m: {**m, "config": {**m["config"], "n_embd": 4.0}}, "inconsistent"),
     "hidden as an int": (lambda m: {**m, "config": {**m["config"], "n_hidden": 8}}, "inconsistent"),
-    "duplicate characters": (lambda m: {**m, "config": {**m["config"], "vocab": ["a", "a", "b", "n", "o", "z", "ë"]}},
-                             "inconsistent"),
+    "duplicate characters": (
+        lambda m: {**m, "config": {**m["config"], "vocab": ["a", "a", "b", "n", "o", "z", "ë"]}},
+        "inconsistent",
+    ),
     "dtype": (lambda m: {**m, "config": {**m["config"], "dtype": "int8"}}, "inconsistent"),
     "init": (lambda m: {**m, "config": {**m["config"], "init": ["x"]}}, "inconsistent"),
-    "batch_size": (lambda m: {**m, "state": {**m["state"], "settings": {**m["state"]["settings"], "batch_size": 2**40}}},
-                   "inconsistent"),
-    "optimizer": (lambda m: {**m, "state": {**m["state"], "settings": {**m["state"]["settings"], "optimizer": "rmsprop"}}},
-                  "inconsistent"),
-    "momentum nan": (lambda m: {**m, "state": {**m["state"], "settings": {**m["state"]["settings"], "betas": [0.9, float("nan")]}}},
-                     "inconsistent"),
+    "batch_size": (
+        lambda m: {**m, "state": {**m["state"], "settings": {**m["state"]["settings"], "batch_size": 2**40}}},
+        "inconsistent",
+    ),
+    "optimizer": (
+        lambda m: {
+            **m,
+            "state": {**m["state"], "settings": {**m["state"]["settings"], "optimizer": "rmsprop"}},
+        },
+        "inconsistent",
+    ),
+    "momentum nan": (
+        lambda m: {
+            **m,
+            "state": {**m["state"], "settings": {**m["state"]["settings"], "betas": [0.9, float("nan")]}},
+        },
+        "inconsistent",
+    ),
     "negative step": (lambda m: {**m, "state": {**m["state"], "step": -5}}, "inconsistent"),
     "state garbage": (lambda m: {**m, "state": [1, 2]}, "inconsistent"),
 }
@@ -296,16 +364,19 @@ def test_tampered_headers_are_refused(saved, tmp_path, change):
     assert_refused(rewrite(path, tmp_path / "t.npz", f), fragment)
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    ({"param/C": np.zeros((2, 2))}, "inconsistent"),
-    ({"param/C": np.full((7, 4), np.nan)}, "finite"),
-    ({"param/W1": np.full((12, 8), "x")}, "inconsistent"),
-    ({"param/b2": None}, "inconsistent"),
-    ({"m/C": None}, "inconsistent"),
-    ({"v/W1": np.zeros((1, 1))}, "inconsistent"),
-    ({"__meta__": np.array([1.5, 2.5])}, "cannot read"),
-    ({"__meta__": np.array([255, 254], np.uint8)}, "cannot read"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({"param/C": np.zeros((2, 2))}, "inconsistent"),
+        ({"param/C": np.full((7, 4), np.nan)}, "finite"),
+        ({"param/W1": np.full((12, 8), "x")}, "inconsistent"),
+        ({"param/b2": None}, "inconsistent"),
+        ({"m/C": None}, "inconsistent"),
+        ({"v/W1": np.zeros((1, 1))}, "inconsistent"),
+        ({"__meta__": np.array([1.5, 2.5])}, "cannot read"),
+        ({"__meta__": np.array([255, 254], np.uint8)}, "cannot read"),
+    ],
+)
 def test_tampered_arrays_are_refused(saved, tmp_path, arrays, fragment):
     path, _, _ = saved
     assert_refused(rewrite(path, tmp_path / "t.npz", **arrays), fragment)
@@ -321,9 +392,11 @@ def test_save_is_atomic(saved, tmp_path, monkeypatch):
 
     real_savez = np.savez
     for exc in (OSError(28, "No space left on device"), KeyboardInterrupt()):
-        def broken(f, **arrays):
+
+        def broken(f, exc=exc, **arrays):
             real_savez(f, **{k: a for k, a in list(arrays.items())[:2]})  # part of the file, then fail
             raise exc
+
         monkeypatch.setattr(np, "savez", broken)
         with pytest.raises(type(exc)):
             other.save(target)
@@ -339,6 +412,7 @@ def test_save_is_atomic(saved, tmp_path, monkeypatch):
     def spy(src, dst):
         seen.append(mm.MLP.load(src).get_params()["C"].copy())
         real_replace(src, dst)
+
     monkeypatch.setattr(os, "replace", spy)
     other.save(target)
     assert len(seen) == 1 and np.array_equal(seen[0], other.get_params()["C"])

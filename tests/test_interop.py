@@ -4,6 +4,7 @@ and ``mm.MLP.from_torch`` takes a module, a state dict, or the lecture notebook'
 Logits agree to 1e-6 (float32) and 1e-12 (float64) relative to their scale: the largest
 difference is at most tol * max(1, max |logit|). (The lecture's N(0, 1) initialisation gives
 logits of size ~50, whose float32 rounding alone is ~5e-6.)"""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,9 @@ def test_to_torch_is_the_same_model(data, dtype, init):
         np.testing.assert_array_equal(p.detach().numpy(), model.get_params()[name])
     assert_logits_close(torch_logits(module, X), model.logits(X), dtype)
     with torch.no_grad():
-        loss = torch.nn.functional.cross_entropy(module(torch.as_tensor(X, dtype=torch.long)),
-                                                 torch.as_tensor(Y, dtype=torch.long)).item()
+        loss = torch.nn.functional.cross_entropy(
+            module(torch.as_tensor(X, dtype=torch.long)), torch.as_tensor(Y, dtype=torch.long)
+        ).item()
     assert loss == pytest.approx(model.loss(X, Y), rel=1e-5 if dtype == "float32" else 1e-12)
 
 
@@ -79,8 +81,9 @@ def test_a_module_trained_in_torch_comes_back(data):
     model = mm.MLP(vocab, seed=0, dtype="float64")
     module = model.to_torch()
     opt = torch.optim.SGD(module.parameters(), lr=0.1)
-    loss = torch.nn.functional.cross_entropy(module(torch.as_tensor(X[:32], dtype=torch.long)),
-                                             torch.as_tensor(Y[:32], dtype=torch.long))
+    loss = torch.nn.functional.cross_entropy(
+        module(torch.as_tensor(X[:32], dtype=torch.long)), torch.as_tensor(Y[:32], dtype=torch.long)
+    )
     loss.backward()
     opt.step()
     back = mm.MLP.from_torch(module, vocab=vocab, dtype="float64")
@@ -134,20 +137,37 @@ def test_from_torch_rejects_what_does_not_fit():
     with pytest.raises(ValueError):
         mm.MLP.from_torch({"W1": torch.randn(30, 200)})
     with pytest.raises(ValueError):  # W1's rows are not block_size * n_embd
-        mm.MLP.from_torch({"C": C, "W1": torch.randn(31, 200), "b1": torch.randn(200), "W2": torch.randn(200, 27),
-                           "b2": torch.randn(27)})
+        mm.MLP.from_torch(
+            {
+                "C": C,
+                "W1": torch.randn(31, 200),
+                "b1": torch.randn(200),
+                "W2": torch.randn(200, 27),
+                "b2": torch.randn(27),
+            }
+        )
     with pytest.raises(ValueError):  # b1 has the wrong length
-        mm.MLP.from_torch({"C": C, "W1": torch.randn(30, 200), "b1": torch.randn(100), "W2": torch.randn(200, 27),
-                           "b2": torch.randn(27)})
+        mm.MLP.from_torch(
+            {
+                "C": C,
+                "W1": torch.randn(30, 200),
+                "b1": torch.randn(100),
+                "W2": torch.randn(200, 27),
+                "b2": torch.randn(27),
+            }
+        )
     with pytest.raises(ValueError):  # non-finite weights
         bad = torch.randn(200, 27)
         bad[0, 0] = float("nan")
-        mm.MLP.from_torch({"C": C, "W1": torch.randn(30, 200), "b1": torch.randn(200), "W2": bad, "b2": torch.randn(27)})
+        mm.MLP.from_torch(
+            {"C": C, "W1": torch.randn(30, 200), "b1": torch.randn(200), "W2": bad, "b2": torch.randn(27)}
+        )
 
 
 def test_checkpoint_of_a_torch_model(tmp_path, data):
     """A model from torch saves and loads like any other."""
     from makemore_cpp.checkpoint import load, save
+
     vocab, X, _ = data
     module = mm.MLP(vocab, seed=4).to_torch()
     model = mm.MLP.from_torch(module, vocab=vocab)

@@ -6,6 +6,7 @@ KeyboardInterrupt; afterwards the model holds the parameters of the last complet
 Each test runs the work in a child process, waits until it is busy, sends SIGINT and reads the
 time the child caught KeyboardInterrupt. The bound asserted is generous (2 s, on a shared machine);
 the latencies measured are printed (``pytest -s``) and recorded as test properties."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import pytest
 import makemore_cpp as mm
 
 LATENCY_BOUND = 2.0  # seconds; typically a few hundredths
-WAIT_BUSY = 1.0      # seconds between "busy" and the signal
+WAIT_BUSY = 1.0  # seconds between "busy" and the signal
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -138,8 +139,13 @@ def test_sigint_stops_promptly_and_leaves_a_usable_model(what, record_property):
 
 
 def sweep_available() -> bool:
-    p = subprocess.run([sys.executable, "-m", "makemore_cpp", "--help"], capture_output=True, text=True,
-                       env=child_env(), timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "makemore_cpp", "--help"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
     return p.returncode == 0 and "sweep" in p.stdout
 
 
@@ -150,10 +156,29 @@ def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
     Either way the sweep must end within a fraction of a second, exit status 130."""
     if not sweep_available():
         pytest.skip("the sweep subcommand does not exist yet")
-    args = [sys.executable, "-m", "makemore_cpp", "sweep", "--n-hidden", "50,60,70,80", "--steps", "5000000", "-j", "2",
-            "-o", str(tmp_path / "sweep.csv")]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
-                         cwd=tmp_path, start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "makemore_cpp",
+        "sweep",
+        "--n-hidden",
+        "50,60,70,80",
+        "--steps",
+        "5000000",
+        "-j",
+        "2",
+        "-o",
+        str(tmp_path / "sweep.csv"),
+    ]
+    p = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         for line in p.stdout:  # the header, printed before the worker processes start
             if "sweep:" in line:
@@ -170,7 +195,7 @@ def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
             latency = time.time() - sent  # upper bound: includes the interpreter's exit
         except subprocess.TimeoutExpired:
             latency = float("inf")
-            out, err = "", ""
+            err = ""
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
@@ -190,6 +215,7 @@ def test_a_sweep_in_process_leaves_the_sigint_handler_alone(tmp_path):
     """Only the sweep's worker processes ignore SIGINT: a sweep run in the caller's process must not
     change its handler (an ignored SIGINT would also be inherited by every process it starts)."""
     from makemore_cpp import cli
+
     before = signal.getsignal(signal.SIGINT)
     cli.run_sweep({"n_hidden": [5]}, steps=3, jobs=1, output=tmp_path / "s.csv", quiet=True)
     assert signal.getsignal(signal.SIGINT) is before

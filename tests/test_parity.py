@@ -1,6 +1,7 @@
 """The core against the PyTorch reference (float64): losses, every gradient, whole training
 trajectories, every optimizer, dropout, initialisation, evaluation and sampling, on every
 instruction set this CPU has, on shapes that are not multiples of any vector width."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,12 +34,23 @@ def random_shapes(seed: int, n: int, deep: bool = False):
     rng = np.random.default_rng(seed)
     for _ in range(n):
         V, T, E = int(rng.integers(2, 101)), int(rng.integers(1, 17)), int(rng.integers(1, 33))
-        H = tuple(int(rng.integers(1, 601)) for _ in range(int(rng.integers(2, 4)))) if deep else int(rng.integers(1, 601))
+        H = (
+            tuple(int(rng.integers(1, 601)) for _ in range(int(rng.integers(2, 4))))
+            if deep
+            else int(rng.integers(1, 601))
+        )
         yield V, T, E, H, int(rng.integers(1, 1001))
 
 
-EDGE_SHAPES = [(2, 1, 1, 1, 1), (27, 3, 10, 200, 32), (27, 3, 2, 100, 32), (3, 16, 32, 600, 1000),
-               (100, 1, 1, 17, 33), (97, 5, 7, 15, 999), (28, 4, 9, 31, 17)]
+EDGE_SHAPES = [
+    (2, 1, 1, 1, 1),
+    (27, 3, 10, 200, 32),
+    (27, 3, 2, 100, 32),
+    (3, 16, 32, 600, 1000),
+    (100, 1, 1, 17, 33),
+    (97, 5, 7, 15, 999),
+    (28, 4, 9, 31, 17),
+]
 
 
 def check_gradients(V, T, E, H, B, dtype, init, seed):
@@ -132,8 +144,10 @@ def test_sgd_trajectory_replays_torch(isa, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("hidden, opt", [(530, dict(optimizer="sgd")),
-                                         (777, dict(optimizer="adamw", weight_decay=0.05, dropout=0.2))])
+@pytest.mark.parametrize(
+    "hidden, opt",
+    [(530, dict(optimizer="sgd")), (777, dict(optimizer="adamw", weight_decay=0.05, dropout=0.2))],
+)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_column_blocks_replay_torch(isa, dtype, hidden, opt, threads):
     """One hidden layer of 530 or 777 units: the sums over the hidden units are taken in 2 or 3
@@ -178,7 +192,9 @@ def one_and_two_threads_replay_torch(isa, dtype, dropout, shape, lr, seeds):
     np.testing.assert_array_equal(got[1][0], got[2][0])
     for k, a in got[1][1].items():
         np.testing.assert_array_equal(a, got[2][1][k], err_msg=k)
-    rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=len(lr), batch_size=B, seed=batch_seed, dropout=dropout)
+    rlosses, rparams = ref.train_replay(
+        p0, X, Y, lr, steps=len(lr), batch_size=B, seed=batch_seed, dropout=dropout
+    )
     err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
     assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
     assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
@@ -193,8 +209,9 @@ def test_plain_sgd_inside_the_step_replays_torch_and_the_separate_update(isa, dt
     parts_for) is split in two parts and updated after the step, as every other optimizer is: the
     same bits, and both replay torch.optim.SGD (odd shapes, with and without dropout)."""
     lr = np.r_[np.full(40, 0.2), np.full(40, 0.05)]
-    one_and_two_threads_replay_torch(isa, dtype, dropout, (29, 5, 7, 147, 400, 3000), lr,
-                                     (int(dropout * 10) + 7, 6, 17))
+    one_and_two_threads_replay_torch(
+        isa, dtype, dropout, (29, 5, 7, 147, 400, 3000), lr, (int(dropout * 10) + 7, 6, 17)
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -207,8 +224,9 @@ def test_plain_sgd_with_column_blocks_inside_the_step_replays_torch(isa, dtype, 
     dC and updates C: cpp/train.h). 1 and 2 threads give the same bits, and both replay
     torch.optim.SGD (odd shapes, with and without dropout)."""
     lr = np.r_[np.full(30, 0.1), np.full(30, 0.03)]
-    one_and_two_threads_replay_torch(isa, dtype, dropout, (29, 6, 11, 530, 100, 3000), lr,
-                                     (int(dropout * 10) + 11, 8, 19))
+    one_and_two_threads_replay_torch(
+        isa, dtype, dropout, (29, 6, 11, 530, 100, 3000), lr, (int(dropout * 10) + 11, 8, 19)
+    )
 
 
 def test_seeded_minibatches_are_the_documented_draws():
@@ -317,7 +335,16 @@ def test_repeated_contexts_keep_exact_zero_gradients(isa, dtype):
     # zero gradients and no weight decay: AdamW leaves every parameter where it was
     m1 = mm.MLP(1, 1, 1, 1, seed=0, dtype=dtype)
     p0 = m1.get_params()
-    mm.train(m1, np.zeros((1, 1), int), np.zeros(1, int), steps=5, batch_size=3, optimizer="adamw", lr=0.5, weight_decay=0.0)
+    mm.train(
+        m1,
+        np.zeros((1, 1), int),
+        np.zeros(1, int),
+        steps=5,
+        batch_size=3,
+        optimizer="adamw",
+        lr=0.5,
+        weight_decay=0.0,
+    )
     for k, a in m1.get_params().items():
         np.testing.assert_array_equal(a, p0[k])
 
@@ -337,8 +364,11 @@ def test_distinct_contexts_give_the_every_row_results(isa, threads):
         for i in range(16):
             T = 1 + i % 8
             V = int(rng.integers(2, min(40, int(round(65536 ** (1 / T)))) + 1))
-            assert V ** T <= 65536
-            E, H = int(rng.integers(1, 20)), tuple(int(rng.integers(1, 150)) for _ in range(int(rng.integers(1, 3))))
+            assert V**T <= 65536
+            E, H = (
+                int(rng.integers(1, 20)),
+                tuple(int(rng.integers(1, 150)) for _ in range(int(rng.integers(1, 3)))),
+            )
             N = int(rng.integers(1, 40000))
             dtype = ("float32", "float64")[i % 2]
             model = mm.MLP(V, T, E, H, seed=i, init="kaiming", dtype=dtype)
@@ -362,8 +392,17 @@ def test_distinct_contexts_give_the_every_row_results(isa, threads):
         mm.set_num_threads(before)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(temperature=0.7), dict(temperature=1.5, top_k=5),
-                                dict(prefix=[3, 1]), dict(temperature=0), dict(max_len=4)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(temperature=0.7),
+        dict(temperature=1.5, top_k=5),
+        dict(prefix=[3, 1]),
+        dict(temperature=0),
+        dict(max_len=4),
+    ],
+)
 def test_sampling_is_the_documented_draws(isa, kw):
     """The core's sampler and the reference's (float64, one name and one character at a time, with
     the same draws) give the same names."""
@@ -374,8 +413,15 @@ def test_sampling_is_the_documented_draws(isa, kw):
     mm.train(model, X, Y, steps=200, lr=0.5)
     n = 50
     ids = model.sample_ids(n, seed=9, **kw)
-    theirs = ref.sample(model.get_params(), n, seed=9, temperature=kw.get("temperature", 1.0),
-                        top_k=kw.get("top_k"), prefix=kw.get("prefix", ()), max_len=kw.get("max_len", 100))
+    theirs = ref.sample(
+        model.get_params(),
+        n,
+        seed=9,
+        temperature=kw.get("temperature", 1.0),
+        top_k=kw.get("top_k"),
+        prefix=kw.get("prefix", ()),
+        max_len=kw.get("max_len", 100),
+    )
     ours = [list(row[row > 0]) for row in ids]
     assert ours == theirs
 
@@ -408,8 +454,12 @@ def test_results_do_not_depend_on_thread_count():
             for threads in (1, 2):
                 mm.set_num_threads(threads)
                 model = mm.MLP(V, T, E, H, seed=1, init="kaiming")
-                hist = mm.train(model, X, Y, steps=30, batch_size=B, lr=1e-3, optimizer="adamw", dropout=dropout)
-                results.append((hist.loss.copy(), model.get_params(), model.loss(X, Y), model.sample_ids(300, seed=2)))
+                hist = mm.train(
+                    model, X, Y, steps=30, batch_size=B, lr=1e-3, optimizer="adamw", dropout=dropout
+                )
+                results.append(
+                    (hist.loss.copy(), model.get_params(), model.loss(X, Y), model.sample_ids(300, seed=2))
+                )
         finally:
             mm.set_num_threads(before)
         (l1, p1, e1, s1), (l2, p2, e2, s2) = results
@@ -445,7 +495,9 @@ def test_same_seed_same_everything():
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(temperature=0.8, top_k=4), dict(temperature=0), dict(prefix=[2])])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(temperature=0.8, top_k=4), dict(temperature=0), dict(prefix=[2])]
+)
 def test_tabulated_sampling_draws_the_same_names(kw):
     """With few contexts (V^T) next to the names drawn, the sampler tabulates every context's
     distribution once; the names are the same as one character at a time."""
@@ -455,11 +507,17 @@ def test_tabulated_sampling_draws_the_same_names(kw):
     X, Y = rng.integers(0, V, (3000, T)), rng.integers(1, V, 3000)
     Y[::5] = 0
     mm.train(model, X, Y, steps=300, lr=0.5)
-    many = model.sample_ids(400, seed=4, **kw)        # tabulated: 400 names > 169 contexts
-    few = model.sample_ids(40, seed=4, **kw)          # one character at a time
+    many = model.sample_ids(400, seed=4, **kw)  # tabulated: 400 names > 169 contexts
+    few = model.sample_ids(40, seed=4, **kw)  # one character at a time
     np.testing.assert_array_equal(many[:40], few)
-    theirs = ref.sample(model.get_params(), 40, seed=4, temperature=kw.get("temperature", 1.0),
-                        top_k=kw.get("top_k"), prefix=kw.get("prefix", ()))
+    theirs = ref.sample(
+        model.get_params(),
+        40,
+        seed=4,
+        temperature=kw.get("temperature", 1.0),
+        top_k=kw.get("top_k"),
+        prefix=kw.get("prefix", ()),
+    )
     assert [list(r[r > 0]) for r in few] == theirs
 
 
@@ -478,18 +536,33 @@ def _core_names(model, n, temperature, top_k, prefix, max_len, threads, compact,
     mm.set_num_threads(threads)
     try:
         step = calls or n
-        parts = [model._m.sample(7, a, min(step, n - a), temperature, top_k, np.array(prefix, np.int32), max_len,
-                                 compact, None) for a in range(0, n, step)]
+        parts = [
+            model._m.sample(
+                7, a, min(step, n - a), temperature, top_k, np.array(prefix, np.int32), max_len, compact, None
+            )
+            for a in range(0, n, step)
+        ]
     finally:
         mm.set_num_threads(before)
     return np.concatenate(parts)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("V, T, H", [(13, 2, 40), (27, 3, 64), (6, 3, 16), (40, 2, 16)],
-                         ids=["V13", "V27 T3: two parts", "V6: one line a row", "V40: five lines a row"])
-@pytest.mark.parametrize("kw", [dict(max_len=3), dict(prefix=[2, 5], max_len=2), dict(prefix=[4, 1, 3], max_len=7, temperature=1.7),
-                                dict(max_len=12, temperature=2.5, top_k=4), dict(temperature=0.0, max_len=20)])
+@pytest.mark.parametrize(
+    "V, T, H",
+    [(13, 2, 40), (27, 3, 64), (6, 3, 16), (40, 2, 16)],
+    ids=["V13", "V27 T3: two parts", "V6: one line a row", "V40: five lines a row"],
+)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(max_len=3),
+        dict(prefix=[2, 5], max_len=2),
+        dict(prefix=[4, 1, 3], max_len=7, temperature=1.7),
+        dict(max_len=12, temperature=2.5, top_k=4),
+        dict(temperature=0.0, max_len=20),
+    ],
+)
 def test_tabulated_sampling_refills_lanes_and_windows_in_order(isa, threads, V, T, H, kw):
     """The tabulated sampler keeps several names in flight and starts the next as soon as one ends;
     names are drawn a window of 256 at a time, by one or two parts (V27 T3's table is large enough
@@ -506,8 +579,19 @@ def test_tabulated_sampling_refills_lanes_and_windows_in_order(isa, threads, V, 
     names = [list(r[r > 0]) for r in rows]
     assert flat.tolist() == [i for name in names for i in name + [0]]
     picks = sorted({0, 255, 256, 511, 512, n // 2 - 1, n // 2, n - 1} & set(range(n)))
-    theirs = [ref.sample(model.get_params(), 1, seed=7, temperature=kw.get("temperature", 1.0), top_k=kw.get("top_k") or None,
-                         prefix=kw.get("prefix", ()), max_len=kw["max_len"], first=i)[0] for i in picks]
+    theirs = [
+        ref.sample(
+            model.get_params(),
+            1,
+            seed=7,
+            temperature=kw.get("temperature", 1.0),
+            top_k=kw.get("top_k") or None,
+            prefix=kw.get("prefix", ()),
+            max_len=kw["max_len"],
+            first=i,
+        )[0]
+        for i in picks
+    ]
     assert [names[i] for i in picks] == theirs
     if kw["max_len"] <= 3:
         assert max(len(name) for name in names) == kw["max_len"]  # names cut by max_len
@@ -540,6 +624,7 @@ def test_the_sampling_table_is_kept_between_calls_and_gives_the_same_names(isa, 
     which use it whatever their size (the last below is smaller than the 169 contexts): the same
     names as calls that each start afresh."""
     from makemore_cpp import _core
+
     model = _trained_small()
     table = _core.SampleTable()
     assert not table.filled
@@ -550,14 +635,17 @@ def test_the_sampling_table_is_kept_between_calls_and_gives_the_same_names(isa, 
     for k, f in zip(kept, fresh):
         np.testing.assert_array_equal(k, f)
     # and through the public call, whose chunks share one table
-    np.testing.assert_array_equal(model.sample_ids(1500, seed=6, temperature=temperature, top_k=top_k or None, max_len=20),
-                                  np.concatenate(fresh)[:, :20])
+    np.testing.assert_array_equal(
+        model.sample_ids(1500, seed=6, temperature=temperature, top_k=top_k or None, max_len=20),
+        np.concatenate(fresh)[:, :20],
+    )
 
 
 def test_a_sampling_table_that_no_longer_fits_is_made_again():
     """A table is used only with the parameters (byte for byte), instruction set, temperature and
     top_k it was made with; otherwise the call makes it again, and the names are a fresh call's."""
     from makemore_cpp import _core
+
     model = _trained_small()
     table = _core.SampleTable()
     _core_sample(model, 0, 400, table)

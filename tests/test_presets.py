@@ -1,6 +1,7 @@
 """Each preset of ``mm.fit`` trained for a short budget (2,000 steps, not the full run) on the
 bundled names: its loss falls as its recipe says it should. The full runs and their figures are
 ``python benchmarks/quality.py`` (README, "Model quality")."""
+
 from __future__ import annotations
 
 import numpy as np

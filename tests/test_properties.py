@@ -9,12 +9,11 @@ long campaign (4,000 a test, over 30,000 in all; see docs/guarantees.md for the 
 
     HYPOTHESIS_PROFILE=campaign python -m pytest tests/test_properties.py --hypothesis-show-statistics
 """
+
 from __future__ import annotations
 
-import math
 import os
 from fractions import Fraction
-
 from unittest import mock
 
 import numpy as np
@@ -27,29 +26,70 @@ from makemore_cpp import reference as ref
 
 torch = pytest.importorskip("torch")
 
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                     HealthCheck.filter_too_much], print_blob=True)
+_common = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    print_blob=True,
+)
 settings.register_profile("mm-default", max_examples=100, **_common)
 settings.register_profile("campaign", max_examples=4000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mm-default"))
 
 DOCUMENTED = (TypeError, ValueError, IndexError, MemoryError)
-TOL = {"float64": (1e-9, 1e-12), "float32": (2e-4, 1e-6)}  # (relative to the tensor's largest entry, absolute)
+TOL = {
+    "float64": (1e-9, 1e-12),
+    "float32": (2e-4, 1e-6),
+}  # (relative to the tensor's largest entry, absolute)
 
-INT_DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", ">i2", ">i4", ">i8", ">u4"]
-FORMS = ["C", "F", "rows_step", "cols_step", "reversed", "unaligned", "readonly", "list", "tuple", "torch", "broadcast"]
+INT_DTYPES = [
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    ">i2",
+    ">i4",
+    ">i8",
+    ">u4",
+]
+FORMS = [
+    "C",
+    "F",
+    "rows_step",
+    "cols_step",
+    "reversed",
+    "unaligned",
+    "readonly",
+    "list",
+    "tuple",
+    "torch",
+    "broadcast",
+]
 
 
 # ------------------------------------------------------------------------------------------ strategies
+
 
 @st.composite
 def configs(draw, max_v=40):
     V = draw(st.integers(1, max_v))
     T = draw(st.integers(1, 6))
     E = draw(st.integers(1, 8))
-    hidden = draw(st.one_of(st.integers(1, 48), st.lists(st.integers(1, 24), min_size=1, max_size=3).map(tuple)))
-    return dict(vocab=V, block_size=T, n_embd=E, n_hidden=hidden, dtype=draw(st.sampled_from(["float32", "float64"])),
-                init=draw(st.sampled_from(["lecture", "kaiming"])), seed=draw(st.integers(0, 2**64 - 1)))
+    hidden = draw(
+        st.one_of(st.integers(1, 48), st.lists(st.integers(1, 24), min_size=1, max_size=3).map(tuple))
+    )
+    return dict(
+        vocab=V,
+        block_size=T,
+        n_embd=E,
+        n_hidden=hidden,
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+        init=draw(st.sampled_from(["lecture", "kaiming"])),
+        seed=draw(st.integers(0, 2**64 - 1)),
+    )
 
 
 def arrange(draw, arr: np.ndarray, label: str):
@@ -137,7 +177,8 @@ def snapshot(model) -> dict:
     return {k: a.tobytes() for k, a in model.get_params().items()}
 
 
-# ------------------------------------------------------------------------------------------ equal to the reference
+# ------------------------------------------------------------------------------------ equal to the reference
+
 
 def torch_float32_grads(params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
     """torch's own float32 gradient: the yardstick of what float32 can do on this case."""
@@ -157,7 +198,9 @@ def tanh_ulp_sensitivity(params: dict, X: np.ndarray, Y: np.ndarray, rgrads: dic
         @staticmethod
         def forward(ctx, x, d):
             y = true_tanh(x)
-            ulp = torch.from_numpy(np.spacing(np.abs(y.detach().numpy()).astype(np.float32)).astype(np.float64))
+            ulp = torch.from_numpy(
+                np.spacing(np.abs(y.detach().numpy()).astype(np.float32)).astype(np.float64)
+            )
             y = (y + d * ulp * torch.sign(y)).clamp(-1.0, 1.0)
             ctx.save_for_backward(y)
             return y
@@ -241,8 +284,17 @@ def training_cases(draw):
     steps = draw(st.integers(0, 4))
     B = draw(st.integers(1, 8))
     bidx = rng.integers(0, N, (steps, B))
-    opt = draw(st.sampled_from([dict(), dict(momentum=0.9), dict(momentum=0.5, nesterov=True, weight_decay=0.01),
-                                dict(optimizer="adamw"), dict(optimizer="adamw", weight_decay=0.1, betas=(0.8, 0.99))]))
+    opt = draw(
+        st.sampled_from(
+            [
+                dict(),
+                dict(momentum=0.9),
+                dict(momentum=0.5, nesterov=True, weight_decay=0.01),
+                dict(optimizer="adamw"),
+                dict(optimizer="adamw", weight_decay=0.1, betas=(0.8, 0.99)),
+            ]
+        )
+    )
     lr = draw(st.one_of(st.floats(0, 0.5), st.lists(st.floats(0, 0.5), min_size=steps, max_size=steps)))
     kinds = draw(st.sampled_from(["bidx", "seed"]))
     return cfg, X, Y, bidx, lr, opt, kinds, draw(st.integers(0, 2**64 - 1))
@@ -297,8 +349,14 @@ def sampling_cases(draw):
     V = cfg["vocab"]
     max_len = draw(st.integers(1, 12))
     prefix = draw(st.lists(st.integers(1, V - 1), max_size=max_len)) if V > 1 else []
-    temperature = draw(st.one_of(st.just(0.0), st.sampled_from([5e-324, 1e-310, 1e-300, 1e300, 1.5e308]),
-                                 st.floats(0.05, 5.0), st.floats(1e-6, 1e6)))
+    temperature = draw(
+        st.one_of(
+            st.just(0.0),
+            st.sampled_from([5e-324, 1e-310, 1e-300, 1e300, 1.5e308]),
+            st.floats(0.05, 5.0),
+            st.floats(1e-6, 1e6),
+        )
+    )
     top_k = draw(st.one_of(st.none(), st.integers(1, V + 3), st.just(2**40)))
     n = draw(st.integers(0, 60))
     return cfg, n, draw(st.integers(0, 2**64 - 1)), temperature, top_k, prefix, max_len
@@ -311,17 +369,28 @@ def test_sampling_equals_the_reference_draws(case):
     ids = m.sample_ids(n, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix, max_len=max_len)
     assert ids.shape == (n, max_len) and ids.dtype == np.int32
     with np.errstate(all="ignore"):
-        theirs = ref.sample(m.get_params(), n, seed=seed, temperature=temperature if temperature >= 1e-307 else 0.0,
-                            top_k=top_k, prefix=prefix, max_len=max_len)
+        theirs = ref.sample(
+            m.get_params(),
+            n,
+            seed=seed,
+            temperature=temperature if temperature >= 1e-307 else 0.0,
+            top_k=top_k,
+            prefix=prefix,
+            max_len=max_len,
+        )
     for row, want in zip(ids, theirs):
         k = len(want)
         assert row[:k].tolist() == want and not row[k:].any()
     # the first names of a larger draw are the same names
-    more = m.sample_ids(n + 3, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix, max_len=max_len)
+    more = m.sample_ids(
+        n + 3, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix, max_len=max_len
+    )
     assert np.array_equal(more[:n], ids)
 
 
-@given(configs(max_v=14), st.integers(0, 40), st.integers(1, 10), st.floats(0.0, 3.0), st.integers(0, 2**64 - 1))
+@given(
+    configs(max_v=14), st.integers(0, 40), st.integers(1, 10), st.floats(0.0, 3.0), st.integers(0, 2**64 - 1)
+)
 def test_sampled_names_are_well_formed(cfg, n, max_len, temperature, seed):
     m = make(cfg)
     ids = m.sample_ids(n, seed=seed, temperature=temperature, max_len=max_len)
@@ -329,7 +398,7 @@ def test_sampled_names_are_well_formed(cfg, n, max_len, temperature, seed):
     for row in ids:
         zero = np.flatnonzero(row == 0)
         if zero.size:
-            assert not row[zero[0]:].any()  # 0-padded after the end
+            assert not row[zero[0] :].any()  # 0-padded after the end
 
 
 @given(configs(max_v=20), st.data())
@@ -338,7 +407,10 @@ def test_parameters_round_trip_in_any_layout(cfg, data):
     params = m.get_params()
     shuffled = {}
     for k, a in params.items():
-        form = data.draw(st.sampled_from(["C", "F", "float64", "float32", "reversed", "list", "torch", "int-valued"]), label=k)
+        form = data.draw(
+            st.sampled_from(["C", "F", "float64", "float32", "reversed", "list", "torch", "int-valued"]),
+            label=k,
+        )
         if form == "F":
             shuffled[k] = np.asfortranarray(a)
         elif form in ("float64", "float32"):
@@ -361,23 +433,46 @@ def test_parameters_round_trip_in_any_layout(cfg, data):
 
 # ------------------------------------------------------------------------------------------ bad values
 
+
 def bad_index_arrays(V: int, shape: tuple, rows: int | None = None) -> st.SearchStrategy:
     """Arrays that must be refused as ids of range [0, V) and shape ``shape`` (N free)."""
+
     def out_of_range(draw_val):
         return st.tuples(st.sampled_from(["int64", "uint64", "int32", "uint32", "int16", ">i8"]), draw_val)
 
-    big = st.one_of(st.integers(V, 2**63 - 1), st.integers(-2**63, -1), st.sampled_from([V, -1, 2**31, 2**32 + 1, -2**31]))
+    big = st.one_of(
+        st.integers(V, 2**63 - 1),
+        st.integers(-(2**63), -1),
+        st.sampled_from([V, -1, 2**31, 2**32 + 1, -(2**31)]),
+    )
 
     @st.composite
     def gen(draw):
-        kind = draw(st.sampled_from(["range", "float", "bool", "complex", "object", "str", "shape", "timedelta",
-                                     "ragged", "none", "huge python int"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "range",
+                    "float",
+                    "bool",
+                    "complex",
+                    "object",
+                    "str",
+                    "shape",
+                    "timedelta",
+                    "ragged",
+                    "none",
+                    "huge python int",
+                ]
+            )
+        )
         N = rows or draw(st.integers(1, 20))
         full = (N,) + shape[1:]
         base = np.zeros(full, np.int64)
         if kind == "range":
             v = draw(big)
-            dt = np.dtype(draw(st.sampled_from(["int64", "uint64", "int32", "uint32", "int16", "int8", ">i8", "<u2"])))
+            dt = np.dtype(
+                draw(st.sampled_from(["int64", "uint64", "int32", "uint32", "int16", "int8", ">i8", "<u2"]))
+            )
             info = np.iinfo(dt)
             assume(info.min <= v <= info.max)
             base = base.astype(dt)
@@ -403,33 +498,58 @@ def bad_index_arrays(V: int, shape: tuple, rows: int | None = None) -> st.Search
                 return kind, base.reshape(-1)[0] if len(shape) == 1 else base[:, 0]
             if len(shape) == 1:
                 return kind, base.reshape(-1, 1)
-            return kind, np.zeros((N, shape[1] + draw(st.sampled_from([-1, 1, 2])) if shape[1] > 1 else shape[1] + 1), int)
+            return kind, np.zeros(
+                (N, shape[1] + draw(st.sampled_from([-1, 1, 2])) if shape[1] > 1 else shape[1] + 1), int
+            )
         if kind == "ragged":
             w = shape[1] if len(shape) > 1 else 1
             return kind, [[0] * w, [0] * (w + 1)]  # rows of two lengths (w + 1, so also when w == 1)
         if kind == "none":
             return kind, None
         return kind, [[2**70] * (shape[1] if len(shape) > 1 else 1)] if len(shape) > 1 else [2**70]
+
     return gen()
 
 
 BAD_SCALARS = {
-    "temperature": st.one_of(st.floats(max_value=-1e-300), st.just(float("nan")), st.just(float("inf")),
-                             st.just(-float("inf")), st.text(max_size=3), st.complex_numbers(), st.none()),
+    "temperature": st.one_of(
+        st.floats(max_value=-1e-300),
+        st.just(float("nan")),
+        st.just(float("inf")),
+        st.just(-float("inf")),
+        st.text(max_size=3),
+        st.complex_numbers(),
+        st.none(),
+    ),
     "top_k": st.one_of(st.integers(max_value=0), st.floats(), st.text(max_size=2), st.booleans()),
     "n": st.one_of(st.integers(max_value=-1), st.floats(), st.text(max_size=2), st.booleans()),
     "max_len": st.one_of(st.integers(max_value=0), st.integers(min_value=2**20), st.floats(), st.none()),
-    "seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**64), st.floats(), st.text(max_size=2)),
-    "lr": st.one_of(st.floats(max_value=-1e-300), st.just(float("nan")), st.just(float("inf")), st.text(max_size=2),
-                    st.complex_numbers(), st.booleans(), st.lists(st.floats(0, 1), min_size=1, max_size=2)),
+    "seed": st.one_of(
+        st.integers(max_value=-1), st.integers(min_value=2**64), st.floats(), st.text(max_size=2)
+    ),
+    "lr": st.one_of(
+        st.floats(max_value=-1e-300),
+        st.just(float("nan")),
+        st.just(float("inf")),
+        st.text(max_size=2),
+        st.complex_numbers(),
+        st.booleans(),
+        st.lists(st.floats(0, 1), min_size=1, max_size=2),
+    ),
     "steps": st.one_of(st.integers(max_value=-1), st.floats(), st.text(max_size=2)),
     "batch_size": st.one_of(st.integers(max_value=0), st.integers(min_value=2**24 + 1), st.floats()),
-    "momentum": st.one_of(st.floats(max_value=-1e-300), st.floats(min_value=1.0), st.just(float("nan")), st.text(max_size=1)),
+    "momentum": st.one_of(
+        st.floats(max_value=-1e-300), st.floats(min_value=1.0), st.just(float("nan")), st.text(max_size=1)
+    ),
     "dropout": st.one_of(st.floats(max_value=-1e-300), st.floats(min_value=1.0), st.just(float("nan"))),
     "eps": st.one_of(st.floats(max_value=0.0), st.just(float("nan")), st.just(float("inf"))),
     "weight_decay": st.one_of(st.floats(max_value=-1e-300), st.just(float("nan")), st.just(float("inf"))),
-    "betas": st.one_of(st.tuples(st.floats(min_value=1.0), st.floats(0, 0.9)), st.tuples(st.floats(0, 0.9), st.just(float("nan"))),
-                       st.tuples(st.floats(0, 0.5)), st.text(max_size=2)),
+    "betas": st.one_of(
+        st.tuples(st.floats(min_value=1.0), st.floats(0, 0.9)),
+        st.tuples(st.floats(0, 0.9), st.just(float("nan"))),
+        st.tuples(st.floats(0, 0.5)),
+        st.text(max_size=2),
+    ),
 }
 
 
@@ -442,10 +562,16 @@ def bad_calls(draw):
     where = draw(st.sampled_from(["X", "Y", "batch_indices", "prefix"] + list(BAD_SCALARS)))
     if where in ("X", "Y"):
         kind, bad = draw(bad_index_arrays(V, (None, T) if where == "X" else (None,)))
-        fn = draw(st.sampled_from(["loss", "loss_and_grad", "logits", "train"] if where == "X" else ["loss", "loss_and_grad", "train"]))
+        fn = draw(
+            st.sampled_from(
+                ["loss", "loss_and_grad", "logits", "train"]
+                if where == "X"
+                else ["loss", "loss_and_grad", "train"]
+            )
+        )
         if where == "Y":
             try:  # the same length as X, so that the bad value itself is what is refused
-                X = X[:len(bad)] if len(bad) <= 10 else np.resize(X, (len(bad), T))
+                X = X[: len(bad)] if len(bad) <= 10 else np.resize(X, (len(bad), T))
             except TypeError:
                 pass
         XX, YY = (bad, Y) if where == "X" else (X, bad)
@@ -459,9 +585,14 @@ def bad_calls(draw):
         kind, bad = draw(bad_index_arrays(len(X), (None, 4), rows=3).filter(lambda kb: kb[0] != "none"))
         return cfg, where, kind, lambda m: mm.train(m, X, Y, 3, batch_size=4, batch_indices=bad)
     if where == "prefix":
-        bad = draw(st.one_of(st.lists(st.integers(max_value=0), min_size=1, max_size=3),
-                             st.lists(st.integers(min_value=V), min_size=1, max_size=3),
-                             st.lists(st.floats(), min_size=1, max_size=3), st.text(min_size=1, max_size=3)))
+        bad = draw(
+            st.one_of(
+                st.lists(st.integers(max_value=0), min_size=1, max_size=3),
+                st.lists(st.integers(min_value=V), min_size=1, max_size=3),
+                st.lists(st.floats(), min_size=1, max_size=3),
+                st.text(min_size=1, max_size=3),
+            )
+        )
         return cfg, where, "prefix", lambda m: m.sample_ids(3, prefix=bad, max_len=5)
     bad = draw(BAD_SCALARS[where], label=where)
     if where in ("temperature", "top_k", "n", "max_len", "seed"):
@@ -483,13 +614,16 @@ def test_bad_values_raise_documented_errors_and_change_nothing(case):
     note(f"{where} {kind}: {type(info.value).__name__}: {info.value}")
     assert type(info.value) in DOCUMENTED
     message = str(info.value)
-    names = {"X": ("X",), "Y": ("Y",), "betas": ("betas",), "lr": ("lr", "learning rate")}.get(where, (where,))
+    names = {"X": ("X",), "Y": ("Y",), "betas": ("betas",), "lr": ("lr", "learning rate")}.get(
+        where, (where,)
+    )
     if not (where == "Y" and "differ in length" in message):
         assert any(n in message for n in names), message
     assert snapshot(m) == before
 
 
 # ------------------------------------------------------------------------------------------ never silent NaNs
+
 
 @given(configs(max_v=20), st.floats(-3, 307), st.sampled_from(["sgd", "adamw"]), st.integers(1, 30))
 def test_training_never_leaves_silent_nans(cfg, log_lr, optimizer, steps):
@@ -498,7 +632,7 @@ def test_training_never_leaves_silent_nans(cfg, log_lr, optimizer, steps):
     V, T = cfg["vocab"], cfg["block_size"]
     X, Y = rng.integers(0, V, (50, T)), rng.integers(0, V, 50)
     try:
-        h = mm.train(m, X, Y, steps, lr=10.0 ** log_lr, optimizer=optimizer, batch_size=8)
+        h = mm.train(m, X, Y, steps, lr=10.0**log_lr, optimizer=optimizer, batch_size=8)
         assert np.isfinite(h.loss).all() and h.steps == steps
     except mm.DivergenceError as e:
         assert np.isfinite(e.history.loss).all() and e.history.steps < steps
@@ -507,8 +641,11 @@ def test_training_never_leaves_silent_nans(cfg, log_lr, optimizer, steps):
     assert all(np.isfinite(a).all() for a in m.get_params().values())
 
 
-@given(st.integers(0, 2**64 - 1), st.sampled_from([Fraction(1, 10), np.float32(0.1), np.float64(0.1), 0.1, 1]),
-       st.sampled_from([np.int8, np.uint8, np.int64, np.uint64, int]))
+@given(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([Fraction(1, 10), np.float32(0.1), np.float64(0.1), 0.1, 1]),
+    st.sampled_from([np.int8, np.uint8, np.int64, np.uint64, int]),
+)
 def test_accepted_scalar_types_give_the_same_answer(seed, lr, itype):
     m1 = mm.MLP(10, 2, 3, 5, seed=1, dtype="float64")
     m2 = m1.copy()
@@ -517,4 +654,7 @@ def test_accepted_scalar_types_give_the_same_answer(seed, lr, itype):
     h1 = mm.train(m1, X, Y, 3, batch_size=4, lr=float(lr), seed=seed)
     h2 = mm.train(m2, X, Y, itype(3), batch_size=itype(4), lr=lr, seed=seed)
     assert h1.loss.tobytes() == h2.loss.tobytes() and snapshot(m1) == snapshot(m2)
-    assert m1.sample_ids(5, seed=seed).tobytes() == m1.sample_ids(itype(5), seed=seed, max_len=itype(100)).tobytes()
+    assert (
+        m1.sample_ids(5, seed=seed).tobytes()
+        == m1.sample_ids(itype(5), seed=seed, max_len=itype(100)).tobytes()
+    )

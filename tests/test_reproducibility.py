@@ -3,6 +3,7 @@ initial parameters; ``train``'s ``seed`` for the minibatches and dropout; ``samp
 the settings, the dtype, and the instruction-set path (``get_isa()``: avx512, avx2 or generic) --
 and by nothing else: not the thread count, not the process, not how the work is cut into calls.
 Same inputs, bit-identical parameters, losses and samples, run after run."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,11 +33,18 @@ def run(threads):
     # The last two have one hidden layer wide enough for column blocks (3 of uneven widths; 2).
     for name, dtype, hidden, opt in (
             ("float32", "float32", 200, dict(lr=0.1)),
-            ("float64", "float64", (64, 48), dict(optimizer="adamw", lr=0.01, weight_decay=0.01, dropout=0.1)),
+            (
+                "float64",
+                "float64",
+                (64, 48),
+                dict(optimizer="adamw", lr=0.01, weight_decay=0.01, dropout=0.1),
+            ),
             ("blocks-dropout", "float32", 777, dict(lr=0.05, momentum=0.9, dropout=0.1)),
             ("blocks", "float64", 530, dict(lr=0.05))):
         m = mm.MLP(vocab, block_size=4, n_embd=8, n_hidden=hidden, seed=11, dtype=dtype, init="kaiming")
-        h = mm.train(m, X, Y, 700, batch_size=48, seed=5, X_val=X[:3000], Y_val=Y[:3000], eval_every=350, **opt)
+        h = mm.train(
+            m, X, Y, 700, batch_size=48, seed=5, X_val=X[:3000], Y_val=Y[:3000], eval_every=350, **opt
+        )
         d = hashlib.sha256()
         for a in m.get_params().values():
             d.update(a.tobytes())
@@ -69,8 +77,13 @@ def child_env(**extra) -> dict:
 
 def digest_in_child(threads: int, isa: str) -> dict:
     code = RUN + f"\nprint(mm.get_isa()); print(json.dumps(run({threads})))\n"
-    p = subprocess.run([sys.executable, "-c", code], env=child_env(MAKEMORE_CPP_ISA=isa), capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(MAKEMORE_CPP_ISA=isa),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     got_isa, out = p.stdout.strip().splitlines()[-2:]
     assert got_isa == isa
@@ -143,8 +156,14 @@ def test_results_do_not_depend_on_how_calls_are_chunked(monkeypatch):
     mm.train(m6, X6, Y6, 300)
 
     def results():
-        return (m.loss(X, Y), m6.loss(X6, Y6), m.logits(X[:5000]).tobytes(), m.sample(3000, seed=1),
-                m.sample_ids(700, seed=2).tobytes())
+        return (
+            m.loss(X, Y),
+            m6.loss(X6, Y6),
+            m.logits(X[:5000]).tobytes(),
+            m.sample(3000, seed=1),
+            m.sample_ids(700, seed=2).tobytes(),
+        )
+
     want = results()
     for seconds, first in ((1e-9, 1.0), (1e-4, 1e5), (10.0, 1e12)):
         monkeypatch.setattr(model_module, "CHUNK_SECONDS", seconds)
@@ -158,6 +177,7 @@ def test_column_blocks_on_two_threads_give_the_same_bits_however_the_run_is_cut(
     calls of one step each (the time limit of each call into the core cut to nothing) give the same
     bits, and the same as on 1 thread."""
     from makemore_cpp import training
+
     rng = np.random.default_rng(4)
     V, T, E, H, B, N = 27, 8, 24, 512, 160, 4000
     X, Y = rng.integers(0, V, (N, T)), rng.integers(0, V, N)
@@ -184,8 +204,13 @@ def test_column_blocks_on_two_threads_give_the_same_bits_however_the_run_is_cut(
 
 
 def test_chunks_cover_the_range_aligned():
-    for n, first, most, align in ((0, 10, 100, 32), (1, 1, 1, 1), (1000, 1, 64, 32), (10**6, 1e9, 2**18, 32),
-                                  (777, 5.5, 50, 1)):
+    for n, first, most, align in (
+        (0, 10, 100, 32),
+        (1, 1, 1, 1),
+        (1000, 1, 64, 32),
+        (10**6, 1e9, 2**18, 32),
+        (777, 5.5, 50, 1),
+    ):
         ranges = list(model_module._chunks(n, first, most, align))
         assert [a for a, _ in ranges] == ([0] + [b for _, b in ranges[:-1]] if n else [])
         assert (ranges[-1][1] if ranges else 0) == n
@@ -193,7 +218,7 @@ def test_chunks_cover_the_range_aligned():
 
 
 def test_the_documentation_says_what_determines_results():
-    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guarantees.md")
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guarantees.md"
     if not doc.exists():
         pytest.skip("docs/guarantees.md is not in this tree (installed package)")
     text = doc.read_text(encoding="utf-8").lower()
@@ -212,7 +237,9 @@ def test_ids_read_as_bytes_give_the_same_bits(V, dropout):
         m = mm.MLP(V, 4, 8, 60, seed=2)
         st = mm.train(m, X, Y, steps=1, lr=0.05, dropout=dropout).state
         lr, losses = np.full(300, 0.05), np.zeros(300)
-        x, y = (X.astype(np.uint8), Y.astype(np.uint8)) if as_bytes else (X.astype(np.int32), Y.astype(np.int32))
+        x, y = (
+            (X.astype(np.uint8), Y.astype(np.uint8)) if as_bytes else (X.astype(np.int32), Y.astype(np.int32))
+        )
         assert st._t.run(x, y, None, lr, st.step, 0, 0.0, losses) == (300, 0)
         got.append((losses.tobytes(), [a.tobytes() for a in m.get_params().values()]))
     assert got[0] == got[1]
@@ -246,13 +273,37 @@ def test_ids_as_bytes_need_a_small_vocabulary():
     m = mm.MLP(300, 2, 4, 16)
     st = mm.train(m, np.zeros((10, 2), int), np.zeros(10, int), steps=1).state
     with pytest.raises(ValueError, match="at most 256"):
-        st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.uint8), None, np.full(2, 0.1), st.step, 0, 0.0,
-                  np.zeros(2))
+        st._t.run(
+            np.zeros((10, 2), np.uint8),
+            np.zeros(10, np.uint8),
+            None,
+            np.full(2, 0.1),
+            st.step,
+            0,
+            0.0,
+            np.zeros(2),
+        )
     small = mm.MLP(27, 2, 4, 16)
     st = mm.train(small, np.zeros((10, 2), int), np.zeros(10, int), steps=1).state
     with pytest.raises(TypeError, match="Y must be a C-contiguous array of uint8, got int32"):
-        st._t.run(np.zeros((10, 2), np.uint8), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
-                  np.zeros(2))
+        st._t.run(
+            np.zeros((10, 2), np.uint8),
+            np.zeros(10, np.int32),
+            None,
+            np.full(2, 0.1),
+            st.step,
+            0,
+            0.0,
+            np.zeros(2),
+        )
     with pytest.raises(TypeError, match="X must be a C-contiguous array of int32, got int64"):
-        st._t.run(np.zeros((10, 2), np.int64), np.zeros(10, np.int32), None, np.full(2, 0.1), st.step, 0, 0.0,
-                  np.zeros(2))
+        st._t.run(
+            np.zeros((10, 2), np.int64),
+            np.zeros(10, np.int32),
+            None,
+            np.full(2, 0.1),
+            st.step,
+            0,
+            0.0,
+            np.zeros(2),
+        )

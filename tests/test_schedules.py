@@ -1,4 +1,5 @@
 """Learning-rate schedules: the arrays train() takes from them are the rates of each step."""
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,9 @@ def per_step(f, start, n):
 @pytest.mark.parametrize("seed", range(8))
 def test_step_decay_arrays_are_its_calls(seed):
     rng = random.Random(seed)
-    points = [(0, rng.choice([0.1, 1, 0.5]))] + [(rng.randint(0, 60), rng.random()) for _ in range(rng.randint(0, 4))]
+    points = [(0, rng.choice([0.1, 1, 0.5]))] + [
+        (rng.randint(0, 60), rng.random()) for _ in range(rng.randint(0, 4))
+    ]
     rng.shuffle(points)  # any order, repeated steps included
     f = mm.step_decay(points)
     start, n = rng.randint(0, 40), rng.randint(0, 50)
@@ -75,7 +78,9 @@ def test_wrappers_and_look_alikes_are_called_at_each_step():
 @pytest.mark.parametrize("value", [True, "0.1", None, Decimal("0.1"), 0.1 + 0j, np.bool_(True)])
 def test_schedules_refuse_rates_that_are_not_real_numbers(value):
     for make in (lambda: mm.step_decay([(0, 0.1), (5, value)]), lambda: schedules.constant(value)):
-        with pytest.raises(TypeError, match=f"learning rates must be real numbers, got {type(value).__name__}"):
+        with pytest.raises(
+            TypeError, match=f"learning rates must be real numbers, got {type(value).__name__}"
+        ):
             make()
 
 
@@ -85,6 +90,7 @@ def test_a_callable_is_checked_at_each_step_before_the_next_is_called():
     def lr(step):
         calls.append(step)
         return "fast" if step == 1 else 1 / (2 - step)
+
     with pytest.raises(TypeError, match=r"lr\(1\) must return a real number, got str 'fast'"):
         _lr_array(lr, 4, 0)
     assert calls == [0, 1]

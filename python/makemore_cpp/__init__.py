@@ -10,6 +10,7 @@ computed by a C++ core.
     hist = mm.train(model, X, Y, steps=200_000, lr=lambda s: 0.1 if s < 100_000 else 0.01)
     print(model.loss(*mm.build_dataset(dev, vocab)), model.sample(10))
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -22,9 +23,27 @@ from .schedules import cosine, parse_schedule, step_decay
 from .training import DivergenceError, History, TrainState, train
 
 __all__ = [
-    "__version__", "load_names", "load_words", "Vocab", "split_words", "build_dataset", "MLP", "train", "History",
-    "TrainState", "DivergenceError", "fit", "FitResult", "PRESETS", "parse_schedule", "step_decay", "cosine",
-    "set_num_threads", "get_num_threads", "get_isa", "set_isa",
+    "__version__",
+    "load_names",
+    "load_words",
+    "Vocab",
+    "split_words",
+    "build_dataset",
+    "MLP",
+    "train",
+    "History",
+    "TrainState",
+    "DivergenceError",
+    "fit",
+    "FitResult",
+    "PRESETS",
+    "parse_schedule",
+    "step_decay",
+    "cosine",
+    "set_num_threads",
+    "get_num_threads",
+    "get_isa",
+    "set_isa",
 ]
 
 
@@ -32,6 +51,7 @@ def set_num_threads(n: int) -> None:
     """Threads the core may use (default: the CPUs this process may run on). Results do not depend
     on it: every sum is taken in the same order at any thread count."""
     from ._validate import integer
+
     _core.set_num_threads(integer(n, "n", 1, 1024))
 
 
@@ -54,6 +74,7 @@ def set_isa(name: str) -> None:
 
 def _isa_from_environment() -> None:
     import os
+
     name = os.environ.get("MAKEMORE_CPP_ISA")
     if name:
         try:

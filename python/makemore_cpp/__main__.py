@@ -1,4 +1,5 @@
 """``python -m makemore_cpp <command>``: the same as the ``makemore-cpp`` console script."""
+
 import sys
 
 from .cli import main

@@ -1,9 +1,11 @@
 """Type stubs for makemore_cpp._core, the C++ extension (cpp/bindings.cpp).
 
 Private: the package's modules call it after validating and converting every argument
-(makemore_cpp/_validate.py). Arguments are positional (the bindings name none but the constructors'). Arrays must already be C-contiguous and of the exact dtype named;
-index arrays int32 (batch indices int64), in range.
+(makemore_cpp/_validate.py). Arguments are positional (the bindings name none but the
+constructors'). Arrays must already be C-contiguous and of the exact dtype named; index arrays
+int32 (batch indices int64), in range.
 """
+
 from typing import Optional
 
 import numpy as np
@@ -17,7 +19,6 @@ MAX_HIDDEN: int
 _Float = npt.NDArray[np.floating]
 _I32 = npt.NDArray[np.int32]
 _U8 = npt.NDArray[np.uint8]
-
 
 class Model:
     """A model's parameters in one aligned arena: C, W1, b1, ..., W{L+1}, b{L+1}."""
@@ -43,15 +44,28 @@ class Model:
         """Replace every parameter; all arrays are checked before any is written."""
     def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
         """Mean cross-entropy of the rows and its gradient for every parameter."""
-    def evaluate(self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
-        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, V) if asked);
+    def evaluate(
+        self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
+    ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
+        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, "
+        "V) if asked);
         IndexError if an id of X or Y is not below the vocabulary size (checked as the ids are read)."""
-    def sample(self, seed: int, first: int, n: int, temperature: float, top_k: int, prefix: _I32,
-               max_len: int, compact: bool, table: Optional[SampleTable] = None, /) -> _I32:
+    def sample(
+        self,
+        seed: int,
+        first: int,
+        n: int,
+        temperature: float,
+        top_k: int,
+        prefix: _I32,
+        max_len: int,
+        compact: bool,
+        table: Optional[SampleTable] = None,
+        /,
+    ) -> _I32:
         """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` (``top_k`` 0: all characters):
         an (n, max_len) int32 array of ids, 0-padded; or with ``compact`` the names' ids one after
         another, each ended by 0, as one flat array."""
-
 
 class SampleTable:
     """Every context's distribution, filled by the first ``Model.sample`` call that tabulates and
@@ -67,12 +81,32 @@ class Trainer:
     t: int
     """Updates taken (AdamW's bias-correction counter)."""
 
-    def __init__(self, model: Model, B: int, kind: int, momentum: float, nesterov: bool, beta1: float, beta2: float,
-                 eps: float, weight_decay: float, dropout: float) -> None:
+    def __init__(
+        self,
+        model: Model,
+        B: int,
+        kind: int,
+        momentum: float,
+        nesterov: bool,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        dropout: float,
+    ) -> None:
         """Batch size B; kind 0 is SGD (momentum, nesterov, weight decay as torch.optim.SGD), 1 AdamW."""
-    def run(self, X: _I32 | _U8, Y: _I32 | _U8, batch_idx: Optional[npt.NDArray[np.int64]],
-            lr: npt.NDArray[np.float64], step0: int, seed: int, seconds: float, losses: npt.NDArray[np.float64],
-            /) -> tuple[int, int]:
+    def run(
+        self,
+        X: _I32 | _U8,
+        Y: _I32 | _U8,
+        batch_idx: Optional[npt.NDArray[np.int64]],
+        lr: npt.NDArray[np.float64],
+        step0: int,
+        seed: int,
+        seconds: float,
+        losses: npt.NDArray[np.float64],
+        /,
+    ) -> tuple[int, int]:
         """Up to ``len(lr)`` steps from global step ``step0`` (fewer if ``seconds`` run out), each
         step's minibatch loss written to ``losses``. X and Y as int32, or both as uint8 when the
         vocabulary has at most 256 characters (read faster at random). Returns (steps done,
@@ -82,25 +116,31 @@ class Trainer:
     def set_moments(self, m: Optional[list[_Float]], v: Optional[list[_Float]], /) -> None:
         """Replace the moment buffers (None exactly where the optimizer keeps none)."""
 
-
 def decode_names(ids: _I32, codes: npt.NDArray[np.uint32], /) -> list[str]:
     """Names as strings from ids one after another, each name ended by 0: id v is the character
     ``chr(codes[v])`` (``codes[0]`` unused)."""
 
 def set_num_threads(n: int, /) -> None:
     """Threads of the core's pool (>= 1)."""
+
 def get_num_threads() -> int:
     """Threads of the core's pool."""
+
 def core_round_trip_ns(rounds: int, /) -> float:
     """Mean ns for a write on one CPU to be answered from another (-1: fewer than 2 CPUs)."""
+
 def default_threads() -> int:
     """The CPUs this process may run on."""
+
 def isa() -> str:
     """The instruction set in use: ``"avx512"``, ``"avx2"`` or ``"generic"``."""
+
 def isa_supported(name: str, /) -> bool:
     """Whether this CPU (and build) can run the kernels of ``name``."""
+
 def set_isa(name: str, /) -> None:
     """Run the kernels on ``name``; ValueError if unknown or unsupported."""
+
 def dropout_mask(dtype: str, seed: int, step: int, layer: int, L: int, B: int, H: int, p: float, /) -> _Float:
     """The (B, H) inverted-dropout mask (0 or 1/(1-p)) the core applies at ``step`` to hidden layer
     ``layer`` of ``L``, for checking against a reference."""

@@ -3,6 +3,7 @@ anything reaches the C++ core or changes a model. Messages name the argument, wh
 what was given. One check is left to the core: the range of int32 ids that loss() and logits() send
 as they are (``core_checks``), which the core checks in the pass that reads them; the package then
 names an id it reports here."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,15 @@ def integer(value: Any, name: str, low: int | None = None, high: int | None = No
     return value
 
 
-def real(value: Any, name: str, low: float | None = None, high: float | None = None, *,
-         low_open: bool = False, high_open: bool = False) -> float:
+def real(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite real number within the given bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
@@ -52,7 +60,9 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def index_array(a: Any, name: str, shape: tuple, high: int, what: str, core_checks: bool = False) -> np.ndarray:
+def index_array(
+    a: Any, name: str, shape: tuple, high: int, what: str, core_checks: bool = False
+) -> np.ndarray:
     """Integer indices of any integer dtype, order or strides, checked against 0 <= a < high, as a
     C-contiguous int32 array (a copy only when ``a`` is not one already).
 
@@ -64,23 +74,32 @@ def index_array(a: Any, name: str, shape: tuple, high: int, what: str, core_chec
     try:
         arr = to_numpy(a)
     except (ValueError, TypeError) as e:  # ragged nested lists, for one
-        raise ValueError(f"{name} must be an array of integers, got {type(a).__name__} that NumPy cannot convert ({e})") from None
+        raise ValueError(
+            f"{name} must be an array of integers, got {type(a).__name__} that NumPy cannot convert ({e})"
+        ) from None
     # kind 'i' or 'u' only: NumPy counts timedelta64 as an integer type, and bool converts silently.
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype == np.float64):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
-    want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    want = (
+        "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    )
     if arr.ndim != len(shape) or any(s is not None and arr.shape[i] != s for i, s in enumerate(shape)):
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if core_checks and arr.dtype == np.dtype(np.int32) and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
     # One pass over the ids: read as unsigned, a negative id is larger than any valid one.
-    if arr.size and (arr.view(arr.dtype.str.replace("i", "u")) if arr.dtype.kind == "i" else arr).max() >= high:
+    if (
+        arr.size
+        and (arr.view(arr.dtype.str.replace("i", "u")) if arr.dtype.kind == "i" else arr).max() >= high
+    ):
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= high:
             bad = lo if lo < 0 else hi
             where = np.unravel_index(int(np.argmax(arr == bad)), arr.shape)
-            raise IndexError(f"{name}[{', '.join(map(str, where))}] = {int(bad)} is out of range: "
-                             f"expected 0 <= {name} < {high} ({what})")
+            raise IndexError(
+                f"{name}[{', '.join(map(str, where))}] = {int(bad)} is out of range: "
+                f"expected 0 <= {name} < {high} ({what})"
+            )
     return core_array(arr, np.int32)
 
 
@@ -93,15 +112,21 @@ def core_array(a: Any, dtype: Any) -> np.ndarray:
 
 def contexts(model: Any, X: Any, xname: str = "X", core_checks: bool = False) -> np.ndarray:
     """Contexts X (N, block_size) for ``model``, as int32."""
-    return index_array(X, xname, (None, model.block_size), model.vocab_size, "the vocabulary size", core_checks)
+    return index_array(
+        X, xname, (None, model.block_size), model.vocab_size, "the vocabulary size", core_checks
+    )
 
 
-def rows(model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y", core_checks: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def rows(
+    model: Any, X: Any, Y: Any, xname: str = "X", yname: str = "Y", core_checks: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Contexts X (N, block_size) and targets Y (N,) for ``model``, as int32."""
     X = contexts(model, X, xname, core_checks)
     try:
         if Y is None:
-            raise TypeError(f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None")
+            raise TypeError(
+                f"{yname} must be an array of integers (the targets, shape ({len(X)},)), got None"
+            )
         Y = index_array(Y, yname, (None,), model.vocab_size, "the vocabulary size", core_checks)
         if len(Y) != len(X):
             raise ValueError(f"{xname} and {yname} differ in length: {len(X)} rows and {len(Y)} targets")

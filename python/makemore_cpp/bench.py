@@ -9,6 +9,7 @@ medians, with the thread count pinned on every side: the process's CPU affinity,
 package's thread counts, and XLA's flags (set before jax is imported). Timings are for reading, not
 for pass/fail: the machine may be shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ LARGE = dict(block_size=8, n_embd=24, n_hidden=512, batch_size=512)
 
 # ------------------------------------------------------------------------------------------------ helpers
 
+
 def pin_threads(n: int) -> None:
     """Run on n CPUs: affinity, this package's pool and torch's."""
     cpus = sorted(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1)))
@@ -58,8 +60,9 @@ def _try_import(name: str):
 SETTLE = 0.02  # seconds of quiet before each timed call
 
 
-def interleave(impls: dict[str, Callable[[], float]], repeats: int,
-               probes: list[float] | None = None) -> dict[str, list[float]]:
+def interleave(
+    impls: dict[str, Callable[[], float]], repeats: int, probes: list[float] | None = None
+) -> dict[str, list[float]]:
     """Call each implementation in turn, `repeats` times round; each returns its own measure.
     Each call starts after SETTLE seconds of quiet: idle threads of the previous call's runtime
     (PyTorch's OpenMP workers, numpy's OpenBLAS) spin for a while after their work, on the cores
@@ -73,7 +76,7 @@ def interleave(impls: dict[str, Callable[[], float]], repeats: int,
     for i in range(repeats):
         if probes is not None:
             probes.append(core_round_trip_ns())
-        for name, fn in (impls.items() if i % 2 == 0 else reversed(impls.items())):
+        for name, fn in impls.items() if i % 2 == 0 else reversed(impls.items()):
             time.sleep(SETTLE)
             out[name].append(fn())
     return out
@@ -82,8 +85,8 @@ def interleave(impls: dict[str, Callable[[], float]], repeats: int,
 # On the shared host these benchmarks were written on, the time for a cache line to go from one
 # core to the other and back is mostly either about 60-110 ns or about 320-370 ns (at times several
 # µs), and it changes from one minute to the next; in the slow state a 2-thread step is no faster
-# than a 1-thread one (benchmarks/NOTES.md). The 2-thread workloads record it before each round, and the report splits
-# their 2-thread/1-thread ratios by it.
+# than a 1-thread one (benchmarks/NOTES.md). The 2-thread workloads record it before each round,
+# and the report splits their 2-thread/1-thread ratios by it.
 FAR_NS = 150.0
 
 
@@ -91,6 +94,7 @@ def core_round_trip_ns(rounds: int = 5000) -> float:
     """Mean ns for a value written on one CPU to be answered from another CPU of this process's
     set, over `rounds` round trips; nan with fewer than 2 CPUs."""
     from ._validate import integer
+
     ns = mm._core.core_round_trip_ns(integer(rounds, "rounds", 1, 10**8))
     return float("nan") if ns < 0 else ns
 
@@ -99,6 +103,7 @@ def at_one_thread(fn: Callable[[], float]) -> Callable[[], float]:
     """fn run with makemore_cpp on 1 thread: in a 2-thread workload, the 1-thread time is taken
     side by side with the 2-thread one, so that their ratio is not a ratio of two moments of a
     shared machine."""
+
     def run() -> float:
         before = mm.get_num_threads()
         mm.set_num_threads(1)
@@ -106,6 +111,7 @@ def at_one_thread(fn: Callable[[], float]) -> Callable[[], float]:
             return fn()
         finally:
             mm.set_num_threads(before)
+
     return run
 
 
@@ -119,8 +125,10 @@ def bench_words(quick: bool) -> tuple[list[str], str]:
     """The lecture's names (../shared/data/names.txt beside the project, when present), else the
     bundled names; a few thousand of them when quick."""
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.path.join(here, "..", "..", "..", "shared", "data", "names.txt"),
-                  os.path.join(os.getcwd(), "..", "shared", "data", "names.txt")]
+    candidates = [
+        os.path.join(here, "..", "..", "..", "shared", "data", "names.txt"),
+        os.path.join(os.getcwd(), "..", "shared", "data", "names.txt"),
+    ]
     path = next((p for p in candidates if os.path.exists(p)), None)
     words = mm.load_words(path) if path else mm.load_names()
     return (words[:3000] if quick else words), ("../shared/data/names.txt" if path else "bundled names")
@@ -135,7 +143,8 @@ def data(block_size: int, quick: bool):
     return vocab, X, Y, source
 
 
-# ------------------------------------------------------------------------------------------------ torch and jax
+# ---------------------------------------------------------------------------------------- torch and jax
+
 
 def torch_params(model: mm.MLP, requires_grad: bool):
     torch = _try_import("torch")
@@ -146,6 +155,7 @@ def torch_steps(model: mm.MLP, X: np.ndarray, Y: np.ndarray, batch_size: int, lr
     """The lecture's training loop, verbatim: returns run(k) doing k steps."""
     torch = _try_import("torch")
     import torch.nn.functional as F
+
     params = torch_params(model, True)
     C, W1, b1, W2, b2 = params
     Xt, Yt = torch.tensor(X, dtype=torch.long), torch.tensor(Y, dtype=torch.long)
@@ -163,12 +173,14 @@ def torch_steps(model: mm.MLP, X: np.ndarray, Y: np.ndarray, batch_size: int, lr
             loss.backward()
             for p in params:
                 p.data += -lr * p.grad
+
     return run
 
 
 def torch_eval(model: mm.MLP, X: np.ndarray, Y: np.ndarray):
     torch = _try_import("torch")
     import torch.nn.functional as F
+
     C, W1, b1, W2, b2 = torch_params(model, False)
     Xt, Yt = torch.tensor(X, dtype=torch.long), torch.tensor(Y, dtype=torch.long)
 
@@ -177,6 +189,7 @@ def torch_eval(model: mm.MLP, X: np.ndarray, Y: np.ndarray):
             emb = C[Xt]
             h = torch.tanh(emb.view(emb.shape[0], -1) @ W1 + b1)
             return float(F.cross_entropy(h @ W2 + b2, Yt))
+
     return run
 
 
@@ -217,9 +230,11 @@ def jax_steps(model: mm.MLP, X: np.ndarray, Y: np.ndarray, batch_size: int, lr: 
 
     def scanned(k: int) -> None:
         if k not in scans:
+
             def body(carry, _):
                 p, key, loss = step(*carry)
                 return (p, key), loss
+
             scans[k] = jax.jit(lambda p, key: jax.lax.scan(body, (p, key), None, length=k))
         (p, key), losses = scans[k](state["p"], state["key"])
         losses.block_until_ready()
@@ -230,19 +245,23 @@ def jax_steps(model: mm.MLP, X: np.ndarray, Y: np.ndarray, batch_size: int, lr: 
 
 # ------------------------------------------------------------------------------------------------ workloads
 
+
 def ours_steps(model: mm.MLP, X, Y, batch_size: int, lr: float = 0.1):
     state = {}
 
     def run(k: int) -> None:
         h = mm.train(model, X, Y, steps=k, batch_size=batch_size, lr=lr, state=state.get("s"))
         state["s"] = h.state
+
     return run
 
 
 def step_workload(cfg: dict, threads: int, args, with_jax: bool) -> dict:
     pin_threads(threads)
     vocab, X, Y, source = data(cfg["block_size"], args.quick)
-    model = mm.MLP(vocab, block_size=cfg["block_size"], n_embd=cfg["n_embd"], n_hidden=cfg["n_hidden"], seed=1)
+    model = mm.MLP(
+        vocab, block_size=cfg["block_size"], n_embd=cfg["n_embd"], n_hidden=cfg["n_hidden"], seed=1
+    )
     k = args.steps if args.steps else (10 if args.quick else (2000 if cfg["batch_size"] <= 64 else 100))
     B = cfg["batch_size"]
     impls: dict[str, Callable[[], float]] = {}
@@ -283,20 +302,30 @@ def eval_workload(threads: int, args) -> dict:
     def ours() -> None:
         for _ in range(reps):
             model.loss(X, Y)
+
     impls = {"makemore_cpp": lambda: timed(ours) / reps}
     if threads > 1:
         impls["makemore_cpp, 1 thread"] = at_one_thread(lambda: timed(ours) / reps)
     impls["makemore_cpp, every row"] = lambda: timed(lambda: model._m.evaluate(X, Y, False, False))
     if threads > 1:
-        impls["every row, 1 thread"] = at_one_thread(lambda: timed(lambda: model._m.evaluate(X, Y, False, False)))
+        impls["every row, 1 thread"] = at_one_thread(
+            lambda: timed(lambda: model._m.evaluate(X, Y, False, False))
+        )
     if _try_import("torch") is not None:
         t = torch_eval(model, X, Y)
         impls["torch eager"] = lambda: timed(t)
     probes: list[float] = []
     res = interleave(impls, args.repeats, probes if threads > 1 else None)
     extra = {"round_trip_ns": probes} if threads > 1 else {}
-    return {**extra, "unit": "s/pass", "threads": threads, "rows": int(len(X)), "distinct_contexts": int(len(np.unique(X, axis=0))),
-            "data": source, "samples": res}
+    return {
+        **extra,
+        "unit": "s/pass",
+        "threads": threads,
+        "rows": int(len(X)),
+        "distinct_contexts": int(len(np.unique(X, axis=0))),
+        "data": source,
+        "samples": res,
+    }
 
 
 def sample_workload(threads: int, args) -> dict:
@@ -309,8 +338,11 @@ def sample_workload(threads: int, args) -> dict:
     impls = {"makemore_cpp": lambda: timed(lambda: model.sample(n_ours, seed=1)) / n_ours}
     if _try_import("torch") is not None:
         from . import reference
+
         params = model.get_params()
-        impls["torch lecture loop"] = lambda: timed(lambda: reference.lecture_sample(params, n_torch)) / n_torch
+        impls["torch lecture loop"] = lambda: (
+            timed(lambda: reference.lecture_sample(params, n_torch)) / n_torch
+        )
     res = interleave(impls, args.repeats)
     return {"unit": "s/name", "threads": threads, "data": source, "samples": res}
 
@@ -324,11 +356,20 @@ def run_workload(args) -> dict:
     res = mm.fit(words, preset="lecture", steps=steps, eval_every=0)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"unit": "s", "threads": 1, "steps": steps, "seconds": seconds, "train_seconds": res.history.seconds,
-            "losses": res.losses, "peak_rss_mib": peak, "data": path}
+    return {
+        "unit": "s",
+        "threads": 1,
+        "steps": steps,
+        "seconds": seconds,
+        "train_seconds": res.history.seconds,
+        "losses": res.losses,
+        "peak_rss_mib": peak,
+        "data": path,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ report
+
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
@@ -343,13 +384,14 @@ def fmt_time(s: float) -> str:
 
 
 def report(results: dict) -> str:
-    lines = ["", f"{'workload':<34} {'implementation':<24} {'median':>11} {'vs makemore_cpp':>16}",
-             "-" * 88]
+    lines = ["", f"{'workload':<34} {'implementation':<24} {'median':>11} {'vs makemore_cpp':>16}", "-" * 88]
     for name, r in results.items():
         if name == "run":
-            lines.append(f"{'lecture run, ' + format(r['steps'], ',') + ' steps':<34} {'makemore_cpp':<24} "
-                         f"{fmt_time(r['seconds']):>11} {'':>16}  dev {r['losses'].get('dev', float('nan')):.4f}, "
-                         f"peak RSS {r['peak_rss_mib']:.0f} MiB")
+            lines.append(
+                f"{'lecture run, ' + format(r['steps'], ',') + ' steps':<34} {'makemore_cpp':<24} "
+                f"{fmt_time(r['seconds']):>11} {'':>16}  dev {r['losses'].get('dev', float('nan')):.4f}, "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB"
+            )
             continue
         meds = {k: median(v) for k, v in r["samples"].items()}
         ours = meds["makemore_cpp"]
@@ -358,17 +400,23 @@ def report(results: dict) -> str:
             shown = fmt_time(m) if r["unit"] != "s/name" else f"{1 / m:,.0f} /s"
             lines.append(f"{name:<34} {impl:<24} {shown:>11} {ratio:>16}")
         if "makemore_cpp, every row" in meds and "torch eager" in meds:
-            lines.append(f"{name:<34} {'(torch eager / every row)':<24} {'':>11} "
-                         f"{meds['torch eager'] / meds['makemore_cpp, every row']:>15.1f}x")
+            lines.append(
+                f"{name:<34} {'(torch eager / every row)':<24} {'':>11} "
+                f"{meds['torch eager'] / meds['makemore_cpp, every row']:>15.1f}x"
+            )
     # 2 threads against 1: measured side by side in the 2-thread workload (its "1 thread" line).
-    for b, label, impl, one in [("eval, 2 threads", "eval", "makemore_cpp", "makemore_cpp, 1 thread"),
-                                ("eval, 2 threads", "eval, every row", "makemore_cpp, every row", "every row, 1 thread"),
-                                ("large step, 2 threads", "large step", "makemore_cpp", "makemore_cpp, 1 thread"),
-                                ("lecture step, 2 threads", "lecture step", "makemore_cpp", "makemore_cpp, 1 thread")]:
+    for b, label, impl, one in [
+        ("eval, 2 threads", "eval", "makemore_cpp", "makemore_cpp, 1 thread"),
+        ("eval, 2 threads", "eval, every row", "makemore_cpp, every row", "every row, 1 thread"),
+        ("large step, 2 threads", "large step", "makemore_cpp", "makemore_cpp, 1 thread"),
+        ("lecture step, 2 threads", "lecture step", "makemore_cpp", "makemore_cpp, 1 thread"),
+    ]:
         if b in results and impl in results[b]["samples"] and one in results[b]["samples"]:
             s = median(results[b]["samples"][one]) / median(results[b]["samples"][impl])
-            lines.append(f"{label}: makemore_cpp on 2 threads is {s:.2f}x its 1-thread speed (side by side)"
-                         + split_by_cores(results[b], impl, one))
+            lines.append(
+                f"{label}: makemore_cpp on 2 threads is {s:.2f}x its 1-thread speed (side by side)"
+                + split_by_cores(results[b], impl, one)
+            )
     return "\n".join(lines)
 
 
@@ -379,8 +427,11 @@ def split_by_cores(r: dict, impl: str, one: str) -> str:
         return ""
     parts = []
     for label, far in (("cores close", False), ("cores far", True)):
-        ratios = [a / b for a, b, ns in zip(r["samples"][one], r["samples"][impl], probes)
-                  if ns == ns and (ns >= FAR_NS) == far]
+        ratios = [
+            a / b
+            for a, b, ns in zip(r["samples"][one], r["samples"][impl], probes)
+            if ns == ns and (ns >= FAR_NS) == far
+        ]
         if ratios:
             parts.append(f"{label}: {median(ratios):.2f}x in {len(ratios)}")
     ns = [x for x in probes if x == x]
@@ -394,9 +445,16 @@ WORKLOADS = ["step", "step2", "eval", "eval2", "sample", "large", "large2", "run
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="makemore-cpp bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: check that it runs")
-    ap.add_argument("-w", "--workload", action="append", choices=WORKLOADS,
-                    help="run only these (repeatable); default all: " + ", ".join(WORKLOADS))
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved rounds per workload (default 7, quick 2)")
+    ap.add_argument(
+        "-w",
+        "--workload",
+        action="append",
+        choices=WORKLOADS,
+        help="run only these (repeatable); default all: " + ", ".join(WORKLOADS),
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="interleaved rounds per workload (default 7, quick 2)"
+    )
     ap.add_argument("--steps", type=int, default=None, help="steps per timed call of a training workload")
     ap.add_argument("--no-jax", action="store_true", help="leave JAX out even if it is installed")
     ap.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
@@ -412,7 +470,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {w}: only one CPU available", file=sys.stderr)
             continue
         threads = 2 if two else 1
-        label = {"step": "lecture step", "eval": "eval", "large": "large step", "sample": "sampling", "run": "run"}[w.rstrip("2")]
+        label = {
+            "step": "lecture step",
+            "eval": "eval",
+            "large": "large step",
+            "sample": "sampling",
+            "run": "run",
+        }[w.rstrip("2")]
         label = label if w == "run" else f"{label}, {threads} thread{'s' if threads > 1 else ''}"
         print(f"running {label} ...", file=sys.stderr, flush=True)
         if w.startswith("step"):
@@ -431,11 +495,17 @@ def main(argv: list[str] | None = None) -> int:
         pass
     torch = _try_import("torch")
     jax = None if args.no_jax else _try_import("jax")
-    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
-            "cpus": len(have), "isa": mm.get_isa(), "python": platform.python_version(),
-            "torch": getattr(torch, "__version__", None), "jax": getattr(jax, "__version__", None),
-            "command": " ".join(["python -m makemore_cpp.bench"] + (argv if argv is not None else sys.argv[1:])),
-            "quick": args.quick}
+    meta = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": len(have),
+        "isa": mm.get_isa(),
+        "python": platform.python_version(),
+        "torch": getattr(torch, "__version__", None),
+        "jax": getattr(jax, "__version__", None),
+        "command": " ".join(["python -m makemore_cpp.bench"] + (argv if argv is not None else sys.argv[1:])),
+        "quick": args.quick,
+    }
     with open(args.json, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     print(report(results))

@@ -1,5 +1,6 @@
 """Words, the vocabulary, the train/dev/test split and the (context, next character) examples,
 exactly as the makemore lectures build them."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,13 @@ def load_words(path: str | os.PathLike) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
-        line = len((raw[bom: e.start + bom].decode("utf-8") + "x").splitlines())  # lines as splitlines counts them
-        raise ValueError(f"{path}: line {line} is not valid UTF-8 (byte {raw[e.start + bom]:#04x} at offset {e.start + bom})") from None
+        line = len(
+            (raw[bom : e.start + bom].decode("utf-8") + "x").splitlines()
+        )  # lines as splitlines counts them
+        raise ValueError(
+            f"{path}: line {line} is not valid UTF-8 (byte {raw[e.start + bom]:#04x} at offset "
+            f"{e.start + bom})"
+        ) from None
     return [w for w in (line.strip() for line in text.splitlines()) if w]
 
 
@@ -72,7 +78,9 @@ class Vocab:
             if not isinstance(w, str):
                 raise TypeError(f"words[{i}] is {type(w).__name__}, expected str")
             if END in w:
-                raise ValueError(f"words[{i}] = {w!r} contains {END!r}, which is reserved for the start/end token")
+                raise ValueError(
+                    f"words[{i}] = {w!r} contains {END!r}, which is reserved for the start/end token"
+                )
         return cls(sorted(set("".join(words))))
 
     def __len__(self) -> int:
@@ -93,7 +101,9 @@ class Vocab:
             return [self.stoi[ch] for ch in s]
         except KeyError:
             bad = next(i for i, ch in enumerate(s) if ch not in self.stoi)
-            raise ValueError(f"character {s[bad]!r} at position {bad} of {s!r} is not in the vocabulary") from None
+            raise ValueError(
+                f"character {s[bad]!r} at position {bad} of {s!r} is not in the vocabulary"
+            ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """The string of ``ids`` (``'.'`` for 0, as the lecture's ``''.join(itos[i] for i in ids)``)."""
@@ -108,7 +118,9 @@ class Vocab:
         return "".join(out)
 
 
-def split_words(words: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int | None = 42) -> list[list[str]]:
+def split_words(
+    words: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int | None = 42
+) -> list[list[str]]:
     """Shuffle a copy of ``words`` and cut it into consecutive parts, as the lecture does.
 
     ``split_words(words)`` equals ``random.seed(42); random.shuffle(words)`` followed by
@@ -153,7 +165,9 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
     seg = lengths + block_size
     starts = np.concatenate([[0], np.cumsum(seg)[:-1]])
     stream = np.zeros(int(seg.sum()), np.int32)
-    pos = np.repeat(starts + block_size, lengths) + (np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    pos = np.repeat(starts + block_size, lengths) + (
+        np.arange(len(ids)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
     stream[pos] = ids
     X = stream[pos[:, None] + np.arange(-block_size, 0)]
     return np.ascontiguousarray(X, np.int32), ids.copy()

@@ -1,4 +1,5 @@
 """The lecture's MLP: an embedding table C, tanh hidden layers, a linear output layer."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,17 +19,19 @@ from .data import Vocab
 __all__ = ["MLP"]
 
 INITS = {"lecture": 0, "kaiming": 1}
-EVAL_CHUNK = 1 << 18          # rows per call into the core at most (a multiple of SUM_ROWS)
-SUM_ROWS = 1024               # the core returns the loss summed over blocks of this many rows (as in its common.h)
+EVAL_CHUNK = 1 << 18  # rows per call into the core at most (a multiple of SUM_ROWS)
+SUM_ROWS = 1024  # the core returns the loss summed over blocks of this many rows (as in its common.h)
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
-CHUNK_SECONDS = 0.05          # calls into the core are sized to take about this long, so Ctrl-C is prompt
-FIRST_CHUNK_MACS = 2e7        # the first call's size, before its time is known: a few milliseconds
+CHUNK_SECONDS = 0.05  # calls into the core are sized to take about this long, so Ctrl-C is prompt
+FIRST_CHUNK_MACS = 2e7  # the first call's size, before its time is known: a few milliseconds
 # The core computes each distinct context once, always when there are at most DEDUP_ALWAYS of them
 # (cpp/eval.h): then no call computes more than vocab_size ** block_size rows, however long.
 DEDUP_ALWAYS = 65536
-DEDUP_FIRST_MACS = 2e8        # up to this much at most (about 20 ms here), the first call takes every row
-BUSY = ("this model is in use by another thread (training, evaluating or sampling); "
-        "use one model per thread (model.copy()), or wait for the other call to finish")
+DEDUP_FIRST_MACS = 2e8  # up to this much at most (about 20 ms here), the first call takes every row
+BUSY = (
+    "this model is in use by another thread (training, evaluating or sampling); "
+    "use one model per thread (model.copy()), or wait for the other call to finish"
+)
 
 
 def _param_names(n_layers: int) -> list[str]:
@@ -54,9 +57,16 @@ class MLP:
     dtype: ``"float32"`` (fast) or ``"float64"``.
     """
 
-    def __init__(self, vocab: Vocab | int, block_size: int = 3, n_embd: int = 10,
-                 n_hidden: int | Sequence[int] = 200, seed: int = 0, init: str = "lecture",
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        vocab: Vocab | int,
+        block_size: int = 3,
+        n_embd: int = 10,
+        n_hidden: int | Sequence[int] = 200,
+        seed: int = 0,
+        init: str = "lecture",
+        dtype: str = "float32",
+    ):
         if isinstance(vocab, Vocab):
             V = len(vocab)
         else:
@@ -64,7 +74,11 @@ class MLP:
             vocab = None
         block_size = v.integer(block_size, "block_size", 1, 1 << 16)
         n_embd = v.integer(n_embd, "n_embd", 1, 1 << 20)
-        widths = [n_hidden] if isinstance(n_hidden, numbers.Integral) or not hasattr(n_hidden, '__iter__') else list(n_hidden)
+        widths = (
+            [n_hidden]
+            if isinstance(n_hidden, numbers.Integral) or not hasattr(n_hidden, "__iter__")
+            else list(n_hidden)
+        )
         if not 1 <= len(widths) <= _core.MAX_HIDDEN:
             raise ValueError(f"n_hidden must be a width or 1 to {_core.MAX_HIDDEN} widths, got {n_hidden!r}")
         widths = [v.integer(w, "n_hidden", 1, 1 << 20) for w in widths]
@@ -104,7 +118,7 @@ class MLP:
 
     def _eval_first(self) -> float:
         """Rows in the first evaluation call."""
-        contexts = self.vocab_size ** self.block_size
+        contexts = self.vocab_size**self.block_size
         if contexts <= DEDUP_ALWAYS and contexts * self._row_macs() <= DEDUP_FIRST_MACS:
             return EVAL_CHUNK
         return FIRST_CHUNK_MACS / self._row_macs()
@@ -114,8 +128,12 @@ class MLP:
         """The constructor's arguments (vocabulary as its characters), JSON-ready."""
         return {
             "vocab": self.vocab.chars if self.vocab is not None else self.vocab_size,
-            "block_size": self.block_size, "n_embd": self.n_embd, "n_hidden": list(self.n_hidden),
-            "seed": self.seed, "init": self.init, "dtype": self.dtype,
+            "block_size": self.block_size,
+            "n_embd": self.n_embd,
+            "n_hidden": list(self.n_hidden),
+            "seed": self.seed,
+            "init": self.init,
+            "dtype": self.dtype,
         }
 
     @property
@@ -127,8 +145,10 @@ class MLP:
 
     def __repr__(self) -> str:
         hidden = self.n_hidden[0] if len(self.n_hidden) == 1 else self.n_hidden
-        return (f"MLP(vocab={self.vocab_size}, block_size={self.block_size}, n_embd={self.n_embd}, "
-                f"n_hidden={hidden}, dtype={self.dtype!r}, params={self.num_params:,})")
+        return (
+            f"MLP(vocab={self.vocab_size}, block_size={self.block_size}, n_embd={self.n_embd}, "
+            f"n_hidden={hidden}, dtype={self.dtype!r}, params={self.num_params:,})"
+        )
 
     # ---------------------------------------------------------------- parameters
     def get_params(self) -> dict[str, np.ndarray]:
@@ -145,7 +165,9 @@ class MLP:
         want = set(self.param_names)
         if keys != want:
             missing, extra = sorted(want - keys), sorted(keys - want)
-            raise ValueError(f"params must have exactly the keys {self.param_names}; missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"params must have exactly the keys {self.param_names}; missing {missing}, unexpected {extra}"
+            )
         arrays = []
         for q, name in enumerate(self.param_names):
             a = v.to_numpy(params[name])
@@ -159,8 +181,10 @@ class MLP:
             finite = np.isfinite(a)
             if not finite.all():
                 where = np.unravel_index(int(np.argmin(finite)), a.shape)
-                raise ValueError(f"params[{name!r}] must be finite in {self.dtype}, got {a[where]} at index "
-                                 f"{tuple(int(i) for i in where)}")
+                raise ValueError(
+                    f"params[{name!r}] must be finite in {self.dtype}, got {a[where]} at index "
+                    f"{tuple(int(i) for i in where)}"
+                )
             arrays.append(a)
         with self._exclusive():
             self._m.set_all(arrays)
@@ -188,8 +212,10 @@ class MLP:
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
         if X.size > v.INT32_MAX:
-            raise ValueError(f"X must hold at most {v.INT32_MAX} ids in one loss_and_grad (rows x block_size), "
-                             f"got {len(X)} x {self.block_size}; use loss() for the loss of many rows")
+            raise ValueError(
+                f"X must hold at most {v.INT32_MAX} ids in one loss_and_grad (rows x block_size), "
+                f"got {len(X)} x {self.block_size}; use loss() for the loss of many rows"
+            )
         with self._exclusive():
             loss, grads = self._m.loss_and_grad(X, Y)
         return float(loss), dict(zip(self.param_names, grads))
@@ -216,14 +242,24 @@ class MLP:
         X = v.contexts(self, X, core_checks=True)
         try:
             with self._exclusive():
-                parts = [self._m.evaluate(X[a:b], None, True, True)[1]
-                         for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32)]
+                parts = [
+                    self._m.evaluate(X[a:b], None, True, True)[1]
+                    for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, 32)
+                ]
         except IndexError:
             _name_the_bad_id(lambda: v.contexts(self, X))
         return np.concatenate(parts) if parts else np.zeros((0, self.vocab_size), self.dtype)
 
-    def _sample_chunks(self, n: int, seed: int, temperature: float, top_k: int | None, prefix: Sequence[int],
-                       max_len: int, compact: bool):
+    def _sample_chunks(
+        self,
+        n: int,
+        seed: int,
+        temperature: float,
+        top_k: int | None,
+        prefix: Sequence[int],
+        max_len: int,
+        compact: bool,
+    ):
         """Validate, then yield the core's output for names 0 .. n-1 in order: (n_i, max_len) id
         arrays, or with compact each chunk's names as ids one after another, each ended by 0."""
         n = v.integer(n, "n", 0)
@@ -237,7 +273,10 @@ class MLP:
         top_k = min(top_k, self.vocab_size)  # top_k >= the vocabulary size keeps every character
         max_len = v.integer(max_len, "max_len", 1, (1 << 20) - 1)
         if isinstance(prefix, (str, bytes)):
-            raise TypeError(f"prefix must be a sequence of ids (sample() takes a str), got {type(prefix).__name__} {prefix!r}")
+            raise TypeError(
+                f"prefix must be a sequence of ids (sample() takes a str), got "
+                f"{type(prefix).__name__} {prefix!r}"
+            )
         prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
         if (prefix == 0).any():
             raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
@@ -250,7 +289,7 @@ class MLP:
         # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h: rows of the
         # vocabulary size rounded up to 8 doubles, and a best character): then give every call
         # that many names, or the first calls would take the slow path.
-        n_contexts = self.vocab_size ** self.block_size
+        n_contexts = self.vocab_size**self.block_size
         least = 1
         if n_contexts <= n and n_contexts * ((self.vocab_size + 7) // 8 * 8 + 1) * 8 <= (256 << 20):
             least = n_contexts
@@ -261,15 +300,35 @@ class MLP:
         for a, b in _chunks(n, first, most, least=least):
             yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact, table)
 
-    def sample_ids(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-                   prefix: Sequence[int] = (), max_len: int = 100) -> np.ndarray:
+    def sample_ids(
+        self,
+        n: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        prefix: Sequence[int] = (),
+        max_len: int = 100,
+    ) -> np.ndarray:
         """``sample`` as ids: an (n, max_len) int32 array, 0-padded after each name."""
         with self._exclusive():  # held here, not in the generator: an abandoned generator would keep it
             parts = list(self._sample_chunks(n, seed, temperature, top_k, prefix, max_len, False))
-        return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros((0, max_len), np.int32)
+        return (
+            np.concatenate(parts)
+            if len(parts) > 1
+            else parts[0]
+            if parts
+            else np.zeros((0, max_len), np.int32)
+        )
 
-    def sample(self, n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-               prefix: str = "", max_len: int = 100) -> list[str]:
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        prefix: str = "",
+        max_len: int = 100,
+    ) -> list[str]:
         """Draw ``n`` names, each without its final '.'.
 
         Each starts with ``prefix`` and draws characters from softmax(logits / temperature) --
@@ -278,7 +337,10 @@ class MLP:
         ``n`` names of a larger draw are the same.
         """
         if self.vocab is None:
-            raise ValueError("this model was built from a vocabulary size, not a Vocab: use sample_ids, or build MLP(vocab=Vocab...)")
+            raise ValueError(
+                "this model was built from a vocabulary size, not a Vocab: use sample_ids, or build "
+                "MLP(vocab=Vocab...)"
+            )
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if "." in prefix:
@@ -287,7 +349,9 @@ class MLP:
         codes = np.array([0] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
         names: list[str] = []
         with self._exclusive():
-            for flat in self._sample_chunks(n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True):
+            for flat in self._sample_chunks(
+                n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True
+            ):
                 names += _core.decode_names(flat, codes)
         return names
 
@@ -295,25 +359,34 @@ class MLP:
     def save(self, path: str | os.PathLike) -> None:
         """Write configuration, vocabulary and parameters to one ``.npz`` file (atomically)."""
         from .checkpoint import save
+
         save(path, self)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MLP":
         """Read a model written by :meth:`save` (or a training checkpoint)."""
         from .checkpoint import load
+
         return load(path).model
 
     def to_torch(self):
         """The same model as a ``torch.nn.Module`` (parameters ``C, W1, b1, ...``), float64 or float32."""
         from .reference import TorchMLP
+
         return TorchMLP.from_params(self.get_params(), self.block_size)
 
     @classmethod
-    def from_torch(cls, module_or_state_dict: Any, vocab: Vocab | int | None = None, dtype: str | None = None) -> "MLP":
+    def from_torch(
+        cls, module_or_state_dict: Any, vocab: Vocab | int | None = None, dtype: str | None = None
+    ) -> "MLP":
         """A model from a torch module or state dict with tensors named ``C, W1, b1, W2, b2, ...``
         (the lecture's notebook: ``{'C': C, 'W1': W1, ...}``). The vocabulary size is C's rows; the
         dtype is the tensors' (float64 stays float64, anything else becomes float32) unless given."""
-        sd = module_or_state_dict.state_dict() if hasattr(module_or_state_dict, "state_dict") else module_or_state_dict
+        sd = (
+            module_or_state_dict.state_dict()
+            if hasattr(module_or_state_dict, "state_dict")
+            else module_or_state_dict
+        )
         if not isinstance(sd, Mapping) or "C" not in sd or "W1" not in sd:
             raise ValueError("expected a module or state dict with tensors 'C', 'W1', 'b1', 'W2', 'b2', ...")
         params = {k: v.to_numpy(t) for k, t in sd.items()}
@@ -326,7 +399,9 @@ class MLP:
             vocab = C.shape[0]
         if dtype is None:
             dtype = "float64" if all(a.dtype == np.float64 for a in params.values()) else "float32"
-        model = cls(vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype)
+        model = cls(
+            vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype
+        )
         model.set_params(params)
         return model
 
@@ -338,7 +413,9 @@ def _name_the_bad_id(check: Any) -> None:
         check()
     except IndexError as e:
         raise e from None  # the core's own IndexError, which says less, is not shown with it
-    raise RuntimeError("the core reported an id out of range that the package's check does not find") from None
+    raise RuntimeError(
+        "the core reported an id out of range that the package's check does not find"
+    ) from None
 
 
 def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> Iterator[tuple[int, int]]:
@@ -372,5 +449,7 @@ def _check_memory(V: int, T: int, E: int, widths: list[int], dtype: str) -> None
     except (ValueError, OSError, AttributeError):
         total = 1 << 40
     if nbytes > total:
-        raise MemoryError(f"a model of these sizes needs {nbytes / 2**30:.1f} GiB for its parameters alone; "
-                          f"this machine has {total / 2**30:.1f} GiB")
+        raise MemoryError(
+            f"a model of these sizes needs {nbytes / 2**30:.1f} GiB for its parameters alone; "
+            f"this machine has {total / 2**30:.1f} GiB"
+        )

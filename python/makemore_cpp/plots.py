@@ -8,6 +8,7 @@
 matplotlib is an optional dependency: ``pip install "makemore_cpp[plot]"``. Without it every
 function here raises :class:`PlotUnavailable` (an ``ImportError``) saying so.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["PlotUnavailable", "INSTALL_HINT", "loss_curve", "window_means", "lr_find_plot", "embeddings_plot",
-           "pca_2d"]
+__all__ = [
+    "PlotUnavailable",
+    "INSTALL_HINT",
+    "loss_curve",
+    "window_means",
+    "lr_find_plot",
+    "embeddings_plot",
+    "pca_2d",
+]
 
 INSTALL_HINT = 'pip install "makemore_cpp[plot]"   (or: pip install matplotlib)'
 
@@ -32,6 +40,7 @@ def _pyplot():
         raise PlotUnavailable(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}") from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -49,6 +58,7 @@ def _save(fig: Any, path: str | os.PathLike) -> str:
 def _log_y(ax: Any) -> None:
     """A log-scale y axis labelled with plain numbers (2, 2.5, 3, ...) rather than powers of ten."""
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
@@ -75,9 +85,16 @@ def window_means(values: Sequence[float], window: int) -> tuple[np.ndarray, np.n
     return starts + (counts - 1) / 2.0, sums / counts
 
 
-def loss_curve(losses: Sequence[float], path: str | os.PathLike, window: int | None = None, *,
-               step0: int = 0, eval_steps: Sequence[int] | None = None, eval_losses: Sequence[float] | None = None,
-               title: str | None = None) -> str:
+def loss_curve(
+    losses: Sequence[float],
+    path: str | os.PathLike,
+    window: int | None = None,
+    *,
+    step0: int = 0,
+    eval_steps: Sequence[int] | None = None,
+    eval_losses: Sequence[float] | None = None,
+    title: str | None = None,
+) -> str:
     """The training loss per step on a log scale: every minibatch loss (faint) and their means over
     windows of ``window`` steps (the lecture's ``view(-1, 1000).mean(1)``; default about 1/200 of
     the run, at least 1). ``eval_steps``/``eval_losses`` add the dev loss measured during training.
@@ -96,14 +113,26 @@ def loss_curve(losses: Sequence[float], path: str | os.PathLike, window: int | N
     mid, means = window_means(y, window)
     ax.plot(step0 + mid, means, color="tab:blue", lw=2, label=f"mean over {window:,}-step windows")
     if eval_steps is not None and eval_losses is not None and len(eval_steps):
-        ax.plot(list(eval_steps), list(eval_losses), "o-", color="tab:orange", ms=4, lw=1.2, label="dev loss" + (f" (every {_usual_gap(eval_steps):,} steps)" if len(eval_steps) > 1 else ""))
+        ax.plot(
+            list(eval_steps),
+            list(eval_losses),
+            "o-",
+            color="tab:orange",
+            ms=4,
+            lw=1.2,
+            label="dev loss" + (f" (every {_usual_gap(eval_steps):,} steps)" if len(eval_steps) > 1 else ""),
+        )
     _log_y(ax)
     from matplotlib.ticker import FuncFormatter
+
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (log scale)")
     if len(means):
-        lo = min(np.nanmin(means), np.nanmin(eval_losses) if eval_losses is not None and len(eval_losses) else np.inf)
+        lo = min(
+            np.nanmin(means),
+            np.nanmin(eval_losses) if eval_losses is not None and len(eval_losses) else np.inf,
+        )
         hi = np.nanmax(means)
         if np.isfinite(lo) and np.isfinite(hi) and lo > 0:
             ax.set_ylim(lo * 0.9, max(hi * 1.15, lo * 1.5))
@@ -114,9 +143,15 @@ def loss_curve(losses: Sequence[float], path: str | os.PathLike, window: int | N
     return _save(fig, path)
 
 
-def lr_find_plot(lre: Sequence[float], losses: Sequence[float], path: str | os.PathLike, *,
-                 suggested_lr: float | None = None, smoothed: Sequence[float] | None = None,
-                 title: str | None = None) -> str:
+def lr_find_plot(
+    lre: Sequence[float],
+    losses: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    suggested_lr: float | None = None,
+    smoothed: Sequence[float] | None = None,
+    title: str | None = None,
+) -> str:
     """The lecture's learning-rate sweep: the minibatch loss of each step against log10 of its
     learning rate (``plt.plot(lri, lossi)``), with a smoothed curve and the suggested rate marked."""
     plt = _pyplot()
@@ -127,13 +162,21 @@ def lr_find_plot(lre: Sequence[float], losses: Sequence[float], path: str | os.P
     if smoothed is not None:
         ax.plot(x[: len(smoothed)], smoothed, color="tab:blue", lw=2, label="smoothed")
     if suggested_lr is not None:
-        ax.axvline(np.log10(suggested_lr), color="tab:red", ls="--", lw=1.5,
-                   label=f"suggested lr = {suggested_lr:.3g} (log10 = {np.log10(suggested_lr):.2f})")
+        ax.axvline(
+            np.log10(suggested_lr),
+            color="tab:red",
+            ls="--",
+            lw=1.5,
+            label=f"suggested lr = {suggested_lr:.3g} (log10 = {np.log10(suggested_lr):.2f})",
+        )
     finite = y[np.isfinite(y)]
     if len(finite):
         # the whole smoothed curve, unless it explodes past 1.5 times where it started
-        top = (min(np.nanmax(smoothed), 1.5 * smoothed[0]) * 1.08 if smoothed is not None and len(smoothed)
-               else finite.max())
+        top = (
+            min(np.nanmax(smoothed), 1.5 * smoothed[0]) * 1.08
+            if smoothed is not None and len(smoothed)
+            else finite.max()
+        )
         ax.set_ylim(max(0.0, finite.min() - 0.3), min(finite.max(), top) + 0.3)
     ax.set_xlabel("log10(learning rate)")
     ax.set_ylabel("minibatch loss")
@@ -150,7 +193,7 @@ def pca_2d(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     E = np.asarray(E, dtype=np.float64)
     centred = E - E.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    total = float((s ** 2).sum()) or 1.0
+    total = float((s**2).sum()) or 1.0
     return centred @ vt[:2].T, (s[:2] ** 2) / total
 
 

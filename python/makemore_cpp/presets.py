@@ -1,10 +1,11 @@
 """Named recipes and ``fit``: split, build, train and evaluate in one call.
 
-    res = mm.fit()                        # the lecture: 200,000 SGD steps, dev loss about 2.17
-    res = mm.fit(preset="kaiming")        # the lecture's part-3 initialisation: about 2.10
-    res = mm.fit(preset="best")           # this project's best MLP recipe (see PRESETS["best"])
-    res = mm.fit(words, n_hidden=300, steps=50_000)   # any field of a preset can be overridden
+res = mm.fit()                        # the lecture: 200,000 SGD steps, dev loss about 2.17
+res = mm.fit(preset="kaiming")        # the lecture's part-3 initialisation: about 2.10
+res = mm.fit(preset="best")           # this project's best MLP recipe (see PRESETS["best"])
+res = mm.fit(words, n_hidden=300, steps=50_000)   # any field of a preset can be overridden
 """
+
 from __future__ import annotations
 
 import time
@@ -21,14 +22,30 @@ __all__ = ["PRESETS", "fit", "FitResult", "resolve"]
 # Every preset lists every setting, so what a run did can be read here.
 _LECTURE = {
     # model
-    "block_size": 3, "n_embd": 10, "n_hidden": 200, "init": "lecture", "dtype": "float32", "seed": 2147483647,
+    "block_size": 3,
+    "n_embd": 10,
+    "n_hidden": 200,
+    "init": "lecture",
+    "dtype": "float32",
+    "seed": 2147483647,
     # optimisation
-    "steps": 200_000, "batch_size": 32, "lr": "0.1@0:0.01@100000", "optimizer": "sgd", "momentum": 0.0,
-    "nesterov": False, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "dropout": 0.0, "train_seed": 0,
+    "steps": 200_000,
+    "batch_size": 32,
+    "lr": "0.1@0:0.01@100000",
+    "optimizer": "sgd",
+    "momentum": 0.0,
+    "nesterov": False,
+    "betas": (0.9, 0.999),
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "dropout": 0.0,
+    "train_seed": 0,
     # evaluation
-    "eval_every": 10_000, "keep_best": False,
+    "eval_every": 10_000,
+    "keep_best": False,
     # data
-    "split": (0.8, 0.1, 0.1), "split_seed": 42,
+    "split": (0.8, 0.1, 0.1),
+    "split_seed": 42,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "lecture": dict(_LECTURE),
@@ -37,8 +54,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.15: dev 1.935 on the lecture's split in about 2 minutes on 2 cores (the recipes tried, and
     # what each gave, are in benchmarks/NOTES.md).
     "best": dict(
-        _LECTURE, block_size=8, n_embd=32, n_hidden=(384, 384), init="kaiming", steps=90_000, batch_size=128,
-        lr="cosine:3e-3:warmup=1000", optimizer="adamw", weight_decay=0.05, dropout=0.15, eval_every=5_000,
+        _LECTURE,
+        block_size=8,
+        n_embd=32,
+        n_hidden=(384, 384),
+        init="kaiming",
+        steps=90_000,
+        batch_size=128,
+        lr="cosine:3e-3:warmup=1000",
+        optimizer="adamw",
+        weight_decay=0.05,
+        dropout=0.15,
+        eval_every=5_000,
         keep_best=True,
     ),
 }
@@ -47,6 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @dataclass
 class FitResult:
     """What :func:`fit` did: the trained model, its history, the split and the losses on each part."""
+
     model: MLP
     history: History
     vocab: Vocab
@@ -70,8 +98,9 @@ def resolve(preset: str = "lecture", **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def fit(words: Sequence[str] | None = None, preset: str = "lecture", *, progress: bool = False,
-        **overrides: Any) -> FitResult:
+def fit(
+    words: Sequence[str] | None = None, preset: str = "lecture", *, progress: bool = False, **overrides: Any
+) -> FitResult:
     """Split ``words`` (default: the bundled names) 80/10/10 as the lecture does, build the examples,
     train a preset's model, and evaluate it on train, dev and test.
 
@@ -85,21 +114,49 @@ def fit(words: Sequence[str] | None = None, preset: str = "lecture", *, progress
     tr, dev, te = split_words(words, cfg["split"], seed=cfg["split_seed"])
     T = cfg["block_size"]
     data = {name: build_dataset(part, vocab, T) for name, part in (("train", tr), ("dev", dev), ("test", te))}
-    model = MLP(vocab, block_size=T, n_embd=cfg["n_embd"], n_hidden=cfg["n_hidden"], seed=cfg["seed"],
-                init=cfg["init"], dtype=cfg["dtype"])
+    model = MLP(
+        vocab,
+        block_size=T,
+        n_embd=cfg["n_embd"],
+        n_hidden=cfg["n_hidden"],
+        seed=cfg["seed"],
+        init=cfg["init"],
+        dtype=cfg["dtype"],
+    )
     lr = cfg["lr"]
     lr_fn: Callable[[int], float] | float = lr if callable(lr) else parse_schedule(lr, cfg["steps"])
     Xd, Yd = data["dev"]
     has_dev = len(Xd) > 0
     t0 = time.perf_counter()
-    hist = train(model, *data["train"], steps=cfg["steps"], batch_size=cfg["batch_size"], lr=lr_fn,
-                 seed=cfg["train_seed"], optimizer=cfg["optimizer"], momentum=cfg["momentum"],
-                 nesterov=cfg["nesterov"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
-                 weight_decay=cfg["weight_decay"], dropout=cfg["dropout"],
-                 X_val=Xd if has_dev else None, Y_val=Yd if has_dev else None,
-                 eval_every=cfg["eval_every"] if has_dev and cfg["eval_every"] else None,
-                 keep_best=bool(cfg["keep_best"]) and has_dev, progress=progress)
+    hist = train(
+        model,
+        *data["train"],
+        steps=cfg["steps"],
+        batch_size=cfg["batch_size"],
+        lr=lr_fn,
+        seed=cfg["train_seed"],
+        optimizer=cfg["optimizer"],
+        momentum=cfg["momentum"],
+        nesterov=cfg["nesterov"],
+        betas=tuple(cfg["betas"]),
+        eps=cfg["eps"],
+        weight_decay=cfg["weight_decay"],
+        dropout=cfg["dropout"],
+        X_val=Xd if has_dev else None,
+        Y_val=Yd if has_dev else None,
+        eval_every=cfg["eval_every"] if has_dev and cfg["eval_every"] else None,
+        keep_best=bool(cfg["keep_best"]) and has_dev,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
     losses = {name: model.loss(X, Y) for name, (X, Y) in data.items() if len(X)}
-    return FitResult(model=model, history=hist, vocab=vocab, splits={"train": tr, "dev": dev, "test": te},
-                     losses=losses, config=cfg, seconds=seconds, data=data)
+    return FitResult(
+        model=model,
+        history=hist,
+        vocab=vocab,
+        splits={"train": tr, "dev": dev, "test": te},
+        losses=losses,
+        config=cfg,
+        seconds=seconds,
+        data=data,
+    )

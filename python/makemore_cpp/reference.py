@@ -5,6 +5,7 @@ This is the one torch implementation the tests and benchmarks compare against. t
 only when a torch function is called. Parameters are dicts of arrays keyed ``C, W1, b1, ..., W{L+1},
 b{L+1}`` in the lecture's shapes.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -13,8 +14,20 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "mix64", "key", "draw", "below", "batch_indices", "dropout_masks", "init_params", "sample",
-    "TorchMLP", "loss_and_grad", "loss", "logits", "train_replay", "lecture_sample",
+    "mix64",
+    "key",
+    "draw",
+    "below",
+    "batch_indices",
+    "dropout_masks",
+    "init_params",
+    "sample",
+    "TorchMLP",  # noqa: F822 (made on first use: see __getattr__)
+    "loss_and_grad",
+    "loss",
+    "logits",
+    "train_replay",
+    "lecture_sample",
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -70,15 +83,23 @@ def dropout_masks(seed: int, step: int, widths: Sequence[int], batch_size: int, 
     L = len(widths)
     out = []
     for layer, H in enumerate(widths):
-        c0 = ((step * L + layer) * batch_size + np.arange(batch_size, dtype=np.uint64)[:, None]) * np.uint64(H)
+        c0 = ((step * L + layer) * batch_size + np.arange(batch_size, dtype=np.uint64)[:, None]) * np.uint64(
+            H
+        )
         with np.errstate(over="ignore"):
             u = draw(k, c0 + np.arange(H, dtype=np.uint64)[None, :])
         out.append(np.where((u >> np.uint64(40)) >= thr, 1.0 / (1.0 - p), 0.0))
     return out
 
 
-def init_params(vocab_size: int, block_size: int, n_embd: int, n_hidden: int | Sequence[int], seed: int = 0,
-                init: str = "lecture") -> dict[str, np.ndarray]:
+def init_params(
+    vocab_size: int,
+    block_size: int,
+    n_embd: int,
+    n_hidden: int | Sequence[int],
+    seed: int = 0,
+    init: str = "lecture",
+) -> dict[str, np.ndarray]:
     """The core's initial parameters (float64): Box-Muller over the INIT stream, element e of
     parameter q from counters q * 2^40 + 2e and + 2e + 1, scaled as MLP's docstring says."""
     widths = [n_hidden] if np.isscalar(n_hidden) else list(n_hidden)
@@ -101,7 +122,9 @@ def init_params(vocab_size: int, block_size: int, n_embd: int, n_hidden: int | S
         if init == "kaiming" and q > 0:
             layer, is_w = (q - 1) // 2, (q - 1) % 2 == 0
             out_layer = layer == len(widths)
-            scale = (0.01 if out_layer else (5 / 3) / np.sqrt(shape[0])) if is_w else (0.0 if out_layer else 0.01)
+            scale = (
+                (0.01 if out_layer else (5 / 3) / np.sqrt(shape[0])) if is_w else (0.0 if out_layer else 0.01)
+            )
         out[name] = (z * scale).reshape(shape)
     return out
 
@@ -115,8 +138,16 @@ def _forward_np(params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     return h @ params[f"W{n_layers + 1}"] + params[f"b{n_layers + 1}"]
 
 
-def sample(params: Mapping[str, Any], n: int, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-           prefix: Sequence[int] = (), max_len: int = 100, first: int = 0) -> list[list[int]]:
+def sample(
+    params: Mapping[str, Any],
+    n: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    prefix: Sequence[int] = (),
+    max_len: int = 100,
+    first: int = 0,
+) -> list[list[int]]:
     """The core's sampler in float64 NumPy, one name and one character at a time, with the same
     draws: returns each name's ids (without the final 0)."""
     params = {k: np.asarray(a, dtype=np.float64) for k, a in params.items()}
@@ -152,8 +183,10 @@ def sample(params: Mapping[str, Any], n: int, seed: int = 0, temperature: float 
 # ------------------------------------------------------------------------------------------------
 # The model in PyTorch.
 
+
 def _torch():
     import torch
+
     return torch
 
 
@@ -203,7 +236,9 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def loss_and_grad(params: Mapping[str, Any], X: Any, Y: Any, masks: Sequence[Any] | None = None) -> tuple[float, dict[str, np.ndarray]]:
+def loss_and_grad(
+    params: Mapping[str, Any], X: Any, Y: Any, masks: Sequence[Any] | None = None
+) -> tuple[float, dict[str, np.ndarray]]:
     """Mean cross-entropy and its gradient by autograd, in float64."""
     torch = _torch()
     m = _module_class()(params)
@@ -216,7 +251,9 @@ def loss(params: Mapping[str, Any], X: Any, Y: Any) -> float:
     torch = _torch()
     with torch.no_grad():
         m = _module_class()(params)
-        return float(torch.nn.functional.cross_entropy(m(X), torch.as_tensor(np.asarray(Y), dtype=torch.long)))
+        return float(
+            torch.nn.functional.cross_entropy(m(X), torch.as_tensor(np.asarray(Y), dtype=torch.long))
+        )
 
 
 def logits(params: Mapping[str, Any], X: Any) -> np.ndarray:
@@ -225,10 +262,25 @@ def logits(params: Mapping[str, Any], X: Any) -> np.ndarray:
         return _module_class()(params)(X).numpy()
 
 
-def train_replay(params: Mapping[str, Any], X: Any, Y: Any, lr: Any, batch_indices: Any = None, *, steps: int | None = None,
-                 batch_size: int = 32, seed: int = 0, step0: int = 0, optimizer: str = "sgd", momentum: float = 0.0,
-                 nesterov: bool = False, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 dropout: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def train_replay(
+    params: Mapping[str, Any],
+    X: Any,
+    Y: Any,
+    lr: Any,
+    batch_indices: Any = None,
+    *,
+    steps: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    step0: int = 0,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    betas=(0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    dropout: float = 0.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The training loop with torch.optim in float64, on the rows ``batch_indices`` (steps, B) or,
     without them, on the rows the core draws for ``seed`` (and the same dropout masks).
 
@@ -244,11 +296,17 @@ def train_replay(params: Mapping[str, Any], X: Any, Y: Any, lr: Any, batch_indic
     m = _module_class()(params)
     widths = [getattr(m, f"W{i}").shape[1] for i in range(1, m.n_layers + 1)]
     if optimizer == "sgd":
-        opt = torch.optim.SGD(m.parameters(), lr=lrs[0] if steps else 0.1, momentum=momentum, nesterov=nesterov,
-                              weight_decay=weight_decay)
+        opt = torch.optim.SGD(
+            m.parameters(),
+            lr=lrs[0] if steps else 0.1,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     else:
-        opt = torch.optim.AdamW(m.parameters(), lr=lrs[0] if steps else 1e-3, betas=betas, eps=eps,
-                                weight_decay=weight_decay)
+        opt = torch.optim.AdamW(
+            m.parameters(), lr=lrs[0] if steps else 1e-3, betas=betas, eps=eps, weight_decay=weight_decay
+        )
     losses = np.empty(steps)
     for s in range(steps):
         for g in opt.param_groups:
@@ -269,6 +327,7 @@ def lecture_sample(params: Mapping[str, Any], n: int, seed: int = 2147483647 + 1
     ``torch.no_grad``). Returns id lists. Used by the benchmarks."""
     torch = _torch()
     import torch.nn.functional as F
+
     g = torch.Generator().manual_seed(seed)
     P = {k: torch.tensor(np.asarray(a), requires_grad=True) for k, a in params.items()}
     C, W1, b1, W2, b2 = P["C"], P["W1"], P["b1"], P["W2"], P["b2"]

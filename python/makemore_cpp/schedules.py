@@ -5,6 +5,7 @@ array (``at_steps``: the same numbers as calling the schedule at each step), so 
 make 200,000 Python calls first; any other callable, a wrapper of these included, is called at
 each step.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,8 @@ def constant(lr: float) -> Schedule:
 
 
 def step_decay(points: list[tuple[int, float]]) -> Schedule:
-    """Piecewise constant: ``[(0, 0.1), (100_000, 0.01)]`` is the lecture's 0.1, then 0.01 from step 100,000."""
+    """Piecewise constant: ``[(0, 0.1), (100_000, 0.01)]`` is the lecture's 0.1, then 0.01 from "
+    "step 100,000."""
     points = sorted(points)
     if not points or points[0][0] != 0:
         raise ValueError(f"a step schedule must start at step 0, got {points}")
@@ -62,11 +64,13 @@ def step_decay(points: list[tuple[int, float]]) -> Schedule:
 
 def cosine(lr: float, steps: int, warmup: int = 0, min_lr: float = 0.0) -> Schedule:
     """Linear warm-up over ``warmup`` steps, then cosine decay from ``lr`` to ``min_lr`` at ``steps``."""
+
     def f(step: int) -> float:
         if step < warmup:
             return lr * (step + 1) / warmup
         t = min(1.0, (step - warmup) / max(1, steps - warmup))
         return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * t))
+
     return f
 
 
@@ -98,5 +102,7 @@ def parse_schedule(spec: str | float, steps: int | None = None) -> Schedule:
             return step_decay(points)
         return constant(float(text))
     except ValueError as e:
-        raise ValueError(f"cannot read the learning-rate schedule {spec!r}: {e}. Examples: '0.1', "
-                         "'0.1@0:0.01@100000', 'cosine:3e-3:warmup=1000:min=1e-5'") from None
+        raise ValueError(
+            f"cannot read the learning-rate schedule {spec!r}: {e}. Examples: '0.1', "
+            "'0.1@0:0.01@100000', 'cosine:3e-3:warmup=1000:min=1e-5'"
+        ) from None

@@ -1,4 +1,5 @@
 """The training loop: minibatch SGD (or momentum, or AdamW) run in the C++ core."""
+
 from __future__ import annotations
 
 import functools
@@ -34,17 +35,44 @@ class TrainState:
     (which keys the minibatch and dropout draws and the learning-rate schedule) and the optimizer's
     moments. Returned in ``History.state``; pass it back as ``train(..., state=...)``."""
 
-    def __init__(self, model: MLP, batch_size: int, seed: int, optimizer: str, momentum: float,
-                 nesterov: bool, betas: tuple[float, float], eps: float, weight_decay: float, dropout: float):
+    def __init__(
+        self,
+        model: MLP,
+        batch_size: int,
+        seed: int,
+        optimizer: str,
+        momentum: float,
+        nesterov: bool,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+        dropout: float,
+    ):
         self.model = model
         self.settings = {
-            "batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
-            "nesterov": nesterov, "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
+            "batch_size": batch_size,
+            "seed": seed,
+            "optimizer": optimizer,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "betas": [betas[0], betas[1]],
+            "eps": eps,
+            "weight_decay": weight_decay,
             "dropout": dropout,
         }
         self.step = 0
-        self._t = _core.Trainer(model._m, batch_size, OPTIMIZERS[optimizer], momentum, nesterov, betas[0], betas[1],
-                                eps, weight_decay, dropout)
+        self._t = _core.Trainer(
+            model._m,
+            batch_size,
+            OPTIMIZERS[optimizer],
+            momentum,
+            nesterov,
+            betas[0],
+            betas[1],
+            eps,
+            weight_decay,
+            dropout,
+        )
 
     def meta(self) -> dict:
         """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
@@ -62,15 +90,39 @@ class TrainState:
     @classmethod
     def restore(cls, model: MLP, meta: dict, moments: dict[str, np.ndarray]) -> "TrainState":
         s = meta["settings"]
-        s = _settings(model, s["batch_size"], s["seed"], s["optimizer"], s["momentum"], s["nesterov"], s["betas"],
-                      s["eps"], s["weight_decay"], s["dropout"])
-        st = cls(model, s["batch_size"], s["seed"], s["optimizer"], s["momentum"], s["nesterov"], tuple(s["betas"]),
-                 s["eps"], s["weight_decay"], s["dropout"])
+        s = _settings(
+            model,
+            s["batch_size"],
+            s["seed"],
+            s["optimizer"],
+            s["momentum"],
+            s["nesterov"],
+            s["betas"],
+            s["eps"],
+            s["weight_decay"],
+            s["dropout"],
+        )
+        st = cls(
+            model,
+            s["batch_size"],
+            s["seed"],
+            s["optimizer"],
+            s["momentum"],
+            s["nesterov"],
+            tuple(s["betas"]),
+            s["eps"],
+            s["weight_decay"],
+            s["dropout"],
+        )
         st.step = v.integer(meta["step"], "step", 0, 2**62)
         st._t.t = v.integer(meta["updates"], "updates", 0, 2**62)
         m, w = st._t.moments()
-        get = lambda prefix, present: None if present is None else [  # noqa: E731
-            v.core_array(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+
+        def get(prefix, present):
+            if present is None:
+                return None
+            return [v.core_array(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+
         st._t.set_moments(get("m", m), get("v", w))
         return st
 
@@ -84,6 +136,7 @@ class History:
     eval_loss, eval_seconds: the validation loss after those global steps (with X_val); best_step
     and best_loss: the best of them (the model holds its parameters when keep_best).
     """
+
     loss: np.ndarray
     lr: np.ndarray
     step0: int = 0
@@ -120,15 +173,22 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
         arr = np.full(steps, float(lr))
     else:
         if isinstance(lr, (str, bytes, bool, np.bool_, numbers.Number)):
-            raise TypeError(f"lr must be a real number, a callable or an array of length steps = {steps}, "
-                            f"got {type(lr).__name__} {lr!r}")
+            raise TypeError(
+                f"lr must be a real number, a callable or an array of length steps = {steps}, "
+                f"got {type(lr).__name__} {lr!r}"
+            )
         arr = v.to_numpy(lr)
         if arr.dtype.kind not in "iuf":
-            raise TypeError(f"lr must be a real number, a callable or an array of length steps = {steps}, "
-                            f"got an array of dtype {arr.dtype}")
+            raise TypeError(
+                f"lr must be a real number, a callable or an array of length steps = {steps}, "
+                f"got an array of dtype {arr.dtype}"
+            )
         arr = arr.astype(np.float64)
         if arr.shape != (steps,):
-            raise ValueError(f"lr must be a number, a callable or an array of length steps = {steps}, got shape {arr.shape}")
+            raise ValueError(
+                f"lr must be a number, a callable or an array of length steps = {steps}, got shape "
+                f"{arr.shape}"
+            )
     bad = ~(np.isfinite(arr) & (arr >= 0))
     if bad.any():
         i = int(np.argmax(bad))
@@ -139,21 +199,35 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
 def _holding_model(f: Callable) -> Callable:
     """Check the model, and hold it for the whole call (see MLP._exclusive): a model is trained,
     evaluated or sampled by one thread at a time; a second thread's call is refused."""
+
     @functools.wraps(f)
     def wrapper(model: MLP, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a makemore_cpp.MLP, got {type(model).__name__}")
         with model._exclusive():
             return f(model, *args, **kwargs)
+
     return wrapper
 
 
-def _settings(model: MLP, batch_size: Any, seed: Any, optimizer: Any, momentum: Any, nesterov: Any, betas: Any,
-              eps: Any, weight_decay: Any, dropout: Any) -> dict:
+def _settings(
+    model: MLP,
+    batch_size: Any,
+    seed: Any,
+    optimizer: Any,
+    momentum: Any,
+    nesterov: Any,
+    betas: Any,
+    eps: Any,
+    weight_decay: Any,
+    dropout: Any,
+) -> dict:
     """The optimizer's settings, checked."""
     batch_size = v.integer(batch_size, "batch_size", 1, 1 << 24)
     if batch_size * model.block_size > v.INT32_MAX:
-        raise ValueError(f"batch_size * block_size must be <= {v.INT32_MAX}, got {batch_size} * {model.block_size}")
+        raise ValueError(
+            f"batch_size * block_size must be <= {v.INT32_MAX}, got {batch_size} * {model.block_size}"
+        )
     seed = v.seed(seed)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -166,22 +240,52 @@ def _settings(model: MLP, batch_size: Any, seed: Any, optimizer: Any, momentum: 
         raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
-    betas = (v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True), v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True))
+    betas = (
+        v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
+        v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True),
+    )
     eps = v.real(eps, "eps", 0.0, low_open=True)
     weight_decay = v.real(weight_decay, "weight_decay", 0.0)
     dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
-    return {"batch_size": batch_size, "seed": seed, "optimizer": optimizer, "momentum": momentum,
-            "nesterov": bool(nesterov), "betas": [betas[0], betas[1]], "eps": eps, "weight_decay": weight_decay,
-            "dropout": dropout}
+    return {
+        "batch_size": batch_size,
+        "seed": seed,
+        "optimizer": optimizer,
+        "momentum": momentum,
+        "nesterov": bool(nesterov),
+        "betas": [betas[0], betas[1]],
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "dropout": dropout,
+    }
 
 
 @_holding_model
-def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: float | Sequence[float] | Callable[[int], float] = 0.1,
-          seed: int = 0, batch_indices: Any = None, *, optimizer: str = "sgd", momentum: float = 0.0,
-          nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-          weight_decay: float = 0.0, dropout: float = 0.0, X_val: Any = None, Y_val: Any = None,
-          eval_every: int | None = None, keep_best: bool = False, state: TrainState | None = None,
-          progress: bool = False, on_divergence: str = "raise") -> History:
+def train(
+    model: MLP,
+    X: Any,
+    Y: Any,
+    steps: int,
+    batch_size: int = 32,
+    lr: float | Sequence[float] | Callable[[int], float] = 0.1,
+    seed: int = 0,
+    batch_indices: Any = None,
+    *,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    dropout: float = 0.0,
+    X_val: Any = None,
+    Y_val: Any = None,
+    eval_every: int | None = None,
+    keep_best: bool = False,
+    state: TrainState | None = None,
+    progress: bool = False,
+    on_divergence: str = "raise",
+) -> History:
     """Train ``model`` in place for ``steps`` minibatch steps, as the lecture's loop does::
 
         for i in range(steps):
@@ -206,8 +310,15 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     parameters after the last completed step.
     """
     steps = v.integer(steps, "steps", 0)
-    settings = _settings(model, batch_size, seed, optimizer, momentum, nesterov, betas, eps, weight_decay, dropout)
-    batch_size, seed, optimizer, momentum = settings["batch_size"], settings["seed"], settings["optimizer"], settings["momentum"]
+    settings = _settings(
+        model, batch_size, seed, optimizer, momentum, nesterov, betas, eps, weight_decay, dropout
+    )
+    batch_size, seed, optimizer, momentum = (
+        settings["batch_size"],
+        settings["seed"],
+        settings["optimizer"],
+        settings["momentum"],
+    )
     nesterov, betas, eps = settings["nesterov"], tuple(settings["betas"]), settings["eps"]
     weight_decay, dropout = settings["weight_decay"], settings["dropout"]
     if on_divergence not in ("raise", "stop"):
@@ -229,7 +340,9 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
         raise ValueError("keep_best needs X_val and Y_val")
 
     if state is None:
-        state = TrainState(model, batch_size, seed, optimizer, momentum, bool(nesterov), betas, eps, weight_decay, dropout)
+        state = TrainState(
+            model, batch_size, seed, optimizer, momentum, bool(nesterov), betas, eps, weight_decay, dropout
+        )
     else:
         if not isinstance(state, TrainState):
             raise TypeError(f"state must be a TrainState (History.state), got {type(state).__name__}")
@@ -237,13 +350,17 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
             raise ValueError("state belongs to another model")
         diff = {k: (state.settings[k], settings[k]) for k in settings if state.settings[k] != settings[k]}
         if diff:
-            raise ValueError("state was made with other settings; pass the same ones to continue the run: " +
-                             ", ".join(f"{k}={a!r} (this call: {b!r})" for k, (a, b) in diff.items()))
+            raise ValueError(
+                "state was made with other settings; pass the same ones to continue the run: "
+                + ", ".join(f"{k}={a!r} (this call: {b!r})" for k, (a, b) in diff.items())
+            )
     step0 = state.step
     lrs = _lr_array(lr, steps, step0)
     bidx = None
     if batch_indices is not None:
-        bidx = v.index_array(batch_indices, "batch_indices", (steps, batch_size), len(X), "the number of rows in X")
+        bidx = v.index_array(
+            batch_indices, "batch_indices", (steps, batch_size), len(X), "the number of rows in X"
+        )
         bidx = bidx.astype(np.int64)
 
     # The core reads the minibatch rows at random: as bytes they take a quarter of the memory, and
@@ -259,6 +376,7 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
     done = 0
     t0 = time.perf_counter()
@@ -277,22 +395,34 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     try:
         while done < steps:
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
-            n, status = state._t.run(X_run, Y_run, None if bidx is None else bidx[done:end], lrs[done:end], state.step,
-                                     seed, CHUNK_SECONDS, losses[done:end])
+            n, status = state._t.run(
+                X_run,
+                Y_run,
+                None if bidx is None else bidx[done:end],
+                lrs[done:end],
+                state.step,
+                seed,
+                CHUNK_SECONDS,
+                losses[done:end],
+            )
             done += n
             state.step += n
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix(loss=f"{np.mean(losses[max(0, done - 100):done]):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{np.mean(losses[max(0, done - 100) : done]):.4f}", refresh=False)
             if status:
                 at = step0 + done
                 kept = f"the parameters after step {at - 1}" if at > 0 else "its initial parameters"
                 if status == 1:
-                    hist.stopped = (f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
-                                    f"the model keeps {kept}")
+                    hist.stopped = (
+                        f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
+                        f"the model keeps {kept}"
+                    )
                 else:
-                    hist.stopped = (f"the update of step {at} (lr {lrs[done]:g}) made a parameter non-finite; "
-                                    f"the model keeps {kept}")
+                    hist.stopped = (
+                        f"the update of step {at} (lr {lrs[done]:g}) made a parameter non-finite; "
+                        f"the model keeps {kept}"
+                    )
                 break
             if eval_every is not None and (done % eval_every == 0 or done == steps):
                 evaluate()
@@ -303,7 +433,11 @@ def train(model: MLP, X: Any, Y: Any, steps: int, batch_size: int = 32, lr: floa
     hist.loss = losses[:done]
     hist.lr = lrs[:done]
     hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
-    if X_val is not None and hist.stopped is None and (not hist.eval_step or hist.eval_step[-1] != state.step):
+    if (
+        X_val is not None
+        and hist.stopped is None
+        and (not hist.eval_step or hist.eval_step[-1] != state.step)
+    ):
         evaluate()
     if keep_best and best_params is not None and hist.best_step != state.step:
         model.set_params(best_params)

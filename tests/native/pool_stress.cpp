@@ -46,7 +46,8 @@ template <int KIND>
 static void task(void* ctx, int part, int n) {
     Job* job = (Job*)ctx;
     if (job->kind != KIND) fail("a job's part ran with another job's function", part, n);
-    if (n != job->n || part < 0 || part >= n) fail("a job's part ran with another job's arguments", part, job->n);
+    if (n != job->n || part < 0 || part >= n)
+        fail("a job's part ran with another job's arguments", part, job->n);
     if (job->returned.load()) fail("a part ran after its job had returned", part, n);
     job->hits[part].fetch_add(1, std::memory_order_relaxed);
     if (part % 7 == 0)
@@ -65,7 +66,8 @@ static void caller(unsigned seed, int jobs) {
         mm::pool_run(n, j % 2 ? task<1> : task<0>, job);
         job->returned.store(true);
         for (int i = 0; i < n; ++i)
-            if (job->hits[i].load() != 1) fail(job->hits[i].load() ? "a part ran twice" : "a part never ran", i, n);
+            if (job->hits[i].load() != 1)
+                fail(job->hits[i].load() ? "a part ran twice" : "a part never ran", i, n);
         if (j % 1000 == 999) std::this_thread::sleep_for(std::chrono::microseconds(400));
     }
 }
@@ -75,7 +77,8 @@ int main(int argc, char** argv) {
     std::thread([] {  // a job that never ends is a failure too
         std::this_thread::sleep_for(std::chrono::seconds(30));
         fail("still running after 30 s: a job never ended", -1, -1);
-    }).detach();
+    })
+        .detach();
     mm::pool_set_threads(3);
     std::thread other([&] { caller(7, jobs); });
     caller(1, 2 * jobs);
