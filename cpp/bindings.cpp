@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -34,31 +35,37 @@ void require(bool ok, const std::string& what) {
 py::dtype dtype_of(const Model& m) { return m.elem == 4 ? py::dtype::of<float>() : py::dtype::of<double>(); }
 
 py::array new_param_array(const Model& m, int q) {
-    int64_t rows, cols;
-    param_shape(m.cfg, q, &rows, &cols);
-    std::vector<py::ssize_t> shape{(py::ssize_t)rows};
-    if (cols) shape.push_back((py::ssize_t)cols);
+    const ParamInfo& pi = m.d.params[q];
+    std::vector<py::ssize_t> shape{(py::ssize_t)pi.rows};
+    if (pi.cols) shape.push_back((py::ssize_t)pi.cols);
     return py::array(dtype_of(m), shape);
 }
 
-// The parameters (or gradient, or an optimizer moment) in an arena, as the user's arrays.
-py::list arena_to_list(const Model& m, const void* arena) {
+// The parameters (or gradient, or an optimizer moment) in an arena, as the user's arrays: every
+// parameter, or the trained ones only (a gradient or a moment).
+py::list arena_to_list(const Model& m, const void* arena, bool trained_only) {
     py::list out;
-    for (int q = 0; q < param_count(m.cfg); ++q) {
+    for (int q = 0; q < (int)m.d.params.size(); ++q) {
+        if (trained_only && !m.d.params[q].trained) continue;
         py::array a = new_param_array(m, q);
-        arena_read(m.cfg, m.lay, m.elem, arena, q, a.mutable_data());
+        m.read(q, arena, a.mutable_data());
         out.append(a);
     }
     return out;
 }
 
+int count_trained(const Model& m) {
+    int n = 0;
+    for (const ParamInfo& q : m.d.params) n += q.trained;
+    return n;
+}
+
 void check_param_array(const Model& m, int q, const py::array& a) {
-    require(q >= 0 && q < param_count(m.cfg), "parameter index out of range");
-    int64_t rows, cols;
-    param_shape(m.cfg, q, &rows, &cols);
+    require(q >= 0 && q < (int)m.d.params.size(), "parameter index out of range");
+    const ParamInfo& pi = m.d.params[q];
     require(a.dtype().is(dtype_of(m)) && (a.flags() & py::array::c_style),
             "array must be C-contiguous of the model's dtype");
-    require(a.ndim() == (cols ? 2 : 1) && a.shape(0) == rows && (!cols || a.shape(1) == cols),
+    require(a.ndim() == (pi.cols ? 2 : 1) && a.shape(0) == pi.rows && (!pi.cols || a.shape(1) == pi.cols),
             "array has the wrong shape");
 }
 
@@ -66,7 +73,7 @@ const Isa* isa() { return isa_current(); }
 
 template <class I>
 void check_rows(const Model& m, const carray<I>& X, const carray<I>* Y) {
-    require(X.ndim() == 2 && X.shape(1) == m.cfg.T, "X must be (N, block_size)");
+    require(X.ndim() == 2 && X.shape(1) == m.d.T, "X must be (N, block_size)");
     if (Y) require(Y->ndim() == 1 && Y->shape(0) == X.shape(0), "Y must be (N,) with N = len(X)");
 }
 
@@ -81,6 +88,44 @@ carray<T> as_carray(const py::array& a, const char* name) {
     return py::reinterpret_borrow<carray<T>>(a);
 }
 
+// The layer list from Python: tuples (kind, a, b, bias, eps, momentum).
+std::vector<LayerSpec> layer_specs(
+    const std::vector<std::tuple<int, int64_t, int64_t, bool, double, double>>& t) {
+    std::vector<LayerSpec> out;
+    for (const auto& x : t)
+        out.push_back(LayerSpec{std::get<0>(x), std::get<1>(x), std::get<2>(x), std::get<3>(x),
+                                std::get<4>(x), std::get<5>(x)});
+    return out;
+}
+
+ModelDesc describe(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule) {
+    require(rule >= RULE_LECTURE && rule <= RULE_LAYERS, "unknown initialisation rule");
+    try {
+        return describe_model(layers, V, T, lecture_names, rule);
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(e.what());
+    }
+}
+
+// The parameter table as Python sees it.
+py::list table_of(const ModelDesc& d) {
+    py::list out;
+    for (const ParamInfo& q : d.params) {
+        py::dict e;
+        e["name"] = q.name;
+        e["layer"] = q.layer;
+        e["shape"] = q.cols ? py::tuple(py::make_tuple(q.rows, q.cols)) : py::tuple(py::make_tuple(q.rows));
+        e["trained"] = q.trained;
+        out.append(e);
+    }
+    return out;
+}
+
+std::shared_ptr<Model> make_model(ModelDesc d, const std::string& dtype) {
+    require(dtype == "float32" || dtype == "float64", "dtype must be float32 or float64");
+    return std::make_shared<Model>(std::move(d), dtype == "float32" ? 4 : 8);
+}
+
 template <class I>
 py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carray<int64_t>> batch_idx,
                       carray<double> lr, int64_t step0, uint64_t seed, double seconds,
@@ -90,7 +135,7 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
     const int64_t steps = lr.size();
     require(losses.size() == steps, "losses and lr differ in length");
     require(X.shape(0) >= 1, "no training rows");
-    require(sizeof(I) == 4 || m.cfg.V <= 256, "ids as bytes need a vocabulary of at most 256");
+    require(sizeof(I) == 4 || m.d.V <= 256, "ids as bytes need a vocabulary of at most 256");
     if (batch_idx)
         require(batch_idx->ndim() == 2 && batch_idx->shape(0) == steps && batch_idx->shape(1) == tr.B,
                 "batch_idx must be (steps, B)");
@@ -116,23 +161,37 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
         py::gil_scoped_release nogil;
         if (m.elem == 4) {
             OptState<float> os{(float*)tr.m, (float*)tr.v, tr.t};
-            r = isa()->f32.train(m.view<float>(), &os, &tr.opt, tr.ws, &a);
+            r = m.d.plan == PLAN_MLP ? isa()->f32.train(m.view<float>(), &os, &tr.opt, tr.ws, &a)
+                                     : isa()->f32.net_train(m.net_view<float>(), &os, &tr.opt, tr.nws, &a);
             tr.t = os.t;
         } else {
             OptState<double> os{(double*)tr.m, (double*)tr.v, tr.t};
-            r = isa()->f64.train(m.view<double>(), &os, &tr.opt, tr.ws, &a);
+            r = m.d.plan == PLAN_MLP ? isa()->f64.train(m.view<double>(), &os, &tr.opt, tr.ws, &a)
+                                     : isa()->f64.net_train(m.net_view<double>(), &os, &tr.opt, tr.nws, &a);
             tr.t = os.t;
         }
     }
     return py::make_tuple(r.done, r.status);
 }
 
+// Whether two descriptions are of the same model.
+bool same_model(const ModelDesc& a, const ModelDesc& b) {
+    if (a.V != b.V || a.T != b.T || a.plan != b.plan || a.layers.size() != b.layers.size()) return false;
+    for (size_t i = 0; i < a.layers.size(); ++i) {
+        const LayerSpec &x = a.layers[i], &y = b.layers[i];
+        if (x.kind != y.kind || x.a != y.a || x.b != y.b || x.bias != y.bias || x.eps != y.eps ||
+            x.momentum != y.momentum)
+            return false;
+    }
+    return true;
+}
+
 // A SampleTable kept between the calls of one sample(), with what it was computed from: used only
-// if all of it still holds (the same parameters, byte for byte), emptied otherwise.
+// if all of it still holds (the same model and parameters, byte for byte), emptied otherwise.
 struct HeldTable {
     SampleTable t;
     const Isa* isa = nullptr;
-    Config cfg{};
+    std::shared_ptr<const ModelDesc> desc;
     int elem = 0;
     double temperature = 0;
     int top_k = 0;
@@ -142,9 +201,9 @@ struct HeldTable {
     HeldTable& operator=(const HeldTable&) = delete;
     ~HeldTable() { aligned_free(t.mem); }
     bool matches(const Model& m, double temperature_, int top_k_) const {
-        return t.mem && isa == mm::isa_current() && elem == m.elem &&
-               std::memcmp(&cfg, &m.cfg, sizeof cfg) == 0 && temperature == temperature_ && top_k == top_k_ &&
-               params.size() == (size_t)m.lay.total * m.elem &&
+        return t.mem && isa == mm::isa_current() && elem == m.elem && desc && same_model(*desc, m.d) &&
+               temperature == temperature_ && top_k == top_k_ &&
+               params.size() == (size_t)m.d.total * m.elem &&
                std::memcmp(params.data(), m.p, params.size()) == 0;
     }
     void clear() {
@@ -154,11 +213,11 @@ struct HeldTable {
     }
     void record(const Model& m, double temperature_, int top_k_) {
         isa = mm::isa_current();
-        cfg = m.cfg;
+        desc = std::make_shared<const ModelDesc>(m.d);
         elem = m.elem;
         temperature = temperature_;
         top_k = top_k_;
-        params.assign((const char*)m.p, (const char*)m.p + (size_t)m.lay.total * m.elem);
+        params.assign((const char*)m.p, (const char*)m.p + (size_t)m.d.total * m.elem);
     }
 };
 
@@ -167,72 +226,86 @@ struct HeldTable {
 PYBIND11_MODULE(_core, mod) {
     mod.doc() = "makemore_cpp's C++ core. Private: use the makemore_cpp package.";
 
+    using Layers = std::vector<std::tuple<int, int64_t, int64_t, bool, double, double>>;
     py::class_<Model, std::shared_ptr<Model>>(mod, "Model")
-        .def(py::init([](int V, int T, int E, std::vector<int> hidden, const std::string& dtype) {
-                 require(V >= 1 && T >= 1 && E >= 1, "sizes must be positive");
-                 require(!hidden.empty() && (int)hidden.size() <= MAX_HIDDEN, "1 to 8 hidden layers");
-                 Config c{};
-                 c.V = V;
-                 c.T = T;
-                 c.E = E;
-                 c.L = (int)hidden.size();
-                 for (int l = 0; l < c.L; ++l) {
-                     require(hidden[l] >= 1, "hidden widths must be positive");
-                     c.H[l] = hidden[l];
-                 }
-                 require(dtype == "float32" || dtype == "float64", "dtype must be float32 or float64");
-                 return std::make_shared<Model>(c, dtype == "float32" ? 4 : 8);
+        // A list of the lecture's layers: tuples (kind, a, b, bias, eps, momentum) (core.h: LayerSpec);
+        // lecture_names: C, W1, b1, ... (an MLP's layers only).
+        .def(py::init([](const Layers& layers, int V, int T, const std::string& dtype, bool lecture_names,
+                         int rule) {
+                 return make_model(describe(layer_specs(layers), V, T, lecture_names, rule), dtype);
              }),
-             py::arg("V"), py::arg("T"), py::arg("E"), py::arg("hidden"), py::arg("dtype"))
+             py::arg("layers"), py::arg("V"), py::arg("T"), py::arg("dtype"),
+             py::arg("lecture_names") = false, py::arg("rule") = (int)RULE_LAYERS)
         .def_property_readonly("dtype", [](const Model& m) { return m.elem == 4 ? "float32" : "float64"; })
-        .def_property_readonly("nparams", [](const Model& m) { return param_count(m.cfg); })
-        .def_property_readonly("arena_size", [](const Model& m) { return m.lay.total; })
-        .def("init",
-             [](Model& m, uint64_t seed, int kind) {
-                 BusyGuard g(m);
-                 m.init(seed, kind);
-             })
+        .def_property_readonly("nparams", [](const Model& m) { return (int)m.d.params.size(); })
+        .def_property_readonly("arena_size", [](const Model& m) { return m.d.total; })
+        .def_property_readonly("plan", [](const Model& m) { return m.d.plan == PLAN_MLP ? "mlp" : "layers"; })
+        .def_property_readonly("params", [](const Model& m) { return table_of(m.d); })
+        .def(
+            "init",
+            // rule: an InitRule, or -1 for the model's own.
+            [](Model& m, uint64_t seed, int rule) {
+                require(rule >= -1 && rule <= RULE_LAYERS, "unknown initialisation rule");
+                BusyGuard g(m);
+                m.init(seed, rule < 0 ? m.d.rule : rule);
+            },
+            py::arg("seed"), py::arg("rule") = -1)
         .def("get",
              [](Model& m, int q) {
-                 require(q >= 0 && q < param_count(m.cfg), "parameter index out of range");
+                 require(q >= 0 && q < (int)m.d.params.size(), "parameter index out of range");
                  BusyGuard g(m);
                  py::array a = new_param_array(m, q);
-                 arena_read(m.cfg, m.lay, m.elem, m.p, q, a.mutable_data());
+                 m.read(q, m.p, a.mutable_data());
                  return a;
              })
         .def("set_all",
              [](Model& m, const std::vector<py::array>& arrays) {
                  // All or nothing: every array is checked before any is written.
-                 require((int)arrays.size() == param_count(m.cfg), "wrong number of parameters");
-                 for (int q = 0; q < param_count(m.cfg); ++q) check_param_array(m, q, arrays[q]);
+                 const int n = (int)m.d.params.size();
+                 require((int)arrays.size() == n, "wrong number of parameters");
+                 for (int q = 0; q < n; ++q) check_param_array(m, q, arrays[q]);
                  BusyGuard g(m);
-                 for (int q = 0; q < param_count(m.cfg); ++q)
-                     arena_write(m.cfg, m.lay, m.elem, m.p, q, arrays[q].data());
+                 for (int q = 0; q < n; ++q) m.write(q, m.p, arrays[q].data());
              })
         .def("loss_and_grad",
+             // Training mode; the gradient of every trained parameter, in table order.
              [](Model& m, carray<int32_t> X, carray<int32_t> Y) {
                  check_rows(m, X, &Y);
                  const int B = (int)X.shape(0);
                  require(B >= 1, "empty batch");
                  BusyGuard g(m);
-                 std::unique_ptr<Workspace, void (*)(Workspace*)> ws(
-                     workspace_create(m.cfg, m.lay, B, m.elem, false, false), workspace_destroy);
                  double loss;
+                 if (m.d.plan == PLAN_MLP) {
+                     std::unique_ptr<Workspace, void (*)(Workspace*)> ws(
+                         workspace_create(m.d.cfg, m.d.lay, B, m.elem, false, false), workspace_destroy);
+                     {
+                         py::gil_scoped_release nogil;
+                         if (m.elem == 4)
+                             loss = isa()->f32.loss_and_grad(m.view<float>(), ws.get(), X.data(), Y.data(), B,
+                                                             (float*)ws->grad);
+                         else
+                             loss = isa()->f64.loss_and_grad(m.view<double>(), ws.get(), X.data(), Y.data(),
+                                                             B, (double*)ws->grad);
+                     }
+                     return py::make_tuple(loss, arena_to_list(m, ws->grad, true));
+                 }
+                 std::unique_ptr<NetWorkspace, void (*)(NetWorkspace*)> ws(
+                     net_workspace_create(m.d.net, B, m.elem, false, false), net_workspace_destroy);
                  {
                      py::gil_scoped_release nogil;
                      if (m.elem == 4)
-                         loss = isa()->f32.loss_and_grad(m.view<float>(), ws.get(), X.data(), Y.data(), B,
-                                                         (float*)ws->grad);
+                         loss = isa()->f32.net_loss_and_grad(m.net_view<float>(), ws.get(), X.data(),
+                                                             Y.data(), B, (float*)ws->grad);
                      else
-                         loss = isa()->f64.loss_and_grad(m.view<double>(), ws.get(), X.data(), Y.data(), B,
-                                                         (double*)ws->grad);
+                         loss = isa()->f64.net_loss_and_grad(m.net_view<double>(), ws.get(), X.data(),
+                                                             Y.data(), B, (double*)ws->grad);
                  }
-                 return py::make_tuple(loss, arena_to_list(m, ws->grad));
+                 return py::make_tuple(loss, arena_to_list(m, ws->grad, true));
              })
         .def("evaluate",
-             // Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the logits (if asked).
-             // dedup: compute each distinct context once where possible (the same results; off to time the
-             // kernels on every row).
+             // Evaluation mode. Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the
+             // logits (if asked). dedup: compute each distinct context once where possible (the same
+             // results; off to time every row).
              [](Model& m, carray<int32_t> X, std::optional<carray<int32_t>> Y, bool want_logits, bool dedup) {
                  check_rows(m, X, Y ? &*Y : nullptr);
                  const int64_t N = X.shape(0);
@@ -245,7 +318,7 @@ PYBIND11_MODULE(_core, mod) {
                      chunks = a;
                  }
                  if (want_logits) {
-                     py::array a(dtype_of(m), std::vector<py::ssize_t>{(py::ssize_t)N, (py::ssize_t)m.cfg.V});
+                     py::array a(dtype_of(m), std::vector<py::ssize_t>{(py::ssize_t)N, (py::ssize_t)m.d.V});
                      out = a.mutable_data();
                      logits = a;
                  }
@@ -254,10 +327,17 @@ PYBIND11_MODULE(_core, mod) {
                  {
                      py::gil_scoped_release nogil;
                      const int32_t* y = Y ? Y->data() : nullptr;
+                     const bool mlp = m.d.plan == PLAN_MLP;
                      if (m.elem == 4)
-                         ok = isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out, dedup);
+                         ok = mlp ? isa()->f32.evaluate(m.view<float>(), X.data(), y, N, cl, (float*)out,
+                                                        dedup)
+                                  : isa()->f32.net_evaluate(m.net_view<float>(), X.data(), y, N, cl,
+                                                            (float*)out, dedup);
                      else
-                         ok = isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out, dedup);
+                         ok = mlp ? isa()->f64.evaluate(m.view<double>(), X.data(), y, N, cl, (double*)out,
+                                                        dedup)
+                                  : isa()->f64.net_evaluate(m.net_view<double>(), X.data(), y, N, cl,
+                                                            (double*)out, dedup);
                  }
                  if (!ok) throw py::index_error("X or Y holds an id outside [0, vocabulary size)");
                  return py::make_tuple(chunks, logits);
@@ -271,7 +351,7 @@ PYBIND11_MODULE(_core, mod) {
                 require(n >= 0 && max_len >= 1 && max_len < (1 << 20) && first >= 0, "bad sample arguments");
                 const int32_t* pre = prefix.data();
                 for (py::ssize_t i = 0; i < prefix.size(); ++i)
-                    require(pre[i] > 0 && pre[i] < m.cfg.V, "prefix id out of range");
+                    require(pre[i] > 0 && pre[i] < m.d.V, "prefix id out of range");
                 py::array_t<int32_t> out(std::vector<py::ssize_t>{(py::ssize_t)n, (py::ssize_t)max_len + 1});
                 if (!compact)
                     std::memset(out.mutable_data(), 0, sizeof(int32_t) * n * (max_len + 1));  // 0-padded rows
@@ -291,10 +371,13 @@ PYBIND11_MODULE(_core, mod) {
                 int64_t written;
                 {
                     py::gil_scoped_release nogil;
+                    const bool mlp = m.d.plan == PLAN_MLP;
                     if (m.elem == 4)
-                        written = isa()->f32.sample(m.view<float>(), &a);
+                        written = mlp ? isa()->f32.sample(m.view<float>(), &a)
+                                      : isa()->f32.net_sample(m.net_view<float>(), &a);
                     else
-                        written = isa()->f64.sample(m.view<double>(), &a);
+                        written = mlp ? isa()->f64.sample(m.view<double>(), &a)
+                                      : isa()->f64.net_sample(m.net_view<double>(), &a);
                 }
                 if (table && table->t.mem && table->params.empty()) table->record(m, temperature, top_k);
                 if (compact)
@@ -303,6 +386,22 @@ PYBIND11_MODULE(_core, mod) {
             },
             py::arg("seed"), py::arg("first"), py::arg("n"), py::arg("temperature"), py::arg("top_k"),
             py::arg("prefix"), py::arg("max_len"), py::arg("compact") = false, py::arg("table") = nullptr);
+
+    // A model's description without its storage: {"plan", "params" (the table), "arena_bytes"}, for
+    // checks before anything is allocated.
+    mod.def(
+        "describe",
+        [](const Layers& layers, int V, int T, const std::string& dtype, bool lecture_names, int rule) {
+            require(dtype == "float32" || dtype == "float64", "dtype must be float32 or float64");
+            const ModelDesc d = describe(layer_specs(layers), V, T, lecture_names, rule);
+            py::dict out;
+            out["plan"] = d.plan == PLAN_MLP ? "mlp" : "layers";
+            out["params"] = table_of(d);
+            out["arena_bytes"] = d.total * (dtype == "float32" ? 4 : 8);
+            return out;
+        },
+        py::arg("layers"), py::arg("V"), py::arg("T"), py::arg("dtype"), py::arg("lecture_names") = false,
+        py::arg("rule") = (int)RULE_LAYERS);
 
     // Every context's distribution, kept from one call of Model.sample to the next (see HeldTable).
     py::class_<HeldTable>(mod, "SampleTable")
@@ -331,26 +430,30 @@ PYBIND11_MODULE(_core, mod) {
                                              batch_idx, lr, step0, seed, seconds, losses);
              })
         .def("moments",
-             // The optimizer's moment buffers as lists of user-shaped arrays (None where absent).
+             // The optimizer's moment buffers as lists of user-shaped arrays of the trained
+             // parameters (None where absent).
              [](Trainer& tr) {
                  Model& m = *tr.model;
-                 py::object a = tr.m ? py::object(arena_to_list(m, tr.m)) : py::object(py::none());
-                 py::object b = tr.v ? py::object(arena_to_list(m, tr.v)) : py::object(py::none());
+                 py::object a = tr.m ? py::object(arena_to_list(m, tr.m, true)) : py::object(py::none());
+                 py::object b = tr.v ? py::object(arena_to_list(m, tr.v, true)) : py::object(py::none());
                  return py::make_tuple(a, b);
              })
         .def("set_moments", [](Trainer& tr, std::optional<std::vector<py::array>> a,
                                std::optional<std::vector<py::array>> b) {
             Model& m = *tr.model;
+            std::vector<int> trained;
+            for (int q = 0; q < (int)m.d.params.size(); ++q)
+                if (m.d.params[q].trained) trained.push_back(q);
             for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)}) {
                 require(arrays->has_value() == (arena != nullptr), "moments do not match the optimizer");
                 if (!arena) continue;
-                require((int)(*arrays)->size() == param_count(m.cfg), "wrong number of moment arrays");
-                for (int q = 0; q < param_count(m.cfg); ++q) check_param_array(m, q, (**arrays)[q]);
+                require((*arrays)->size() == trained.size(), "wrong number of moment arrays");
+                for (size_t i = 0; i < trained.size(); ++i) check_param_array(m, trained[i], (**arrays)[i]);
             }
             for (auto [arena, arrays] : {std::make_pair(tr.m, &a), std::make_pair(tr.v, &b)})
                 if (arena)
-                    for (int q = 0; q < param_count(m.cfg); ++q)
-                        arena_write(m.cfg, m.lay, m.elem, arena, q, (**arrays)[q].data());
+                    for (size_t i = 0; i < trained.size(); ++i)
+                        m.write(trained[i], arena, (**arrays)[i].data());
         });
 
     // Names as strings: ids one after another, each name ended by 0, and the code point of each id
@@ -419,4 +522,16 @@ PYBIND11_MODULE(_core, mod) {
     });
     mod.attr("PAD") = PAD;
     mod.attr("MAX_HIDDEN") = MAX_HIDDEN;
+    mod.attr("SUM_ROWS") = SUM_ROWS;
+    mod.attr("DEDUP_ALWAYS") = DEDUP_ALWAYS;
+    mod.attr("SAMPLE_TABLE_BYTES") = SAMPLE_TABLE_BYTES;
+    mod.attr("LAYER_EMBEDDING") = (int)LAYER_EMBEDDING;
+    mod.attr("LAYER_FLATTEN") = (int)LAYER_FLATTEN;
+    mod.attr("LAYER_FLATTEN_CONSECUTIVE") = (int)LAYER_FLATTEN_CONSECUTIVE;
+    mod.attr("LAYER_LINEAR") = (int)LAYER_LINEAR;
+    mod.attr("LAYER_BATCHNORM") = (int)LAYER_BATCHNORM;
+    mod.attr("LAYER_TANH") = (int)LAYER_TANH;
+    mod.attr("RULE_LECTURE") = (int)RULE_LECTURE;
+    mod.attr("RULE_KAIMING") = (int)RULE_KAIMING;
+    mod.attr("RULE_LAYERS") = (int)RULE_LAYERS;
 }

@@ -1,5 +1,12 @@
-// common.h - the model's shape, where its parameters live, and the interface between the
-// instruction-set-independent code (core.cpp, bindings.cpp) and the per-ISA kernels (isa_*.cpp).
+// common.h - a model's shape and the interface between the instruction-set-independent code
+// (core.cpp, bindings.cpp) and the per-ISA kernels (isa_*.cpp).
+//
+// A model is a list of the lecture's layers (makemore_cpp.nn). The core runs it by one of two plans:
+//   - the MLP plan (mlp.h), for Embedding, Flatten, (Linear, Tanh) x L, Linear -- the lecture's
+//     part-2 model, mm.MLP -- with every distinct context once and column blocks;
+//   - the layer plan (layers.h), for any other list: op by op, Embedding + Flatten + Linear as
+//     per-position tables.
+// Both read their parameters from one arena, described by the model's parameter table (core.h).
 //
 // Everything here is plain data or has internal linkage: the same header is compiled once per
 // instruction set, and nothing in it may be shared between those translation units.
@@ -15,35 +22,41 @@ namespace mm {
 static constexpr int PAD = 16;
 static constexpr int MAX_HIDDEN = 8;
 static constexpr int SUM_ROWS = 1024;  // evaluation returns the loss summed over blocks of this many rows
+// Evaluation computes each distinct context once, always when there are at most this many.
+static constexpr int64_t DEDUP_ALWAYS = 65536;
+// Sampling tabulates every context's distribution when the table takes at most this many bytes.
+static constexpr int64_t SAMPLE_TABLE_BYTES = (int64_t)256 << 20;
 
 static inline int64_t padded(int64_t n) { return (n + PAD - 1) / PAD * PAD; }
 
-// The model: V characters, block_size T, n_embd E, L hidden tanh layers of widths H[0..L-1].
+// ---------------------------------------------------------------------------------------------
+// The MLP plan.
+
+// V characters, block_size T, n_embd E, nh hidden tanh layers of widths H[0..nh-1].
 struct Config {
-    int V, T, E, L;
+    int V, T, E, nh;
     int H[MAX_HIDDEN];
 };
 
 // Column blocks of a model with one hidden layer of at least 512 units: its PAD-column groups split
 // into KB = padded(H) / 256 blocks (at most MAX_KBLOCKS) by split_range (block j: groups
-// split_range(padded(H) / PAD, j, KB)). Block j's part of a sum
-// over the hidden units (the logits, dC) is taken on its own and the blocks' parts added in block
-// order, so each block's columns can stay with one thread for the whole step (model.h). 1 otherwise:
-// every sum over the hidden units in one chain.
+// split_range(padded(H) / PAD, j, KB)). Block j's part of a sum over the hidden units (the logits,
+// dC) is taken on its own and the blocks' parts added in block order, so each block's columns can
+// stay with one thread for the whole step (mlp.h). 1 otherwise: every sum over the hidden units in
+// one chain.
 static constexpr int MAX_KBLOCKS = 8;
 static inline int kblocks(const Config& c) {
-    if (c.L != 1) return 1;
+    if (c.nh != 1) return 1;
     const int64_t kb = padded(c.H[0]) / 256;
     return kb < 2 ? 1 : (kb > MAX_KBLOCKS ? MAX_KBLOCKS : (int)kb);
 }
 
-// Offsets (in elements) of each parameter inside one flat, 64-byte aligned arena, in the order
-// C, W1, b1, W2, b2, ... The user-facing layouts are the lecture's; inside the arena:
+// Offsets (in elements) of the MLP's parameters in the arena, in the order C, W1, b1, W2, b2, ...
 //   C        (V, E)                    as the user's
 //   W[0]     (T*E, padded(H0))         W1, rows padded
-//   W[l]     (H[l-1], padded(H[l]))    hidden layer l+1, 0 < l < L
-//   W[L]     (V, padded(H[L-1]))       the output layer stored transposed (nn.Linear's layout)
-//   b[l]     padded(width)             b[L] has padded(V) entries
+//   W[l]     (H[l-1], padded(H[l]))    hidden layer l+1, 0 < l < nh
+//   W[nh]    (V, padded(H[nh-1]))      the output layer stored transposed (nn.Linear's layout)
+//   b[l]     padded(width)             b[nh] has padded(V) entries
 struct Layout {
     int64_t C;
     int64_t W[MAX_HIDDEN + 1], b[MAX_HIDDEN + 1];
@@ -51,8 +64,49 @@ struct Layout {
     int64_t nb[MAX_HIDDEN + 1];                        // padded length of each b
     int64_t total;                                     // arena length in elements
 };
-Layout make_layout(const Config& cfg);
 
+// ---------------------------------------------------------------------------------------------
+// The layer plan: the model's layers as ops over (rows, channels) buffers. A batch of B examples
+// makes B * t rows, t the positions per example of the lecture's 3-D tensors (1 for 2-D ones).
+// FlattenConsecutive(n) and Flatten are views: n consecutive rows become one, their padded
+// channels side by side in segments (a Linear's weight has zero rows where its input has padding).
+
+enum OpKind : int {
+    OP_EMBED_LINEAR =
+        0,         // Embedding, then (Flatten | FlattenConsecutive(n))?, then Linear: per-position tables
+    OP_EMBED = 1,  // Embedding alone: rows of C
+    OP_LINEAR = 2,
+    OP_BATCHNORM = 3,
+    OP_TANH = 4,
+    OP_PACK = 5,  // segments of padded channels made one padded row (before a BatchNorm1d that needs them so)
+};
+static constexpr int MAX_OPS = 64;
+struct Op {
+    int kind;
+    int layer;       // the model's layer this op computes (the Linear of an OP_EMBED_LINEAR)
+    int t;           // positions per example of its output (its rows: B * t)
+    int cin, cout;   // channels of one input row and one output row
+    int64_t ldin;    // input rows' stride (segments of padded channels side by side)
+    int64_t ldout;   // output rows' stride: padded(cout)
+    int seg, segld;  // the input's channels come in segments of seg, segld apart (one segment: cin, ldin)
+    int npos;        // OP_EMBED_LINEAR: positions per output row (the n of FlattenConsecutive; 1, or T)
+    int64_t C;       // OP_EMBED*: arena offset of the embedding table (V, E)
+    int64_t W, b;    // arena offsets of a Linear's weight (K rows, ldout apart) and bias (-1: none)
+    int64_t K;       // its weight rows: ldin (zero rows at the input's padding), or npos * E
+    int64_t gamma, beta, mean, var;  // OP_BATCHNORM
+    double eps, momentum;
+    int tanh_index;  // OP_TANH: its number among the model's Tanh layers (dropout's counter)
+};
+struct Net {
+    int V, T, E;  // vocabulary, block_size, n_embd of the Embedding
+    int nops;
+    Op ops[MAX_OPS];
+    int ntanh;        // Tanh layers
+    int64_t trained;  // arena elements [0, trained) are trained; [trained, total) running statistics
+    int64_t total;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Optimizers, with torch.optim's semantics.
 enum OptKind : int { OPT_SGD = 0, OPT_ADAMW = 1 };
 struct OptConfig {
@@ -64,39 +118,47 @@ struct OptConfig {
     double dropout;       // probability of zeroing a hidden unit during training (0 = off)
 };
 
-// A minibatch's rows, contexts and ids (model.h: embed_index).
+// A minibatch's rows, contexts and ids (embed.h: embed_index).
 struct Batch {
     int32_t* xb;    // (B, T) the minibatch's contexts
     int32_t* yb;    // (B,)   its targets
     int64_t* rows;  // (B,)   the training rows of a minibatch (train.h: draw_rows)
-    int32_t* slot;  // (B, T) row of the position's table that serves each example
-    int32_t* ids;   // (T, nP) distinct ids per position (and one element of slack)
-    int32_t* nids;  // (T,)    how many
-    int32_t* seen;  // (V,)    scratch: -1 or slot
+    int32_t* slot;  // (R, npos) row of the position's table that serves each group of npos ids
+    int32_t* ids;   // (npos, nP) distinct ids per position (and one element of slack)
+    int32_t* nids;  // (npos,)    how many
+    int32_t* seen;  // (V,)       scratch: -1 or slot
 };
 
-// Scratch for one batch size, carved from one allocation (see core.cpp: workspace_create).
+// The per-position tables of an Embedding followed by a Linear over npos positions (embed.h), for
+// R rows of npos ids each: the batch, its distinct contexts, and the tables and their gradients.
+struct EmbedScratch {
+    int R;            // rows the buffers hold
+    int npos;         // positions per row
+    int nP;           // rows per position in the compact tables: min(R, V)
+    Batch cur;        // the minibatch a step works on
+    Batch next;       // the next one, prepared during a step (train.h)
+    int nu;           // distinct contexts among the rows (R when not grouped)
+    int32_t* uslot;   // (nu, npos) slot rows of the distinct contexts, in order of first row
+    int32_t* ustart;  // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
+    int32_t* ulist;   // (R,)     in increasing order
+    int32_t* urow;    // (R,)     each row's context
+    int32_t* pstart;  // (npos, nP + 1) the contexts with id i at position t are
+    int32_t* plist;   // (npos, R)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
+    int32_t* htab;    // (hsize,) scratch: hash table of contexts, -1 = empty
+    int64_t hsize;    // a power of two >= 2R
+    uint64_t* ckey;   // (R,) scratch: the contexts' slots packed into one number
+    void* Csub;       // (npos, nP, E) the embedding rows of the distinct ids
+    void* P;          // (npos, nP, Np) per-position tables Csub_t @ W_t
+    void* G;          // (npos, nP, Np) per-position gradient sums
+    void* dCsub;      // (npos, nP, E)
+    void* pdCsub;     // (KB, npos, nP, E) each column block's part of dCsub (KB > 1)
+};
+
+// Scratch of the MLP plan for one batch size, carved from one allocation (core.cpp).
 struct Workspace {
     int B;                   // rows the buffers hold
-    int nP;                  // rows per position in the compact tables: min(B, V)
-    Batch cur;               // the minibatch a step works on
-    Batch next;              // the next one, prepared during a step (train.h)
-    int nu;                  // distinct contexts in the minibatch (B with dropout: rows differ)
-    int32_t* uslot;          // (nu, T) slot rows of the distinct contexts, in order of first row
-    int32_t* ustart;         // (nu + 1) their rows are ulist[ustart[u] .. ustart[u + 1]),
-    int32_t* ulist;          // (B,)     in increasing order
-    int32_t* urow;           // (B,)     each row's context
-    int32_t* pstart;         // (T, nP + 1) the contexts with id i at position t are
-    int32_t* plist;          // (T, B)      plist[t, pstart[t, i] .. pstart[t, i + 1]), increasing
-    int32_t* htab;           // (hsize,) scratch: hash table of contexts, -1 = empty
-    int64_t hsize;           // a power of two >= 2B
-    uint64_t* ckey;          // (B,) scratch: the contexts' slots packed into one number
-    void* Csub;              // (T, nP, E) the embedding rows of the distinct ids
-    void* P;                 // (T, nP, H0p) per-position tables Csub_t @ W1_t
-    void* G;                 // (T, nP, H0p) per-position gradient sums
-    void* dCsub;             // (T, nP, E)
+    EmbedScratch emb;        // the minibatch and the first layer's tables
     void* plogits;           // (KB, B, Vp) each column block's part of the logits (KB > 1)
-    void* pdCsub;            // (KB, T, nP, E) and of dCsub (KB > 1)
     void* h[MAX_HIDDEN];     // (B, Hp) tanh outputs (before dropout)
     void* hd[MAX_HIDDEN];    // (B, Hp) after dropout (== h when there is none)
     void* mask[MAX_HIDDEN];  // (B, Hp) 0 or 1/(1-p); null without dropout
@@ -111,11 +173,37 @@ struct Workspace {
     void* mem;  // the allocation
 };
 
+// Scratch of the layer plan for one batch size (core.cpp).
+struct NetWorkspace {
+    int B;
+    EmbedScratch emb;      // the tables of an OP_EMBED_LINEAR (R = B * its t), and the minibatch
+    void* act[MAX_OPS];    // (B * t, ldout) each op's output
+    void* dact[MAX_OPS];   // the gradient with respect to it (after dropout)
+    void* mask[MAX_OPS];   // OP_TANH with dropout: (B * t, ldout) 0 or 1/(1-p); else null
+    void* hd[MAX_OPS];     //                       its output after dropout
+    void* bmean[MAX_OPS];  // OP_BATCHNORM: (ldout) the batch's mean
+    void* bvar[MAX_OPS];   //               its variance (unbiased, as torch.var)
+    void* bistd[MAX_OPS];  //               1 / sqrt(var + eps)
+    void* dlogits;         // (B, Vp)
+    double* row_loss;      // (B,)
+    int32_t* iota;         // (B + 1) 0, 1, ..., B: each row a context of its own (crossentropy_grouped)
+    void* grad;            // the gradient of the trained parameters
+    void* snap;            // snapshot of the whole arena (divergence rollback)
+    void* snap_m;
+    void* snap_v;
+    void* mem;
+};
+
 // A view of one model's parameters.
 template <class T>
 struct ParamView {
     const Config* cfg;
     const Layout* lay;
+    T* p;
+};
+template <class T>
+struct NetView {
+    const Net* net;
     T* p;
 };
 
@@ -168,25 +256,32 @@ struct SampleArgs {
     const int32_t* prefix;  // every name starts with these ids
     int plen;
     int max_len;   // characters per name at most, prefix included
-    int32_t* out;  // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the
-                   // row untouched), or, when compact, the names one after another, each ended by 0
+    int32_t* out;  // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the row
+                   // untouched), or, when compact, the names one after another, each ended by 0
     int compact;
     SampleTable* table;  // null: a table of this call's own, if the call tabulates; else filled by
                          // the first call that tabulates and used by the next, whatever their n
 };
 
-// The kernels of one instruction set, for one element type.
+// The kernels of one instruction set, for one element type: the MLP plan's and the layer plan's.
 template <class T>
 struct Kernels {
     double (*loss_and_grad)(ParamView<T>, Workspace*, const int32_t* X, const int32_t* Y, int B, T* grad);
     RunResult (*train)(ParamView<T>, OptState<T>*, const OptConfig*, Workspace*, const TrainArgs*);
-    // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits into
-    // out (if out). With dedup, each distinct context is computed once when that is possible (same results).
-    // False if an id of X or Y is not below V (checked before it is used).
+    // Row losses summed over blocks of SUM_ROWS rows into block_loss[ceil(N/SUM_ROWS)] (if Y), logits
+    // into out (if out). With dedup, each distinct context is computed once when that is possible
+    // (same results). False if an id of X or Y is not below V (checked before it is used).
     bool (*evaluate)(ParamView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss, T* out,
                      bool dedup);
     int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);
+
+    double (*net_loss_and_grad)(NetView<T>, NetWorkspace*, const int32_t* X, const int32_t* Y, int B,
+                                T* grad);
+    RunResult (*net_train)(NetView<T>, OptState<T>*, const OptConfig*, NetWorkspace*, const TrainArgs*);
+    bool (*net_evaluate)(NetView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
+                         T* out, bool dedup);
+    int64_t (*net_sample)(NetView<T>, const SampleArgs*);
 };
 
 struct Isa {

@@ -1,45 +1,103 @@
-// core.h - a model's storage and a training run's state, independent of the instruction set.
+// core.h - a model: its layers, its parameter table, its arena and its plan; a training run's
+// state. Independent of the instruction set.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "common.h"
 
 namespace mm {
 
-// Parameters are numbered C = 0, then W_l = 1 + 2l and b_l = 2 + 2l for l = 0..L (W_0 is W1,
-// W_L the output layer): the order of the lecture's C, W1, b1, W2, b2.
-static inline int param_count(const Config& c) { return 1 + 2 * (c.L + 1); }
-// The user's shape of parameter q: (rows, cols), cols = 0 for a vector.
-void param_shape(const Config& c, int q, int64_t* rows, int64_t* cols);
-// Copy parameter q between an arena (params, gradient or optimizer moment) and the user's
-// row-major layout.
-void arena_read(const Config& c, const Layout& L, int elem, const void* arena, int q, void* out);
-void arena_write(const Config& c, const Layout& L, int elem, void* arena, int q, const void* in);
+// The lecture's layer classes (makemore_cpp.nn), with their constructor's arguments.
+enum LayerKind : int {
+    LAYER_EMBEDDING = 0,            // a = num_embeddings, b = embedding_dim
+    LAYER_FLATTEN = 1,              //
+    LAYER_FLATTEN_CONSECUTIVE = 2,  // a = n
+    LAYER_LINEAR = 3,               // a = fan_in, b = fan_out, bias
+    LAYER_BATCHNORM = 4,            // a = dim, eps, momentum
+    LAYER_TANH = 5,
+};
+struct LayerSpec {
+    int kind;
+    int64_t a, b;
+    bool bias;
+    double eps, momentum;
+};
 
-enum InitKind : int { INIT_LECTURE = 0, INIT_KAIMING = 1 };
+// How parameters start. Each is N(0, 1) times a scale (draws of the INIT stream, rng.h) or a
+// constant:
+//   RULE_LECTURE  every parameter N(0, 1), as the lecture's part-2 torch.randn;
+//   RULE_KAIMING  the lecture's part 3: hidden weights N(0, 1) * (5/3)/sqrt(fan_in), hidden biases
+//                 * 0.01, the output layer's weight * 0.01 and bias * 0, C unscaled;
+//   RULE_LAYERS   the lecture's classes: Embedding N(0, 1), Linear weight N(0, 1)/sqrt(fan_in) and
+//                 bias 0, BatchNorm1d gamma 1, beta 0, running_mean 0, running_var 1.
+enum InitRule : int { RULE_LECTURE = 0, RULE_KAIMING = 1, RULE_LAYERS = 2 };
+enum InitKind : int { INIT_NORMAL = 0, INIT_CONSTANT = 1 };
+
+// One parameter of the model's table: what the user sees (name, layer, shape) and where the arena
+// keeps it. Element (r, k) of the user's row-major array is at arena index
+//   off + k * ld + r                                   when transposed,
+//   off + ((r / seg) * segld + r % seg) * ld + k       otherwise
+// (a Linear's weight has zero rows where its input has padding: segments of seg rows, segld apart).
+struct ParamInfo {
+    std::string name;    // "C", "W1", "b1", ... (lecture names) or
+                         // "{layer}.{weight|bias|gamma|beta|running_mean|running_var}"
+    int layer;           // index in the layer list
+    int64_t rows, cols;  // the user's shape; cols = 0 for a vector
+    int64_t off, ld;
+    int64_t seg, segld;
+    bool transposed;
+    bool trained;  // false: a running statistic, outside the optimizer's range
+    int init;      // InitKind
+    double scale;  // the normal's scale, or the constant
+};
+
+enum Plan : int { PLAN_MLP = 0, PLAN_LAYERS = 1 };
+
+// Everything about a model but its storage: the plan, its shape, the parameter table and the
+// arena's length. Throws std::invalid_argument for layers that do not fit together.
+struct ModelDesc {
+    std::vector<LayerSpec> layers;
+    int V, T;
+    bool lecture_names;  // C, W1, b1, ... instead of {layer}.{name} (mm.MLP)
+    int rule;            // InitRule
+    int plan;
+    Config cfg;  // PLAN_MLP
+    Layout lay;  // PLAN_MLP
+    Net net;     // PLAN_LAYERS
+    std::vector<ParamInfo> params;
+    int64_t trained, total;  // arena elements: [0, trained) trained, [trained, total) running statistics
+};
+ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule);
 
 struct Model {
-    Config cfg;
-    Layout lay;
+    ModelDesc d;
     int elem;           // 4 (float32) or 8 (float64)
     void* p = nullptr;  // the arena
     std::atomic<bool> busy{false};
 
-    Model(const Config& c, int elem_size);
+    Model(ModelDesc desc, int elem_size);
     ~Model();
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
-    // N(0, 1) draws from (seed, INIT, q * 2^40 + 2e, 2e + 1), Box-Muller, scaled per `kind`:
-    //   lecture: every parameter N(0, 1), as the lecture's torch.randn;
-    //   kaiming: W_l * (5/3)/sqrt(fan_in), b_l * 0.01 for the hidden layers, the output layer's
-    //            W * 0.01 and b = 0 (the lecture's part 3), C unscaled.
-    void init(uint64_t seed, int kind);
+    // Every parameter as the rule says, from the draws of (seed, INIT, q * 2^40 + 2e, 2e + 1), q the
+    // parameter's place in the table and e the element's in the user's row-major order.
+    void init(uint64_t seed, int rule);
+    // Copy parameter q between an arena (parameters, gradient or optimizer moment) and the user's
+    // row-major layout.
+    void read(int q, const void* arena, void* out) const;
+    void write(int q, void* arena, const void* in) const;
     template <class T>
     ParamView<T> view() {
-        return ParamView<T>{&cfg, &lay, (T*)p};
+        return ParamView<T>{&d.cfg, &d.lay, (T*)p};
+    }
+    template <class T>
+    NetView<T> net_view() {
+        return NetView<T>{&d.net, (T*)p};
     }
 };
 
@@ -57,16 +115,21 @@ struct BusyGuard {
     ~BusyGuard() { m.busy.store(false); }
 };
 
-Workspace* workspace_create(const Config& c, const Layout& L, int B, int elem, bool dropout, bool moments);
+// Scratch for a batch of B rows (the MLP plan's, or the layer plan's), one allocation each.
+Workspace* workspace_create(const Config& c, const Layout& lay, int B, int elem, bool dropout, bool moments);
 void workspace_destroy(Workspace* ws);
+NetWorkspace* net_workspace_create(const Net& net, int B, int elem, bool dropout, bool moments);
+void net_workspace_destroy(NetWorkspace* ws);
 
 // A training run's state: the optimizer's moments and update count, and scratch for its batch size.
 struct Trainer {
     std::shared_ptr<Model> model;
     OptConfig opt;
     int B;
-    Workspace* ws = nullptr;
-    void* m = nullptr;  // arena-shaped, zero at the start; null when the optimizer keeps none
+    Workspace* ws = nullptr;      // PLAN_MLP
+    NetWorkspace* nws = nullptr;  // PLAN_LAYERS
+    void* m =
+        nullptr;  // the trained parameters' shape, zero at the start; null when the optimizer keeps none
     void* v = nullptr;
     int64_t t = 0;
 

@@ -1,39 +1,17 @@
-// eval.h - the forward pass over any number of rows: loss and logits.
+// eval.h - the forward pass over any number of rows: loss and logits, for either plan.
 //
-// The per-position tables are built once over the whole vocabulary, P_t = C @ W1_t (V, H0p), and
-// each row's first layer is T gathers and adds. Each distinct context is computed once when the
-// contexts fit a table (see evaluate). Rows go in chunks of ROWS; each chunk's loss is summed in
-// row order and the chunks' sums are added in chunk order by the caller, so the result does not
-// depend on the number of threads.
+// A plan is seen through a rows adapter (MlpRows, NetRows): its first layer's per-position tables
+// built once over the whole vocabulary (P_t = C @ W_t (V, Np)), after which each row's first layer
+// is npos gathers and adds, and the logits of a chunk of rows. Each distinct context is computed
+// once when the contexts fit a table (see evaluate). Rows go in chunks of ROWS; each chunk's loss is
+// summed in row order and the chunks' sums are added in chunk order by the caller, so the result
+// does not depend on the number of threads.
 //
-// Included inside an instruction set's namespace (see isa_impl.h), after model.h.
+// Included inside an instruction set's namespace (see isa_impl.h), after mlp.h and layers.h.
 #pragma once
 
 static constexpr int ROWS = 32;
 static constexpr int CHUNKS = SUM_ROWS / ROWS;  // chunks per block (common.h: SUM_ROWS)
-static constexpr int64_t DEDUP_ALWAYS = 65536;  // at most this many contexts: always computed once each
-
-// Multiply-adds of one row's forward pass (with the full tables).
-static inline double row_macs(const Config& c) {
-    double m = (double)c.H[c.L - 1] * c.V + (double)c.T * c.H[0];
-    for (int l = 1; l < c.L; ++l) m += (double)c.H[l - 1] * c.H[l];
-    return m;
-}
-
-// Full tables P (T, V, H0p), their column vectors split into np parts.
-template <class T>
-static void full_tables(const Config& c, const Layout& L, const T* p, T* P, int np) {
-    const int64_t ld = L.ld[0];
-    parallel(np, [&](int part, int n) {
-        int64_t nv0, nv1;
-        split_range(ld / VT<T>::W, part, n, &nv0, &nv1);
-        for (int t = 0; t < c.T; ++t) {
-            EpStore<T> ep{P + (int64_t)t * c.V * ld, ld, nullptr};
-            gemm_bcast<T>(c.V, (int)nv0, (int)nv1, c.E, p + L.C, c.E, 1, p + L.W[0] + (int64_t)t * c.E * ld,
-                          ld, ep);
-        }
-    });
-}
 
 // Memory that zeroes itself and frees itself. Allocated on the calling thread, before any parallel
 // region, so that a failed allocation raises MemoryError instead of ending the process.
@@ -47,53 +25,73 @@ struct Mem {
     Mem& operator=(const Mem&) = delete;
 };
 
-// Scratch for one chunk of up to `rows` rows: hidden activations of every layer, the logits, the
-// row losses, and `extra` bytes for the caller.
+// The MLP plan's rows.
 template <class T>
-struct RowScratch {
-    T* h[MAX_HIDDEN];
-    T* logits;
-    double* loss;
-    char* extra;
-};
-static inline size_t rows_bytes(const Config& c, int rows, size_t extra) {
-    int64_t n = rows * padded(c.V);
-    for (int l = 0; l < c.L; ++l) n += rows * padded(c.H[l]);
-    return (n * sizeof(double) + sizeof(double) * rows + extra + 63) / 64 * 64;  // room for either type
-}
-template <class T>
-static RowScratch<T> rows_carve(const Config& c, int rows, char* mem) {
-    RowScratch<T> s;
-    T* q = (T*)mem;
-    for (int l = 0; l < c.L; ++l) {
-        s.h[l] = q;
-        q += rows * padded(c.H[l]);
+struct MlpRows {
+    const Config& c;
+    const Layout& lay;
+    const T* p;
+    int V() const { return c.V; }
+    int block() const { return c.T; }
+    // Multiply-adds of one row's forward pass (with the full tables).
+    double macs() const {
+        double m = (double)c.H[c.nh - 1] * c.V + (double)c.T * c.H[0];
+        for (int l = 1; l < c.nh; ++l) m += (double)c.H[l - 1] * c.H[l];
+        return m;
     }
-    s.logits = q;
-    q += rows * padded(c.V);
-    s.loss = (double*)q;
-    s.extra = (char*)(s.loss + rows);
-    return s;
-}
+    size_t tables_size() const { return (size_t)c.T * c.V * lay.ld[0]; }  // elements of P
+    void tables(T* P, int np) const { full_tables<T>(mlp_embed(c, lay), p, P, np); }
+    // Bytes of scratch for `rows` rows (every hidden layer's activations and the logits).
+    size_t scratch_bytes(int rows) const {
+        int64_t n = rows * padded(c.V);
+        for (int l = 0; l < c.nh; ++l) n += rows * padded(c.H[l]);
+        return (size_t)n * sizeof(T);
+    }
+    // The logits (n, Vp) of n rows of contexts x (n, T), through the full tables P; single thread.
+    const T* forward(const T* P, const int32_t* x, int n, char* scratch) const {
+        T* h[MAX_HIDDEN];
+        T* q = (T*)scratch;
+        for (int l = 0; l < c.nh; ++l) {
+            h[l] = q;
+            q += n * padded(c.H[l]);
+        }
+        T* nomask[MAX_HIDDEN] = {nullptr};
+        const int64_t ld0 = lay.ld[0];
+        embed_forward<T>(c.T, 0, n, x, P, (int64_t)c.V * ld0, ld0, ld0, p + lay.b[0], h[0], h[0], nullptr, 0,
+                         (int)(ld0 / VT<T>::W));
+        for (int l = 1; l < c.nh; ++l)
+            hidden_forward<T>(c, lay, p, l, n, h, h, nomask, 0, (int)(hp(c, l) / VT<T>::W));
+        output_forward<T>(c, lay, p, rows_of<T>(h[c.nh - 1], hp(c, c.nh - 1), (int)hp(c, c.nh - 1)), 0, n, q);
+        return q;
+    }
+};
 
-// The logits (n, Vp) of n rows of contexts x (n, T), through the full tables P; single thread.
+// The layer plan's rows (evaluation mode: BatchNorm1d with its running statistics).
 template <class T>
-static void rows_forward(const Config& c, const Layout& L, const T* p, const T* P, const int32_t* x, int n,
-                         RowScratch<T>& s) {
-    const int64_t ld0 = L.ld[0];
-    T* nomask[MAX_HIDDEN] = {nullptr};
-    embed_forward<T>(c.T, 0, n, x, P, (int64_t)c.V * ld0, ld0, ld0, p + L.b[0], s.h[0], s.h[0], nullptr, 0,
-                     (int)(ld0 / VT<T>::W));
-    for (int l = 1; l < c.L; ++l)
-        hidden_forward<T>(c, L, p, l, n, s.h, s.h, nomask, 0, (int)(hp(c, l) / VT<T>::W));
-    output_forward<T>(c, L, p, rows_of<T>(s.h[c.L - 1], hp(c, c.L - 1), (int)hp(c, c.L - 1)), 0, n, s.logits);
-}
+struct NetRows {
+    const Net& net;
+    const T* p;
+    int V() const { return net.V; }
+    int block() const { return net.T; }
+    double macs() const { return net_row_macs(net); }
+    size_t tables_size() const {
+        const Op& op = net.ops[0];
+        return op.kind == OP_EMBED_LINEAR ? (size_t)op.npos * net.V * op.ldout : 0;
+    }
+    void tables(T* P, int np) const {
+        if (net.ops[0].kind == OP_EMBED_LINEAR) full_tables<T>(op_embed(net, net.ops[0]), p, P, np);
+    }
+    size_t scratch_bytes(int rows) const { return net_rows_bytes(net, rows); }
+    const T* forward(const T* P, const int32_t* x, int n, char* scratch) const {
+        return net_rows_forward<T>(net, p, P, x, n, (T*)scratch);
+    }
+};
 
 // The number of contexts, V^T (the T ids of a context read as a number in base V, the oldest id
 // first), or limit + 1 if that is more than limit.
-static inline int64_t context_count(int V, int Tt, int64_t limit) {
+static inline int64_t context_count(int V, int T, int64_t limit) {
     int64_t n = 1;
-    for (int t = 0; t < Tt; ++t) {
+    for (int t = 0; t < T; ++t) {
         if (n > limit / V) return limit + 1;
         n *= V;
     }
@@ -107,13 +105,6 @@ static inline bool ids_below(const int32_t* a, int64_t n, int V) {
     bool ok = true;
     for (int64_t i = 0; i < n; ++i) ok &= (uint32_t)a[i] < (uint32_t)V;
     return ok;
-}
-
-// Whether a part of a job flagged an id out of range.
-static inline bool any_bad(const bool* bad, int nparts) {
-    for (int q = 0; q < nparts; ++q)
-        if (bad[q]) return true;
-    return false;
 }
 
 // Rows r0..r1 of contexts X (N, T): each row's context number into kr[r], and mark[k] = 1 for
@@ -216,17 +207,29 @@ static inline double block_sum(const double* cs, int n) {
     return s;
 }
 
+// Scratch for one chunk of up to `rows` rows, in a block of chunk_bytes: the plan's (activations and
+// logits), then the row losses, then `extra` bytes for the caller.
+template <class M>
+static size_t chunk_bytes(const M& m, int rows, size_t extra) {
+    return (m.scratch_bytes(rows) + sizeof(double) * rows + extra + 63) / 64 * 64;
+}
+template <class M>
+static double* chunk_loss(const M& m, int rows, char* mem) {
+    return (double*)(mem + m.scratch_bytes(rows));
+}
+template <class M>
+static char* chunk_extra(const M& m, int rows, char* mem) {
+    return (char*)(chunk_loss(m, rows, mem) + rows);
+}
+
 // Returns false, with block_loss and out unfinished, if an id of X or Y is not below V.
-template <class T>
-static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
-                     T* out, bool dedup) {
-    const Config& c = *pv.cfg;
-    const Layout& L = *pv.lay;
-    const T* p = pv.p;
-    const int Tt = c.T, V = c.V;
-    const int64_t ld0 = L.ld[0], Vp = padded(V);
+template <class T, class M>
+static bool evaluate_rows(const M& m, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
+                          T* out, bool dedup) {
+    const int Tt = m.block(), V = m.V();
+    const int64_t Vp = padded(V);
     const int64_t nchunks = (N + ROWS - 1) / ROWS;
-    const double per_row = row_macs(c);
+    const double per_row = m.macs();
 
     // Contexts repeat (the lecture's 182,625 training rows hold 5,438 distinct ones): when the
     // context numbers fit a table of a few entries per row, find the distinct contexts, compute
@@ -276,13 +279,13 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             const int64_t uchunks = (nu + ROWS - 1) / ROWS;
             int np = parts_for(per_row * (double)nu);
             if (np > uchunks) np = (int)(uchunks > 0 ? uchunks : 1);  // no rows: one part, no chunk
-            Mem tables(sizeof(T) * Tt * V * ld0);
+            Mem tables(sizeof(T) * m.tables_size());
             Mem logits(sizeof(T) * nu * Vp + sizeof(double) * nu, false);
             T* U = (T*)logits.p;
             double* lse = (double*)(U + nu * Vp);
             T* P = (T*)tables.p;
-            full_tables<T>(c, L, p, P, np);
-            const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt);
+            m.tables(P, np);
+            const size_t bytes = chunk_bytes(m, ROWS, sizeof(int32_t) * ROWS * Tt);
             Mem scratch(bytes * np);
             Mem owners(uchunks, false);  // the part that computed each chunk of contexts
             uint8_t* owner = (uint8_t*)owners.p;
@@ -292,17 +295,17 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             // takes 0.96 of the time that took, on 2 threads).
             for_blocks_home(np, uchunks, [&](int part, int64_t ch) {
                 owner[ch] = (uint8_t)part;
-                RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
-                int32_t* ctx = (int32_t*)s.extra;
+                char* sm = (char*)scratch.p + bytes * part;
+                int32_t* ctx = (int32_t*)chunk_extra(m, ROWS, sm);
                 const int64_t u0 = ch * ROWS;
                 const int rows = (int)(nu - u0 < ROWS ? nu - u0 : ROWS);
                 for (int r = 0; r < rows; ++r) {
                     int64_t k = ukey[u0 + r];
                     for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
                 }
-                rows_forward<T>(c, L, p, P, ctx, rows, s);
-                crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, nullptr, lse + u0);
-                __builtin_memcpy(U + u0 * Vp, s.logits, sizeof(T) * rows * Vp);
+                const T* lg = m.forward(P, ctx, rows, sm);
+                crossentropy_forward<T>(0, rows, V, (int)Vp, lg, nullptr, lse + u0);
+                __builtin_memcpy(U + u0 * Vp, lg, sizeof(T) * rows * Vp);
             });
             // Each row's loss is its context's lse minus its target's logit. A block's 32 chunks
             // are summed four at a time side by side (each chunk's sum still in row order): one
@@ -370,34 +373,34 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
         }
     }
 
-    // Every row computed: for many rows the per-position tables are built once over the whole
-    // vocabulary, and each row's first layer is T gathers and adds.
-    Mem tables(sizeof(T) * Tt * V * ld0);
+    // Every row computed: the per-position tables are built once over the whole vocabulary, and
+    // each row's first layer is npos gathers and adds.
+    Mem tables(sizeof(T) * m.tables_size());
     T* P = (T*)tables.p;
     int np = parts_for(per_row * (double)N);
     if (np > nchunks) np = (int)(nchunks > 0 ? nchunks : 1);
-    full_tables<T>(c, L, p, P, np);
-    const size_t bytes = rows_bytes(c, ROWS, 0);
+    m.tables(P, np);
+    const size_t bytes = chunk_bytes(m, ROWS, 0);
     Mem scratch(bytes * np);
     Mem sums(sizeof(double) * (Y ? nchunks : 1), false);
     double* cs = (double*)sums.p;
     bool bad[MAX_PARTS] = {};
     for_chunks(np, nchunks, 1, [&](int part, int64_t ch) {
-        RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
+        char* sm = (char*)scratch.p + bytes * part;
+        double* loss = chunk_loss(m, ROWS, sm);
         const int64_t r0 = ch * ROWS;
         const int rows = (int)(N - r0 < ROWS ? N - r0 : ROWS);
         if (!ids_below(X + r0 * Tt, (int64_t)rows * Tt, V) || (Y && !ids_below(Y + r0, rows, V))) {
             bad[part] = true;
             return;
         }
-        rows_forward<T>(c, L, p, P, X + r0 * Tt, rows, s);
+        const T* lg = m.forward(P, X + r0 * Tt, rows, sm);
         if (out)
-            for (int r = 0; r < rows; ++r)
-                __builtin_memcpy(out + (r0 + r) * V, s.logits + r * Vp, sizeof(T) * V);
+            for (int r = 0; r < rows; ++r) __builtin_memcpy(out + (r0 + r) * V, lg + r * Vp, sizeof(T) * V);
         if (Y) {
-            crossentropy_forward<T>(0, rows, V, (int)Vp, s.logits, Y + r0, s.loss);
+            crossentropy_forward<T>(0, rows, V, (int)Vp, lg, Y + r0, loss);
             double sum = 0;
-            for (int r = 0; r < rows; ++r) sum += s.loss[r];
+            for (int r = 0; r < rows; ++r) sum += loss[r];
             cs[ch] = sum;
         }
     });
@@ -407,4 +410,15 @@ static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_
             block_loss[ch / CHUNKS] =
                 block_sum(cs + ch, (int)(nchunks - ch < CHUNKS ? nchunks - ch : CHUNKS));
     return true;
+}
+
+template <class T>
+static bool evaluate(ParamView<T> pv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
+                     T* out, bool dedup) {
+    return evaluate_rows<T>(MlpRows<T>{*pv.cfg, *pv.lay, pv.p}, X, Y, N, block_loss, out, dedup);
+}
+template <class T>
+static bool net_evaluate(NetView<T> nv, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
+                         T* out, bool dedup) {
+    return evaluate_rows<T>(NetRows<T>{*nv.net, nv.p}, X, Y, N, block_loss, out, dedup);
 }

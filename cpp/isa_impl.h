@@ -22,7 +22,9 @@ namespace MM_NS {
 
 #include "simd.h"
 #include "kernels.h"
-#include "model.h"
+#include "embed.h"
+#include "mlp.h"
+#include "layers.h"
 #include "train.h"
 #include "eval.h"
 #include "sample.h"
@@ -38,9 +40,11 @@ extern const Isa MM_TABLE;
 const Isa MM_TABLE = {
     MM_NAME,
     {&MM_NS::loss_and_grad<float>, &MM_NS::train<float>, &MM_NS::evaluate<float>, &MM_NS::sample<float>,
-     &MM_NS::dropout_mask<float>},
+     &MM_NS::dropout_mask<float>, &MM_NS::net_loss_and_grad<float>, &MM_NS::net_train<float>,
+     &MM_NS::net_evaluate<float>, &MM_NS::net_sample<float>},
     {&MM_NS::loss_and_grad<double>, &MM_NS::train<double>, &MM_NS::evaluate<double>, &MM_NS::sample<double>,
-     &MM_NS::dropout_mask<double>},
+     &MM_NS::dropout_mask<double>, &MM_NS::net_loss_and_grad<double>, &MM_NS::net_train<double>,
+     &MM_NS::net_evaluate<double>, &MM_NS::net_sample<double>},
 };
 
 }  // namespace mm

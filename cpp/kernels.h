@@ -10,6 +10,25 @@
 // ---------------------------------------------------------------------------------------------
 // Work splitting.
 
+static constexpr int MAX_PARTS = 64;  // parts of a job at most
+
+// The parts a phase of `macs` multiply-adds is split into: below a few million multiply-adds,
+// waking a second thread costs more than it saves (measured: benchmarks/NOTES.md).
+static inline int parts_for(double macs) {
+    int nt = mm::pool_threads();
+    if (nt > MAX_PARTS) nt = MAX_PARTS;
+    if (nt <= 1 || macs < 1.5e6) return 1;
+    int n = (int)(macs / 0.75e6);
+    return n < nt ? (n < 1 ? 1 : n) : nt;
+}
+
+// Whether a part of a job flagged a failure (an id out of range, a non-finite update).
+static inline bool any_bad(const bool* bad, int nparts) {
+    for (int q = 0; q < nparts; ++q)
+        if (bad[q]) return true;
+    return false;
+}
+
 static inline void split_range(int64_t n, int part, int nparts, int64_t* lo, int64_t* hi) {
     int64_t base = n / nparts, extra = n % nparts;
     *lo = part * base + (part < extra ? part : extra);
@@ -196,18 +215,26 @@ struct EpSgd {
     }
     void check(vec<T> c) { chk += c; }
 };
+// update(p, g, n): the update of n parameters from a gradient computed whole (C's, in the MLP
+// plan), and ok(): whether every parameter updated so far is finite.
 template <class T>
 struct GradOut {
+    static constexpr bool updates = false;
     T* g;
     EpStore<T> ep(int64_t off, int64_t ld) const { return EpStore<T>{g + off, ld, nullptr}; }
     void take(const EpStore<T>&) {}
+    bool update(T*, const T*, int64_t) const { return true; }
+    bool ok() const { return true; }
 };
 template <class T>
 struct SgdOut {
+    static constexpr bool updates = true;
     T* p;
     vec<T> lr, chk;
     EpSgd<T> ep(int64_t off, int64_t ld) const { return EpSgd<T>{p + off, ld, lr, vec<T>{}}; }
     void take(const EpSgd<T>& e) { chk += e.chk; }
+    bool update(T* q, const T* g, int64_t n) const { return sgd_update<T>(q, g, n, lr[0]); }
+    bool ok() const { return all_zero<T>(chk); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -217,8 +244,6 @@ struct SgdOut {
 // the shape for h @ W^T with W stored as rows of length K (the output layer, and dx = dy @ W^T).
 // A tile of MR x NR = W outputs keeps W vector accumulators and reduces them together (vreduce).
 // Rows past the end of a tile repeat the last row (computed, not stored).
-
-static constexpr int MAX_PARTS = 64;  // parts of a job at most (model.h: parts_for)
 
 // The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
 // for s < n, each segment at least one vector (kern_dot reads one before its test). One block
@@ -517,4 +542,19 @@ static void block_sums(int r0, int r1, int kb, const T* parts, int64_t stride, i
             for (int q = 1; q < kb; ++q) s += vload(parts + q * stride + r * Vp + v);
             vstore(out + r * Vp + v, s + vload(bias + v));
         }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout masks: mask[b, j] = 1/(1-p) if unit j of row b of hidden layer l of L is kept, else 0
+// (see rng.h), for rows [b0, b1) of B and columns [j0, j1) of H (j1 <= H; padding stays 0).
+template <class T>
+static void dropout_fill(uint64_t seed, int64_t step, int l, int L, int B, int H, int64_t ld, double p,
+                         int b0, int b1, int j0, int j1, T* mask) {
+    const uint64_t k = rng::key(seed, rng::DROPOUT);
+    const uint64_t thr = (uint64_t)__builtin_llround(p * 16777216.0);
+    const T keep = T(1.0 / (1.0 - p));
+    for (int b = b0; b < b1; ++b) {
+        uint64_t c0 = (((uint64_t)step * L + l) * B + b) * (uint64_t)H;
+        for (int j = j0; j < j1; ++j) mask[b * ld + j] = (rng::draw(k, c0 + j) >> 40) >= thr ? keep : T(0);
+    }
 }

@@ -209,25 +209,22 @@ static int64_t draw_tabulated(const double* cum, const int32_t* best, int V, int
     return w;
 }
 
-template <class T>
-static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
-    const Config& c = *pv.cfg;
-    const Layout& L = *pv.lay;
-    const T* p = pv.p;
-    const int Tt = c.T, V = c.V;
-    const int64_t ld0 = L.ld[0], Vp = padded(V);
+template <class T, class M>
+static int64_t sample_rows(const M& m, const SampleArgs* a) {
+    const int Tt = m.block(), V = m.V();
+    const int64_t Vp = padded(V);
     const uint64_t ks = rng::key(a->seed, rng::SAMPLE);
-    Mem tables(sizeof(T) * Tt * V * ld0);
+    Mem tables(sizeof(T) * m.tables_size());
     T* P = (T*)tables.p;
-    const double per_row = row_macs(c);
-    // Tabulate when the contexts are at most an eighth of the characters to draw (about 8 a name)
-    // and their running sums fit in 256 MiB (makemore_cpp/model.py: _sample_chunks, the same rule).
+    const double per_row = m.macs();
+    // Tabulate when the contexts are at most the names to draw and their running sums fit in
+    // SAMPLE_TABLE_BYTES (makemore_cpp/model.py: _sample_chunks, the same rule).
     const int Vs = cum_stride(V);
-    const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (Vs + 1)));
+    const int64_t nctx = context_count(V, Tt, SAMPLE_TABLE_BYTES / (8 * (Vs + 1)));
     const bool have = a->table && a->table->mem;  // a table from an earlier call (same parameters)
-    const bool tabulate = have || (nctx * (Vs + 1) * 8 <= ((int64_t)256 << 20) && nctx <= a->n);
+    const bool tabulate = have || (nctx * (Vs + 1) * 8 <= SAMPLE_TABLE_BYTES && nctx <= a->n);
     int np = parts_for(per_row * (double)(tabulate ? nctx : 8 * a->n));
-    if (!have) full_tables<T>(c, L, p, P, np);
+    if (!have) m.tables(P, np);
 
     if (tabulate) {
         // cum (nctx, Vs), best (nctx): the caller's table when it has one, else ours. A context's
@@ -241,13 +238,13 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         }
         double* cum = (double*)(a->table ? a->table->mem : own.p);
         int32_t* best = (int32_t*)(cum + nctx * Vs);
-        const size_t bytes = rows_bytes(c, ROWS, sizeof(int32_t) * ROWS * Tt + sizeof(T) * Vp);
+        const size_t bytes = chunk_bytes(m, ROWS, sizeof(int32_t) * ROWS * Tt + sizeof(T) * Vp);
         Mem scratch(have ? 0 : bytes * np, false);
         const int64_t nchunks = have ? 0 : (nctx + ROWS - 1) / ROWS;
         if (!have)
             parallel(np, [&](int part, int n) {
-                RowScratch<T> s = rows_carve<T>(c, ROWS, (char*)scratch.p + bytes * part);
-                T* w = (T*)s.extra;
+                char* sm = (char*)scratch.p + bytes * part;
+                T* w = (T*)chunk_extra(m, ROWS, sm);
                 int32_t* ctx = (int32_t*)(w + Vp);
                 for (int64_t ch = part; ch < nchunks; ch += n) {
                     const int64_t c0 = ch * ROWS;
@@ -256,11 +253,10 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
                         int64_t k = c0 + r;
                         for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
                     }
-                    rows_forward<T>(c, L, p, P, ctx, rows, s);
+                    const T* lg = m.forward(P, ctx, rows, sm);
                     for (int r = 0; r < rows; ++r) {
                         int b;
-                        char_weights<T>(s.logits + r * Vp, V, a->temperature, a->top_k, w,
-                                        cum + (c0 + r) * Vs, &b);
+                        char_weights<T>(lg + r * Vp, V, a->temperature, a->top_k, w, cum + (c0 + r) * Vs, &b);
                         best[c0 + r] = b;
                     }
                 }
@@ -306,13 +302,13 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     }
 
     const size_t bytes =
-        rows_bytes(c, SLOTS, sizeof(int32_t) * SLOTS * Tt + (sizeof(T) + sizeof(double)) * Vp + 64);
+        chunk_bytes(m, SLOTS, sizeof(int32_t) * SLOTS * Tt + (sizeof(T) + sizeof(double)) * Vp + 64);
     Mem scratch(bytes * np);
     parallel(np, [&](int part, int n) {
         int64_t lo, hi;
         split_range(a->n, part, n, &lo, &hi);
-        RowScratch<T> s = rows_carve<T>(c, SLOTS, (char*)scratch.p + bytes * part);
-        double* cum = (double*)s.extra;
+        char* sm = (char*)scratch.p + bytes * part;
+        double* cum = (double*)chunk_extra(m, SLOTS, sm);
         T* w = (T*)(cum + Vp);
         int32_t* ctx = (int32_t*)(w + Vp);
         int64_t name[SLOTS];
@@ -340,10 +336,10 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         };
         while (active < SLOTS && fill(active)) ++active;
         while (active > 0) {
-            rows_forward<T>(c, L, p, P, ctx, active, s);
+            T* lg = (T*)m.forward(P, ctx, active, sm);
             for (int i = 0; i < active; ++i) {
                 int b;
-                double sum = char_weights<T>(s.logits + i * Vp, V, a->temperature, a->top_k, w, cum, &b);
+                double sum = char_weights<T>(lg + i * Vp, V, a->temperature, a->top_k, w, cum, &b);
                 const uint64_t u = rng::draw(ks, (uint64_t)(a->first + name[i]) * (1ull << 20) + len[i]);
                 int v = a->temperature == 0 ? b : pick_char(cum, V, cum_stride(V) / 8, rng::uniform(u) * sum);
                 bool done = v == 0;
@@ -362,7 +358,7 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
                         name[i] = name[active];
                         len[i] = len[active];
                         for (int t = 0; t < Tt; ++t) ctx[i * Tt + t] = ctx[active * Tt + t];
-                        __builtin_memcpy(s.logits + i * Vp, s.logits + active * Vp, sizeof(T) * Vp);
+                        __builtin_memcpy(lg + i * Vp, lg + active * Vp, sizeof(T) * Vp);
                         --i;
                     }
                 }
@@ -370,4 +366,13 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
         }
     });
     return a->compact ? compact_names(a->out, a->n, a->max_len) : 0;
+}
+
+template <class T>
+static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
+    return sample_rows<T>(MlpRows<T>{*pv.cfg, *pv.lay, pv.p}, a);
+}
+template <class T>
+static int64_t net_sample(NetView<T> nv, const SampleArgs* a) {
+    return sample_rows<T>(NetRows<T>{*nv.net, nv.p}, a);
 }

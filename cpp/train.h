@@ -51,24 +51,25 @@ static bool optimizer_update(T* __restrict p, const T* __restrict g, T* __restri
     return bad == 0;
 }
 
-// Chunk i of n of the update (the arena split in multiples of PAD), os->t already advanced.
+// Chunk i of n of the update of arena elements [0, total) (split in multiples of PAD), os->t
+// already advanced.
 template <class T>
-static bool optimizer_chunk(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
+static bool optimizer_chunk(T* p, int64_t total, OptState<T>* os, const OptConfig& o, const T* g, double lr,
                             int i, int n) {
     int64_t lo, hi;
-    split_range(pv.lay->total / PAD, i, n, &lo, &hi);
-    return optimizer_update<T>(pv.p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
+    split_range(total / PAD, i, n, &lo, &hi);
+    return optimizer_update<T>(p, g, os->m, os->v, lo * PAD, hi * PAD, o, lr, os->t);
 }
 
-// With column blocks (KB > 1, one hidden layer), part k of npc of the update, os->t already
-// advanced: the columns of W1, b1 and W_out of the blocks split_range(KB, k, npc), which part k of
-// the step's column-split phases read and wrote the gradient of (model.h), and C and b_out with
-// part 0. The thread pool gives part k to thread k, so each thread updates what is in its cache.
+// MLP plan with column blocks (KB > 1, one hidden layer): part k of npc of the update, os->t
+// already advanced: the columns of W1, b1 and W_out of the blocks split_range(KB, k, npc), which
+// part k of the step's column-split phases read and wrote the gradient of (mlp.h), and C and b_out
+// with part 0. The thread pool gives part k to thread k, so each thread updates what is in its cache.
 template <class T>
 static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr,
                              int k, int npc, int kb) {
     const Config& c = *pv.cfg;
-    const Layout& L = *pv.lay;
+    const Layout& lay = *pv.lay;
     bool ok = true;
     auto seg = [&](int64_t i0, int64_t i1) {
         ok &= optimizer_update<T>(pv.p, g, os->m, os->v, i0, i1, o, lr, os->t);
@@ -79,25 +80,24 @@ static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& 
     split_range(padded(c.H[0]) / PAD, (int)j1 - 1, kb, &unused, &g1);
     const int64_t c0 = g0 * PAD, c1 = g1 * PAD;
     if (k == 0) {
-        seg(L.C, L.W[0]);
-        seg(L.b[1], L.b[1] + L.nb[1]);
+        seg(lay.C, lay.W[0]);
+        seg(lay.b[1], lay.b[1] + lay.nb[1]);
     }
     for (int l = 0; l <= 1; ++l)
-        for (int64_t r = 0; r < L.rows[l]; ++r) seg(L.W[l] + r * L.ld[l] + c0, L.W[l] + r * L.ld[l] + c1);
-    seg(L.b[0] + c0, L.b[0] + c1);
+        for (int64_t r = 0; r < lay.rows[l]; ++r)
+            seg(lay.W[l] + r * lay.ld[l] + c0, lay.W[l] + r * lay.ld[l] + c1);
+    seg(lay.b[0] + c0, lay.b[0] + c1);
     return ok;
 }
 
+// The update of arena elements [0, total).
 template <class T>
-static bool optimizer_step(ParamView<T> pv, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
+static bool optimizer_step(T* p, int64_t total, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
     os->t += 1;
-    const int np = parts_for((double)pv.lay->total * 16);
-    int bad[MAX_PARTS] = {0};
-    parallel(np,
-             [&](int part, int nparts) { bad[part] = !optimizer_chunk<T>(pv, os, o, g, lr, part, nparts); });
-    for (int i = 0; i < np; ++i)
-        if (bad[i]) return false;
-    return true;
+    const int np = parts_for((double)total * 16);
+    bool bad[MAX_PARTS] = {};
+    parallel(np, [&](int part, int n) { bad[part] = !optimizer_chunk<T>(p, total, os, o, g, lr, part, n); });
+    return !any_bad(bad, np);
 }
 
 // The training rows of step s's minibatch: batch_idx[s] if given, else B draws from the seeded stream.
@@ -109,27 +109,27 @@ static inline void draw_rows(const TrainArgs* a, int B, int64_t s, uint64_t kb, 
 }
 // Their contexts and targets into xb and yb, or (prefetch) only a request for their cache lines.
 template <class I>
-static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int B, int Tt, int32_t* xb,
+static inline void gather_rows(const I* X, const I* Y, const int64_t* rows, int B, int T, int32_t* xb,
                                int32_t* yb, bool prefetch) {
     for (int i = 0; i < B; ++i) {
         const int64_t r = rows[i];
         if (prefetch) {
-            __builtin_prefetch(X + r * Tt);
+            __builtin_prefetch(X + r * T);
             __builtin_prefetch(Y + r);
             continue;
         }
-        for (int t = 0; t < Tt; ++t) xb[i * Tt + t] = X[r * Tt + t];
+        for (int t = 0; t < T; ++t) xb[i * T + t] = X[r * T + t];
         yb[i] = Y[r];
     }
 }
 // The rows are read at random: as bytes (a quarter of the memory, so more of them stay in cache)
 // when the caller passed them so.
-static inline void gather_batch(const TrainArgs* a, int B, int Tt, const int64_t* rows, int32_t* xb,
+static inline void gather_batch(const TrainArgs* a, int B, int T, const int64_t* rows, int32_t* xb,
                                 int32_t* yb, bool prefetch = false) {
     if (a->X8)
-        gather_rows(a->X8, a->Y8, rows, B, Tt, xb, yb, prefetch);
+        gather_rows(a->X8, a->Y8, rows, B, T, xb, yb, prefetch);
     else
-        gather_rows(a->X, a->Y, rows, B, Tt, xb, yb, prefetch);
+        gather_rows(a->X, a->Y, rows, B, T, xb, yb, prefetch);
 }
 
 static inline double now_seconds() {
@@ -138,12 +138,31 @@ static inline double now_seconds() {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// A snapshot of the parameters (n elements) and moments, and its restoration.
+template <class T>
+static void snapshot_take(const T* p, const OptState<T>* os, int64_t n, void* snap, void* snap_m,
+                          void* snap_v) {
+    __builtin_memcpy(snap, p, sizeof(T) * n);
+    if (os->m) __builtin_memcpy(snap_m, os->m, sizeof(T) * n);
+    if (os->v) __builtin_memcpy(snap_v, os->v, sizeof(T) * n);
+}
+template <class T>
+static void snapshot_restore(T* p, OptState<T>* os, int64_t n, const void* snap, const void* snap_m,
+                             const void* snap_v) {
+    __builtin_memcpy(p, snap, sizeof(T) * n);
+    if (os->m) __builtin_memcpy(os->m, snap_m, sizeof(T) * n);
+    if (os->v) __builtin_memcpy(os->v, snap_v, sizeof(T) * n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The MLP plan's loop.
+//
 // Steps [0, a->steps) of a run, or fewer if a->seconds runs out. Each step: draw the minibatch, run
 // forward and backward, record the loss, update. A non-finite loss stops the run before its update;
 // a non-finite parameter after an update rolls the run back to the step before (replaying from a
 // snapshot taken at the start of this call: the steps are deterministic). Allocates nothing. Plain
-// SGD on a one-part step, or with column blocks, is updated inside the backward pass
-// (model_forward_backward), the same bits.
+// SGD on a one-part step, or with column blocks, is updated inside the backward pass (mlp.h:
+// StepPlan.sgd_inside), the same bits.
 //
 // When the step runs on several threads, the next step's minibatch (its rows, ids and contexts,
 // which read no parameter) is prepared beside other work. With column blocks and plain SGD, in the
@@ -152,35 +171,30 @@ static inline double now_seconds() {
 // update. On 2 threads the update alone is slow (its gradient and parameters are half in the other
 // core's cache), and the minibatch would otherwise run on one thread while the other waits.
 template <class T>
-static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws,
-                            const TrainArgs* a, bool snapshot) {
+static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws,
+                                const TrainArgs* a, bool snapshot) {
     const Config& c = *pv.cfg;
     const int64_t n = pv.lay->total;
     const int B = ws->B;
+    EmbedScratch* es = &ws->emb;
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
     const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
-    // Plain SGD: on a one-part step or with column blocks, the update inside the backward pass, one
-    // pass over the parameters and the gradient fewer.
     const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0;
-    if (snapshot) {
-        __builtin_memcpy(ws->snap, pv.p, sizeof(T) * n);
-        if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * n);
-        if (os->v) __builtin_memcpy(ws->snap_v, os->v, sizeof(T) * n);
-    }
+    if (snapshot) snapshot_take<T>(pv.p, os, n, ws->snap, ws->snap_m, ws->snap_v);
     const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
     const int kb = kblocks(c);
     const double start = now_seconds();
-    // With column blocks on several threads, plain SGD's last phase (model_forward_backward) has
-    // two parts. Part 1 finishes the next minibatch in ws->next (its contexts; its rows and ids were
-    // staged a step earlier); part 0 scatters dC, updates C, then stages the one after it (draws its
-    // rows and finds its ids) in this step's buffers, which the step no longer reads. Then the two
-    // sets swap. Each part is about half of a minibatch's preparation, and each thread reads only
-    // what it wrote itself or will read again.
-    // (model_forward_backward runs beside() under the same condition, npc > 1. Were the two ever to
-    // disagree, the loop still prepares every minibatch: `ready` stays false and next_batch runs.)
-    const bool beside_prep = plain && c.L == 1 && kb > 1 && overlap;
-    int64_t staged = -1;  // the minibatch whose rows and ids ws->next holds
+    // With column blocks on several threads, plain SGD's last phase (mlp_backward) has two parts.
+    // Part 1 finishes the next minibatch in es->next (its contexts; its rows and ids were staged a
+    // step earlier); part 0 scatters dC, updates C, then stages the one after it (draws its rows and
+    // finds its ids) in this step's buffers, which the step no longer reads. Then the two sets swap.
+    // Each part is about half of a minibatch's preparation, and each thread reads only what it wrote
+    // itself or will read again. (mlp_backward runs beside() under the same condition, col_parts >
+    // 1. Were the two ever to disagree, the loop still prepares every minibatch: `ready` stays false
+    // and next_batch runs.)
+    const bool beside_prep = plain && c.nh == 1 && kb > 1 && overlap;
+    int64_t staged = -1;  // the minibatch whose rows and ids es->next holds
     // Minibatch `step`'s rows drawn into bt.rows and their cache lines requested (they are read at
     // random, mostly from beyond the core's own cache).
     auto request_rows = [&](int64_t step, const Batch& bt) {
@@ -190,47 +204,55 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
     // Its contexts and targets read, and its ids found.
     auto read_rows = [&](const Batch& bt) {
         gather_batch(a, B, c.T, bt.rows, bt.xb, bt.yb);
-        embed_index(c.T, B, ws->nP, bt);
+        embed_index(c.T, B, es->nP, bt);
     };
     bool ready = false;  // ws holds step s's minibatch, prepared
-    int64_t drawn = -1;  // the step whose rows ws->cur.rows holds
-    // Minibatch s in ws->cur: its rows (requested ahead when they can be), ids and contexts.
+    int64_t drawn = -1;  // the step whose rows es->cur.rows holds
+    // Minibatch s in es->cur: its rows (requested ahead when they can be), ids and contexts.
     auto next_batch = [&](int64_t step) {
-        if (drawn != step) request_rows(step, ws->cur);
-        read_rows(ws->cur);
-        group_rows(c.T, B, ws->cur, ws, group);
+        if (drawn != step) request_rows(step, es->cur);
+        read_rows(es->cur);
+        group_rows(c.T, B, es->cur, es, group);
     };
     for (int64_t s = 0; s < a->steps; ++s) {
         if (!ready) next_batch(s);
         if (s + 1 < a->steps && !beside_prep) {
             // Asked for now, the rows are there when the next step reads them.
-            request_rows(s + 1, ws->cur);
+            request_rows(s + 1, es->cur);
             drawn = s + 1;
         }
         bool updated = false, ok = false, prepared = false;
         auto beside = [&](int part) {
             if (part == 1 && s + 1 < a->steps) {
                 if (staged != s + 1) {
-                    request_rows(s + 1, ws->next);
-                    read_rows(ws->next);
+                    request_rows(s + 1, es->next);
+                    read_rows(es->next);
                 }
-                group_rows(c.T, B, ws->next, ws, group);
+                group_rows(c.T, B, es->next, es, group);
                 prepared = true;
             } else if (part == 0 && s + 2 < a->steps) {
-                request_rows(s + 2, ws->cur);
-                read_rows(ws->cur);
+                request_rows(s + 2, es->cur);
+                read_rows(es->cur);
             }
         };
-        double loss = model_forward_backward<T>(pv, ws, B, g, o->dropout, a->seed, a->step0 + s, true,
-                                                plain ? &a->lr[s] : nullptr, &updated, &ok, beside);
+        const StepPlan sp = step_plan<T>(c, B, plain);
+        StepBuffers<T> sb(c, ws, sp, o->dropout > 0, es->nu);
+        const double loss = mlp_forward<T>(pv, ws, B, sp, sb, o->dropout, a->seed, a->step0 + s);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
+        if (sp.sgd_inside) {
+            ok = mlp_backward<T>(pv, ws, B, sp, sb, g, SgdOut<T>{pv.p, vset<T>(T(a->lr[s])), vec<T>{}},
+                                 beside);
+            updated = true;
+        } else {
+            mlp_backward<T>(pv, ws, B, sp, sb, g, GradOut<T>{g});
+        }
         if (prepared) {
-            const Batch done = ws->cur;
-            ws->cur = ws->next;
-            ws->next = done;
+            const Batch done = es->cur;
+            es->cur = es->next;
+            es->next = done;
             staged = s + 2 < a->steps ? s + 2 : -1;
-            drawn = -1;  // ws->cur.rows is the other set's now
+            drawn = -1;  // es->cur.rows is the other set's now
         }
         ready = prepared || (overlap && !updated && s + 1 < a->steps);
         if (updated) {
@@ -238,8 +260,8 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
         } else if (ready && kb > 1) {
             // Parts 0 .. npc-1 update the blocks each thread owns; part npc, taken by the thread
             // done first, prepares the next minibatch.
-            const int np = step_parts(c, B), npc = np < kb ? np : kb;
-            int bad[MAX_KBLOCKS + 1] = {0};
+            const int npc = sp.col_parts;
+            bool bad[MAX_KBLOCKS + 1] = {};
             os->t += 1;
             parallel(npc + 1, [&](int part, int) {
                 if (part == npc) {
@@ -248,36 +270,32 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
                     bad[part] = !optimizer_blocks<T>(pv, os, *o, g, a->lr[s], part, npc, kb);
                 }
             });
-            ok = true;
-            for (int i = 0; i < npc; ++i) ok = ok && !bad[i];
+            ok = !any_bad(bad, npc);
         } else if (ready) {
             // Part 0 is the next minibatch; the rest are chunks of the update, which the thread
             // done with the minibatch helps finish.
             constexpr int CHUNKS = 16;
-            int bad[CHUNKS + 1] = {0};
+            bool bad[CHUNKS + 1] = {};
             os->t += 1;
             parallel(CHUNKS + 1, [&](int part, int) {
                 if (part == 0) {
                     next_batch(s + 1);
                 } else {
-                    bad[part] = !optimizer_chunk<T>(pv, os, *o, g, a->lr[s], part - 1, CHUNKS);
+                    bad[part] = !optimizer_chunk<T>(pv.p, n, os, *o, g, a->lr[s], part - 1, CHUNKS);
                 }
             });
-            ok = true;
-            for (int i = 1; i <= CHUNKS; ++i) ok = ok && !bad[i];
+            ok = !any_bad(bad + 1, CHUNKS);
         } else {
-            ok = optimizer_step<T>(pv, os, *o, g, a->lr[s]);
+            ok = optimizer_step<T>(pv.p, n, os, *o, g, a->lr[s]);
         }
         if (!ok) {
             // Back to the parameters after step s-1: restore the snapshot and replay.
-            __builtin_memcpy(pv.p, ws->snap, sizeof(T) * n);
-            if (os->m) __builtin_memcpy(os->m, ws->snap_m, sizeof(T) * n);
-            if (os->v) __builtin_memcpy(os->v, ws->snap_v, sizeof(T) * n);
+            snapshot_restore<T>(pv.p, os, n, ws->snap, ws->snap_m, ws->snap_v);
             os->t = t0;
             TrainArgs replay = *a;
             replay.steps = s;
             replay.seconds = 0;
-            train_loop<T>(pv, os, o, ws, &replay, false);
+            mlp_train_loop<T>(pv, os, o, ws, &replay, false);
             return RunResult{s, RUN_NONFINITE_PARAMS};
         }
         if (a->seconds > 0 && now_seconds() - start > a->seconds) return RunResult{s + 1, RUN_OK};
@@ -288,14 +306,83 @@ static RunResult train_loop(ParamView<T> pv, OptState<T>* os, const OptConfig* o
 template <class T>
 static RunResult train(ParamView<T> pv, OptState<T>* os, const OptConfig* o, Workspace* ws,
                        const TrainArgs* a) {
-    return train_loop<T>(pv, os, o, ws, a, true);
+    return mlp_train_loop<T>(pv, os, o, ws, a, true);
 }
 
 // Loss and gradient of the batch (X, Y) of B rows, without dropout. ws holds B rows.
 template <class T>
 static double loss_and_grad(ParamView<T> pv, Workspace* ws, const int32_t* X, const int32_t* Y, int B,
                             T* grad) {
-    __builtin_memcpy(ws->cur.xb, X, sizeof(int32_t) * B * pv.cfg->T);
-    __builtin_memcpy(ws->cur.yb, Y, sizeof(int32_t) * B);
-    return model_forward_backward<T>(pv, ws, B, grad, 0.0, 0, 0);
+    __builtin_memcpy(ws->emb.cur.xb, X, sizeof(int32_t) * B * pv.cfg->T);
+    __builtin_memcpy(ws->emb.cur.yb, Y, sizeof(int32_t) * B);
+    return mlp_forward_backward<T>(pv, ws, B, grad, 0.0, 0, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layer plan's loop: the same contract as mlp_train_loop. A step: the minibatch, forward
+// (training mode), backward, the update of the trained parameters, then the BatchNorm1d running
+// statistics moved towards the batch's (after the update, so that a step that fails changes
+// nothing; a non-finite running statistic counts as a non-finite parameter). Single-threaded
+// minibatches; each op splits its own work (layers.h).
+template <class T>
+static RunResult net_train_loop(NetView<T> nv, OptState<T>* os, const OptConfig* o, NetWorkspace* ws,
+                                const TrainArgs* a, bool snapshot) {
+    const Net& net = *nv.net;
+    const int B = ws->B;
+    EmbedScratch* es = &ws->emb;
+    T* g = (T*)ws->grad;
+    const int64_t t0 = os->t;
+    if (snapshot) {  // the running statistics too: they change at every step
+        __builtin_memcpy(ws->snap, nv.p, sizeof(T) * net.total);
+        if (os->m) __builtin_memcpy(ws->snap_m, os->m, sizeof(T) * net.trained);
+        if (os->v) __builtin_memcpy(ws->snap_v, os->v, sizeof(T) * net.trained);
+    }
+    const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
+    const double start = now_seconds();
+    for (int64_t s = 0; s < a->steps; ++s) {
+        draw_rows(a, B, s, kb_key, es->cur.rows);
+        gather_batch(a, B, net.T, es->cur.rows, es->cur.xb, es->cur.yb);
+        net_prepare_batch(net, ws);
+        if (s + 1 < a->steps) {
+            draw_rows(a, B, s + 1, kb_key, es->next.rows);
+            gather_batch(a, B, net.T, es->next.rows, nullptr, nullptr, true);
+        }
+        const double loss = net_forward<T>(nv, ws, B, o->dropout, a->seed, a->step0 + s);
+        a->losses[s] = loss;
+        if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
+        net_backward<T>(nv, ws, B, g);
+        bool ok = optimizer_step<T>(nv.p, net.trained, os, *o, g, a->lr[s]);
+        ok = net_update_running<T>(nv, ws) && ok;
+        if (!ok) {
+            __builtin_memcpy(nv.p, ws->snap, sizeof(T) * net.total);
+            if (os->m) __builtin_memcpy(os->m, ws->snap_m, sizeof(T) * net.trained);
+            if (os->v) __builtin_memcpy(os->v, ws->snap_v, sizeof(T) * net.trained);
+            os->t = t0;
+            TrainArgs replay = *a;
+            replay.steps = s;
+            replay.seconds = 0;
+            net_train_loop<T>(nv, os, o, ws, &replay, false);
+            return RunResult{s, RUN_NONFINITE_PARAMS};
+        }
+        if (a->seconds > 0 && now_seconds() - start > a->seconds) return RunResult{s + 1, RUN_OK};
+    }
+    return RunResult{a->steps, RUN_OK};
+}
+
+template <class T>
+static RunResult net_train(NetView<T> nv, OptState<T>* os, const OptConfig* o, NetWorkspace* ws,
+                           const TrainArgs* a) {
+    return net_train_loop<T>(nv, os, o, ws, a, true);
+}
+
+// Loss (training mode) and gradient of the batch (X, Y) of B examples; changes nothing in the model.
+template <class T>
+static double net_loss_and_grad(NetView<T> nv, NetWorkspace* ws, const int32_t* X, const int32_t* Y, int B,
+                                T* grad) {
+    __builtin_memcpy(ws->emb.cur.xb, X, sizeof(int32_t) * B * nv.net->T);
+    __builtin_memcpy(ws->emb.cur.yb, Y, sizeof(int32_t) * B);
+    net_prepare_batch(*nv.net, ws);
+    const double loss = net_forward<T>(nv, ws, B, 0.0, 0, 0);
+    if (__builtin_isfinite(loss)) net_backward<T>(nv, ws, B, grad);
+    return loss;
 }

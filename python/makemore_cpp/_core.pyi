@@ -14,36 +14,71 @@ import numpy.typing as npt
 PAD: int
 """Padded dimensions (hidden widths, the vocabulary in the logits) are multiples of this."""
 MAX_HIDDEN: int
-"""The most tanh layers a model may have."""
+"""The most tanh layers an MLP may have."""
+SUM_ROWS: int
+"""Evaluation returns the loss summed over blocks of this many rows."""
+DEDUP_ALWAYS: int
+"""Evaluation computes each distinct context once, always when there are at most this many."""
+SAMPLE_TABLE_BYTES: int
+"""Sampling tabulates every context's distribution when the table takes at most this many bytes."""
+LAYER_EMBEDDING: int
+"""Layer kinds of a layer tuple (kind, a, b, bias, eps, momentum): Embedding(a = num, b = dim)."""
+LAYER_FLATTEN: int
+"""Flatten()."""
+LAYER_FLATTEN_CONSECUTIVE: int
+"""FlattenConsecutive(a = n)."""
+LAYER_LINEAR: int
+"""Linear(a = fan_in, b = fan_out, bias)."""
+LAYER_BATCHNORM: int
+"""BatchNorm1d(a = dim, eps, momentum)."""
+LAYER_TANH: int
+"""Tanh()."""
+RULE_LECTURE: int
+"""Initialisation: every parameter N(0, 1) (the lecture's part 2)."""
+RULE_KAIMING: int
+"""Initialisation: the lecture's part 3 scaling of an MLP."""
+RULE_LAYERS: int
+"""Initialisation: the lecture's layer classes (Linear N(0, 1)/sqrt(fan_in), bias 0, ...)."""
+
+_Layer = tuple[int, int, int, bool, float, float]
 
 _Float = npt.NDArray[np.floating]
 _I32 = npt.NDArray[np.int32]
 _U8 = npt.NDArray[np.uint8]
 
 class Model:
-    """A model's parameters in one aligned arena: C, W1, b1, ..., W{L+1}, b{L+1}."""
+    """A model: its layers, its parameter table and its parameters in one aligned arena."""
 
-    def __init__(self, V: int, T: int, E: int, hidden: list[int], dtype: str) -> None:
-        """Vocabulary size V, context length T, embedding size E, hidden widths (1 to MAX_HIDDEN),
-        dtype ``"float32"`` or ``"float64"``. The parameters are uninitialised until :meth:`init`
-        or :meth:`set_all`."""
+    def __init__(
+        self, layers: list[_Layer], V: int, T: int, dtype: str, lecture_names: bool = False, rule: int = ...
+    ) -> None:
+        """A list of the lecture's layers (tuples, see LAYER_*), vocabulary size V, context length T,
+        dtype ``"float32"`` or ``"float64"``; parameters named ``{layer}.{name}``, or C, W1, b1, ...
+        with ``lecture_names`` (an MLP's layers only). ValueError naming the layer for layers that
+        do not fit together. The parameters are zero until :meth:`init` or :meth:`set_all`."""
     @property
     def dtype(self) -> str:
         """``"float32"`` or ``"float64"``."""
     @property
     def nparams(self) -> int:
-        """How many parameter arrays (1 + 2 * (layers + 1))."""
+        """How many parameter arrays (the table's entries)."""
     @property
     def arena_size(self) -> int:
         """Elements in the padded arena."""
-    def init(self, seed: int, kind: int, /) -> None:
-        """Fill the parameters from ``seed``: kind 0 is the lecture's N(0, 1), 1 the Kaiming scaling."""
+    @property
+    def plan(self) -> str:
+        """How the core runs it: ``"mlp"`` or ``"layers"``."""
+    @property
+    def params(self) -> list[dict]:
+        """The parameter table: ``{"name", "layer", "shape", "trained"}`` in order."""
+    def init(self, seed: int, rule: int = -1) -> None:
+        """Fill the parameters from ``seed`` by an initialisation rule (RULE_*; -1: the model's own)."""
     def get(self, q: int, /) -> _Float:
-        """A copy of parameter ``q`` (0 is C, then W1, b1, ...) in its user shape."""
+        """A copy of parameter ``q`` of the table in its user shape."""
     def set_all(self, arrays: list[_Float], /) -> None:
         """Replace every parameter; all arrays are checked before any is written."""
     def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
-        """Mean cross-entropy of the rows and its gradient for every parameter."""
+        """Training mode: mean cross-entropy of the rows and its gradient for every trained parameter."""
     def evaluate(
         self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
     ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
@@ -66,6 +101,12 @@ class Model:
         """Names ``first .. first + n - 1`` of the draw keyed by ``seed`` (``top_k`` 0: all characters):
         an (n, max_len) int32 array of ids, 0-padded; or with ``compact`` the names' ids one after
         another, each ended by 0, as one flat array."""
+
+def describe(
+    layers: list[_Layer], V: int, T: int, dtype: str, lecture_names: bool = False, rule: int = ...
+) -> dict:
+    """A model's description without allocating it: ``{"plan", "params", "arena_bytes"}``;
+    ValueError naming the layer for layers that do not fit together."""
 
 class SampleTable:
     """Every context's distribution, filled by the first ``Model.sample`` call that tabulates and

@@ -34,6 +34,16 @@ BUSY = (
 )
 
 
+def _mlp_layers(V: int, T: int, E: int, widths: Sequence[int]) -> list[tuple]:
+    """The MLP as the core's layer tuples: Embedding, Flatten, (Linear, Tanh) per width, Linear."""
+    layers = [(_core.LAYER_EMBEDDING, V, E, False, 0.0, 0.0), (_core.LAYER_FLATTEN, 0, 0, False, 0.0, 0.0)]
+    fan_in = T * E
+    for w in widths:
+        layers += [(_core.LAYER_LINEAR, fan_in, w, True, 0.0, 0.0), (_core.LAYER_TANH, 0, 0, False, 0.0, 0.0)]
+        fan_in = w
+    return layers + [(_core.LAYER_LINEAR, fan_in, V, True, 0.0, 0.0)]
+
+
 def _param_names(n_layers: int) -> list[str]:
     names = ["C"]
     for layer in range(1, n_layers + 2):
@@ -97,7 +107,9 @@ class MLP:
         self.seed = seed
         self.param_names = _param_names(len(widths))
         self._lock = threading.RLock()
-        self._m = _core.Model(V, block_size, n_embd, widths, dtype)
+        self._m = _core.Model(
+            _mlp_layers(V, block_size, n_embd, widths), V, block_size, dtype, True, INITS[init]
+        )
         self._m.init(seed, INITS[init])
 
     @contextlib.contextmanager
@@ -201,7 +213,14 @@ class MLP:
         other = MLP.__new__(MLP)
         other.__dict__.update({k: val for k, val in self.__dict__.items() if k not in ("_m", "_lock")})
         other._lock = threading.RLock()
-        other._m = _core.Model(self.vocab_size, self.block_size, self.n_embd, list(self.n_hidden), self.dtype)
+        other._m = _core.Model(
+            _mlp_layers(self.vocab_size, self.block_size, self.n_embd, list(self.n_hidden)),
+            self.vocab_size,
+            self.block_size,
+            self.dtype,
+            True,
+            INITS[self.init],
+        )
         other._m.set_all(list(self.get_params().values()))
         return other
 

@@ -347,3 +347,267 @@ def lecture_sample(params: Mapping[str, Any], n: int, seed: int = 2147483647 + 1
             name.append(ix)
         out.append(name)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The lecture's layer classes (makemore_cpp.nn) in PyTorch, as the lecture wrote them, as modules
+# whose state_dict keys are the package's parameter names ("{i}.weight", "{i}.running_mean", ...).
+
+
+@lru_cache(maxsize=None)
+def _layer_modules():
+    torch = _torch()
+
+    class Embedding(torch.nn.Module):
+        def __init__(self, num_embeddings, embedding_dim):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(num_embeddings, embedding_dim))
+
+        def forward(self, IX):
+            return self.weight[IX]
+
+    class Flatten(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)
+
+    class FlattenConsecutive(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+
+        def forward(self, x):
+            B, T, C = x.shape
+            x = x.view(B, T // self.n, C * self.n)
+            if x.shape[1] == 1:
+                x = x.squeeze(1)
+            return x
+
+    class Linear(torch.nn.Module):
+        def __init__(self, fan_in, fan_out, bias=True):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(fan_in, fan_out))
+            self.bias = torch.nn.Parameter(torch.zeros(fan_out)) if bias else None
+
+        def forward(self, x):
+            out = x @ self.weight
+            if self.bias is not None:
+                out = out + self.bias
+            return out
+
+    class BatchNorm1d(torch.nn.Module):
+        def __init__(self, dim, eps=1e-5, momentum=0.1):
+            super().__init__()
+            self.eps, self.momentum = eps, momentum
+            self.gamma = torch.nn.Parameter(torch.ones(dim))
+            self.beta = torch.nn.Parameter(torch.zeros(dim))
+            self.register_buffer("running_mean", torch.zeros(dim))
+            self.register_buffer("running_var", torch.ones(dim))
+
+        def forward(self, x):
+            if self.training:
+                dim = 0 if x.ndim == 2 else (0, 1)
+                xmean = x.mean(dim, keepdim=True)
+                xvar = x.var(dim, keepdim=True)  # unbiased, as the lecture's
+            else:
+                xmean, xvar = self.running_mean, self.running_var
+            xhat = (x - xmean) / torch.sqrt(xvar + self.eps)
+            out = self.gamma * xhat + self.beta
+            if self.training:
+                with torch.no_grad():
+                    m = self.momentum
+                    self.running_mean.copy_((1 - m) * self.running_mean + m * xmean.reshape(-1))
+                    self.running_var.copy_((1 - m) * self.running_var + m * xvar.reshape(-1))
+            return out
+
+    class Tanh(torch.nn.Module):
+        def forward(self, x):
+            return torch.tanh(x)
+
+    return {c.__name__: c for c in (Embedding, Flatten, FlattenConsecutive, Linear, BatchNorm1d, Tanh)}
+
+
+def torch_layers(layers: Sequence[Any], params: Mapping[str, Any] | None = None, dtype=None):
+    """A ``torch.nn.Sequential`` of the lecture's classes for ``layers`` (makemore_cpp.nn layers or
+    their ``config()`` dicts), holding ``params`` (keys ``"{i}.weight"``, ...) when given; float64
+    unless ``dtype`` says otherwise (or the params are float32 and dtype is None)."""
+    torch = _torch()
+    mods = _layer_modules()
+    seq = []
+    for layer in layers:
+        cfg = dict(layer if isinstance(layer, Mapping) else layer.config())
+        seq.append(mods[cfg.pop("type")](**cfg))
+    model = torch.nn.Sequential(*seq)
+    if params is not None:
+        if dtype is None:
+            first = np.asarray(next(iter(params.values())))
+            dtype = torch.float32 if first.dtype == np.float32 else torch.float64
+        model = model.to(dtype)
+        state = {k: torch.as_tensor(np.asarray(a)).to(dtype) for k, a in params.items()}
+        model.load_state_dict(state, strict=True)
+    else:
+        model = model.to(dtype or torch.float64)
+    return model
+
+
+def _trained(model) -> list:
+    return [(k, p) for k, p in model.named_parameters()]
+
+
+def layers_loss_and_grad(layers, params, X, Y, masks=None) -> tuple[float, dict[str, np.ndarray]]:
+    """Training mode: the mean cross-entropy and the gradient of every trained parameter, float64.
+    ``masks``: dropout masks after each Tanh, in order, each (rows, width)."""
+    torch = _torch()
+    m = torch_layers(layers, params, torch.float64)
+    m.train()
+    mask_fn = None if masks is None else (lambda k, rows, width: masks[k])
+    loss = torch.nn.functional.cross_entropy(
+        _layers_forward(m, X, mask_fn), torch.as_tensor(np.asarray(Y)).long()
+    )
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.numpy().copy() for k, p in _trained(m)}
+
+
+def _layers_forward(model, X, mask_fn=None):
+    """The forward pass; with mask_fn(k, rows, width), the output of the k-th Tanh times its mask."""
+    torch = _torch()
+    x = torch.as_tensor(np.asarray(X)).long()
+    k = 0
+    tanh = _layer_modules()["Tanh"]
+    for layer in model:
+        x = layer(x)
+        if mask_fn is not None and isinstance(layer, tanh):
+            mask = mask_fn(k, int(np.prod(x.shape[:-1])), x.shape[-1])
+            x = x * torch.as_tensor(np.asarray(mask), dtype=x.dtype).reshape(x.shape)
+            k += 1
+    return x
+
+
+def layers_logits(layers, params, X) -> np.ndarray:
+    """Evaluation mode (running statistics): the logits, float64."""
+    torch = _torch()
+    m = torch_layers(layers, params, torch.float64)
+    m.eval()
+    with torch.no_grad():
+        return _layers_forward(m, X).numpy()
+
+
+def layers_loss(layers, params, X, Y) -> float:
+    """Evaluation mode: the mean cross-entropy, float64."""
+    torch = _torch()
+    lg = torch.as_tensor(layers_logits(layers, params, X))
+    return float(torch.nn.functional.cross_entropy(lg, torch.as_tensor(np.asarray(Y)).long()))
+
+
+def layers_init_params(layers, vocab_size: int, block_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The core's initial parameters of a layer list (float64): its table in layer order (weight,
+    bias; gamma, beta, running_mean, running_var), parameter q's normal draws from counters
+    q * 2^40 + 2e and + 2e + 1 (Box-Muller), scaled as the lecture's classes; constants draw nothing."""
+    k = key(seed, INIT)
+    out: dict[str, np.ndarray] = {}
+    q = 0
+
+    def normal(shape, scale):
+        nonlocal q
+        n = int(np.prod(shape))
+        e = np.arange(n, dtype=np.uint64)
+        base = np.uint64(q << 40)
+        d1, d2 = draw(k, base + 2 * e), draw(k, base + 2 * e + np.uint64(1))
+        u1 = ((d1 >> np.uint64(11)) + np.uint64(1)).astype(np.float64) * 2.0**-53
+        u2 = (d2 >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        return (np.sqrt(-2.0 * np.log(u1)) * np.cos(6.283185307179586 * u2) * scale).reshape(shape)
+
+    for i, layer in enumerate(layers):
+        cfg = layer if isinstance(layer, Mapping) else layer.config()
+        kind = cfg["type"]
+        if kind == "Embedding":
+            out[f"{i}.weight"] = normal((cfg["num_embeddings"], cfg["embedding_dim"]), 1.0)
+            q += 1
+        elif kind == "Linear":
+            out[f"{i}.weight"] = normal((cfg["fan_in"], cfg["fan_out"]), 1.0 / np.sqrt(cfg["fan_in"]))
+            q += 1
+            if cfg.get("bias", True):
+                out[f"{i}.bias"] = np.zeros(cfg["fan_out"])
+                q += 1
+        elif kind == "BatchNorm1d":
+            d = cfg["dim"]
+            out[f"{i}.gamma"], out[f"{i}.beta"] = np.ones(d), np.zeros(d)
+            out[f"{i}.running_mean"], out[f"{i}.running_var"] = np.zeros(d), np.ones(d)
+            q += 4
+    return out
+
+
+def layers_train_replay(
+    layers,
+    params,
+    X,
+    Y,
+    lr,
+    batch_indices=None,
+    *,
+    steps=None,
+    batch_size=32,
+    seed=0,
+    step0=0,
+    optimizer="sgd",
+    momentum=0.0,
+    nesterov=False,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    dropout=0.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The lecture's training loop with torch.optim in float64 over a layer list, on the rows
+    ``batch_indices`` (steps, B) or those the core draws for ``seed`` (and its dropout masks, one
+    per Tanh). Returns the minibatch losses and the final parameters, running statistics included."""
+    torch = _torch()
+    X = np.asarray(X)
+    Yt = torch.as_tensor(np.asarray(Y)).long()
+    if batch_indices is None:
+        batch_indices = _draw_batches(seed, steps, batch_size, len(X), step0)
+    batch_indices = np.asarray(batch_indices)
+    steps, batch_size = batch_indices.shape
+    lrs = np.full(steps, float(lr)) if np.isscalar(lr) else np.asarray(lr, dtype=np.float64)
+    m = torch_layers(layers, params, torch.float64)
+    m.train()
+    trained = [p for _, p in _trained(m)]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(
+            trained,
+            lr=float(lrs[0]) if steps else 0.1,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
+    else:
+        opt = torch.optim.AdamW(
+            trained, lr=float(lrs[0]) if steps else 1e-3, betas=betas, eps=eps, weight_decay=weight_decay
+        )
+    n_tanh = sum(isinstance(layer, _layer_modules()["Tanh"]) for layer in m)
+    losses = np.empty(steps)
+    for s in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = float(lrs[s])
+        ix = batch_indices[s]
+        mask_fn = None
+        if dropout > 0:  # the core's masks: a Tanh's rows are the batch's rows times its positions
+            step = step0 + s
+
+            def mask_fn(k, rows, width, step=step):
+                return _dropout_rows(seed, step, k, n_tanh, rows, width, dropout)
+
+        loss_t = torch.nn.functional.cross_entropy(_layers_forward(m, X[ix], mask_fn), Yt[ix])
+        opt.zero_grad()
+        loss_t.backward()
+        opt.step()
+        losses[s] = float(loss_t.detach())
+    return losses, {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}
+
+
+def _dropout_rows(seed, step, layer, n_layers, rows, width, p) -> np.ndarray:
+    """The core's dropout mask of Tanh `layer` of `n_layers` at a step: (rows, width) of 0 or 1/(1-p)."""
+    k = key(seed, DROPOUT)
+    thr = np.uint64(int(round(p * 2**24)))
+    c0 = ((step * n_layers + layer) * rows + np.arange(rows, dtype=np.uint64)[:, None]) * np.uint64(width)
+    with np.errstate(over="ignore"):
+        u = draw(k, c0 + np.arange(width, dtype=np.uint64)[None, :])
+    return np.where((u >> np.uint64(40)) >= thr, 1.0 / (1.0 - p), 0.0)
