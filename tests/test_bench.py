@@ -379,3 +379,4 @@ def test_our_layer_rows_follow_the_planned_nn_api(monkeypatch):
     assert {"MLP", "Sequential"} <= {name for name, _ in steps}
     w = lw.wavenet_run_workload(args)
     assert w["steps"] == 2000 and w["losses"] == {"train": 3.0, "dev": 3.0} and "nn.Sequential" in w["how"]
+    assert w["threads"] == min(2, len(os.sched_getaffinity(0)))

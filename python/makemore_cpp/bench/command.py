@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeats must be at least 1")
     chosen = args.workload or WORKLOADS
     have = os.sched_getaffinity(0)
+    args.cpus = len(have)
     results: dict[str, dict] = {}
     for w in chosen:
         if w.endswith("2") and len(have) < 2:

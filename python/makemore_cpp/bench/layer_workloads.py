@@ -6,6 +6,7 @@ a lax.scan, all three from the same parameters; part 2's MLP as an `nn.Sequentia
 
 from __future__ import annotations
 
+import os
 import time
 
 import makemore_cpp as mm
@@ -14,7 +15,7 @@ from .datasets import data, splits
 from .jax_models import jax_layer_steps
 from .layer_specs import bn_spec, wavenet_spec
 from .mlp_workloads import ours_steps
-from .timing import interleave, median, pin_threads, timed, try_import
+from .timing import at_torch_threads, interleave, median, pin_threads, timed, try_import
 
 # Parameter counts of the lecture's models at the lecture's 27 characters.
 PARAMS = {"wavenet": 76_579, "bn": 12_097}
@@ -23,6 +24,11 @@ WHY_LAYERS = (
     "the core's layer kernels (makemore_cpp.nn), one C++ call per train(); PyTorch eager dispatches "
     "each op of each layer"
 )
+
+
+def cpus(args) -> int:
+    """The CPUs the process had when the benchmark started (workloads pin it to fewer)."""
+    return getattr(args, "cpus", None) or len(os.sched_getaffinity(0))
 
 
 def nn_or_reason():
@@ -159,11 +165,9 @@ def wavenet_run_workload(args) -> dict:
     nn, reason = nn_or_reason()
     if nn is None:
         return {"skipped": reason}
-    import os
-
     from .datasets import bench_words
 
-    threads = min(2, len(os.sched_getaffinity(0)))
+    threads = min(2, cpus(args))
     pin_threads(threads)
     steps = 2000 if args.quick else 200_000
     words, source = bench_words(False)
@@ -193,8 +197,6 @@ def wavenet_run_workload(args) -> dict:
 def wavenet_run_torch_workload(args) -> dict:
     """Opt-in (about 5 minutes): the lecture's WaveNet run in PyTorch eager with its own classes,
     at PyTorch's better thread count, chosen by a short interleaved probe of 1 and 2 threads."""
-    import os
-
     import torch
 
     from . import lecture_layers as L
@@ -203,14 +205,11 @@ def wavenet_run_torch_workload(args) -> dict:
     sp, vocab, source = splits(8, False)
     spec = wavenet_spec(len(vocab))
     params = L.lecture_params(spec)
-    counts = (1, 2) if len(os.sched_getaffinity(0)) >= 2 else (1,)
+    counts = (1, 2) if cpus(args) >= 2 else (1,)
     pin_threads(max(counts))
-    probe: dict[int, list[float]] = {n: [] for n in counts}
     runs = {n: L.lecture_steps(L.build(spec, params), *sp["train"], 32) for n in counts}
-    for _ in range(3):
-        for n in counts:
-            torch.set_num_threads(n)
-            probe[n].append(timed(lambda n=n: runs[n](100)) / 100)
+    impls = {n: at_torch_threads(n, lambda n=n: timed(lambda: runs[n](100)) / 100) for n in counts}
+    probe = interleave(impls, 3)
     best = min(counts, key=lambda n: median(probe[n]))
     torch.set_num_threads(best)
     out = L.lecture_run(spec, params, sp, steps, drop_at=steps * 3 // 4)

@@ -40,8 +40,8 @@ WHY_EVAL = (
 WHY_EVAL_LECTURE = "the lecture computes every row; ours each distinct context once, per-position tables"
 WHY_EVAL_EVERY_ROW = "the same rows on both sides; ours: first layer from per-position tables, fused kernels"
 WHY_SAMPLE = (
-    "the same algorithm (names side by side, a forward pass a character over the active ones); ours: "
-    "per-position tables, vector exp, count of running sums <= the draw, no per-op dispatch"
+    "the same algorithm (names advancing together, a forward pass a character over the active ones; "
+    "ours 64 at a time): per-position tables, vector exp, a count of running sums <= the draw"
 )
 WHY_SAMPLE_TABLE = (
     "tabulated distributions: every context's running sums once (19,683 at context 3), then a "
