@@ -15,6 +15,7 @@ import makemore_cpp as mm
 
 from . import layer_workloads as lw
 from . import mlp_workloads as mw
+from .datasets import bench_words
 from .report import markdown, report, summarize
 from .timing import try_import
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(
             ["python -m makemore_cpp.bench"] + (list(argv) if argv is not None else sys.argv[1:])
         ),
+        "data": bench_words(args.quick)[1],
         "quick": args.quick,
         "repeats": args.repeats,
     }

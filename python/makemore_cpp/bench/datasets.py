@@ -7,17 +7,28 @@ import os
 import makemore_cpp as mm
 
 
+def names_path() -> str | None:
+    """The lecture's names: shared/data/names.txt in the nearest folder above the project root (its
+    ../shared; a worktree's is further up) or above the working directory; None without one."""
+    here = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))  # the project root
+    for start in (os.path.dirname(here), os.path.abspath(os.getcwd())):
+        d = start
+        while True:
+            p = os.path.join(d, "shared", "data", "names.txt")
+            if os.path.exists(p):
+                return p
+            if os.path.dirname(d) == d:
+                break
+            d = os.path.dirname(d)
+    return None
+
+
 def bench_words(quick: bool) -> tuple[list[str], str]:
-    """The lecture's names (../shared/data/names.txt beside the project, when present), else the
-    bundled names; a few thousand of them when quick."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.path.join(here, "..", "..", "..", "..", "shared", "data", "names.txt"),
-        os.path.join(os.getcwd(), "..", "shared", "data", "names.txt"),
-    ]
-    path = next((p for p in candidates if os.path.exists(p)), None)
+    """The lecture's names (names_path) when present, else the bundled names; a few thousand of
+    them when quick. Returns (words, where they came from)."""
+    path = names_path()
     words = mm.load_words(path) if path else mm.load_names()
-    return (words[:3000] if quick else words), ("../shared/data/names.txt" if path else "bundled names")
+    return (words[:3000] if quick else words), (os.path.relpath(path) if path else "bundled names")
 
 
 def data(block_size: int, quick: bool):

@@ -143,7 +143,8 @@ def markdown(results: dict, meta: dict) -> str:
     versions = ", ".join(f"{k} {meta[k]}" for k in ("python", "numpy", "torch", "jax") if meta.get(k))
     lines = [
         f"Measured {meta['date']} on {meta['cpu_model']} ({meta['cpus']} of {meta['cores']} CPUs, "
-        f"instruction-set path {meta['isa']}); {versions}. Command: `{meta['command']}`.",
+        f"instruction-set path {meta['isa']}); {versions}; data {meta.get('data')}. "
+        f"Command: `{meta['command']}`.",
         "",
         "Medians of interleaved rounds; a ratio is the other side's median over ours (above 1: ours is "
         "faster). Where PyTorch ran in several ways or at 1 and 2 threads, the best is shown and named. "
