@@ -66,6 +66,10 @@ def run_one(w: str, args) -> dict:
     raise ValueError(w)
 
 
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.workload or WORKLOADS
     have = os.sched_getaffinity(0)
     args.cpus = len(have)
+    started, load_before = now(), os.getloadavg()
     results: dict[str, dict] = {}
     for w in chosen:
         if w.endswith("2") and len(have) < 2:
@@ -130,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     torch = try_import("torch")
     jax = None if args.no_jax else try_import("jax")
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": started,
+        "finished": now(),
+        # The host's 1-minute load average before and after: above the CPU count, others were running.
+        "loadavg": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpus": len(have),

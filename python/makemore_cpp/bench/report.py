@@ -140,9 +140,11 @@ def split_by_cores(r: dict, impl: str, one: str) -> str:
 
 def markdown(results: dict, meta: dict) -> str:
     """The Speed table: one row per comparison, with the header line saying where and how."""
+    load = " to ".join(f"{x:.1f}" for x in meta.get("loadavg", [])) or "?"
     versions = ", ".join(f"{k} {meta[k]}" for k in ("python", "numpy", "torch", "jax") if meta.get(k))
     lines = [
-        f"Measured {meta['date']} on {meta['cpu_model']} ({meta['cpus']} of {meta['cores']} CPUs, "
+        f"Measured {meta['date']} to {meta.get('finished', '?')} on {meta['cpu_model']} "
+        f"({meta['cpus']} of {meta['cores']} CPUs, load average {load}, "
         f"instruction-set path {meta['isa']}); {versions}; data {meta.get('data')}. "
         f"Command: `{meta['command']}`.",
         "",
