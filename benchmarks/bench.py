@@ -1,4 +1,4 @@
-"""The benchmark suite: makemore_cpp against PyTorch eager and JAX. See makemore_cpp/bench.py.
+"""The benchmark suite: makemore_cpp against PyTorch eager and JAX. See makemore_cpp/bench/.
 
 python benchmarks/bench.py [--quick] [-w step -w eval ...] [--json benchmarks/results.json]
 """

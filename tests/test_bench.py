@@ -1,17 +1,25 @@
-"""The benchmark suite runs (a smoke test: sizes are tiny and no timing is checked)."""
+"""The benchmark suite runs (a smoke test: sizes are tiny and no timing is checked), and its other
+sides compute what ours computes."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 import makemore_cpp
+
+HAVE_NN = importlib.util.find_spec("makemore_cpp.nn") is not None
 
 
 def test_bench_quick_runs_every_workload(tmp_path):
     out = tmp_path / "bench.json"
+    md = tmp_path / "speed.md"
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(
@@ -19,7 +27,17 @@ def test_bench_quick_runs_every_workload(tmp_path):
         ),
     )
     res = subprocess.run(
-        [sys.executable, "-m", "makemore_cpp.bench", "--quick", "--no-jax", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "makemore_cpp.bench",
+            "--quick",
+            "--no-jax",
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -34,21 +52,77 @@ def test_bench_quick_runs_every_workload(tmp_path):
         "lecture step, 1 thread",
         "eval, 1 thread",
         "sampling, 1 thread",
+        "sampling 20 names, 1 thread",
+        "sampling 1,000 names, 1 thread",
         "large step, 1 thread",
         "run",
+        "wavenet step, 1 thread",
+        "bn step, 1 thread",
+        "nn.Sequential MLP step, 1 thread",
+        "wavenet run",
     } <= set(results)
+    layer_rows = {
+        "wavenet step, 1 thread",
+        "bn step, 1 thread",
+        "nn.Sequential MLP step, 1 thread",
+        "wavenet run",
+    }
     for name, r in results.items():
-        if name == "run":
-            assert r["steps"] > 0 and r["losses"]["dev"] > 0 and r["peak_rss_mib"] > 0
+        if "skipped" in r or "ours_skipped" in r:  # only our nn rows, and only without makemore_cpp.nn
+            assert name in layer_rows and not HAVE_NN, (name, r)
+            reason = r.get("skipped") or r["ours_skipped"]
+            assert "makemore_cpp.nn" in reason and reason in res.stderr
+        if "skipped" in r:
             continue
-        ours = r["samples"]["makemore_cpp"]
-        assert len(ours) >= 2 and all(t > 0 for t in ours)
+        if name in ("run", "wavenet run"):
+            assert r["steps"] > 0 and r["losses"]["dev"] > 0 and r["seconds"] > 0
+            continue
+        if "ours_skipped" not in r:
+            ours = r["samples"][r["rows"][0]["ours"]]
+            assert len(ours) >= 2 and all(t > 0 for t in ours)
+        for impl, ts in r["samples"].items():
+            assert len(ts) == 2 and all(t > 0 for t in ts), (name, impl)
+        timed = set(r["samples"]) | ({"makemore_cpp"} if "ours_skipped" in r else set())
+        for row in r["rows"]:  # every row names implementations that were timed
+            assert {row["ours"], *row["others"], *row.get("jax", [])} <= timed, (name, row)
+    # PyTorch as a competent user writes it, beside the lecture's own loops (labelled as such).
+    run = results["run"]
+    assert (
+        run["peak_rss_mib"] > 0
+        and run["torch"]["steps"] == run["steps"]
+        and run["torch"]["losses"]["dev"] > 0
+    )
+    assert "lecture" in run["torch"]["label"]
+    ev = results["eval, 1 thread"]["samples"]
+    assert {
+        "torch, distinct contexts",
+        "torch, the lecture's every-row pass",
+        "makemore_cpp, every row",
+    } <= set(ev)
+    for n in ("20", "1,000"):
+        assert {"torch batched, multinomial", "torch batched, searchsorted"} <= set(
+            results[f"sampling {n} names, 1 thread"]["samples"]
+        )
+    assert "torch, the lecture's one-name loop" in results["sampling, 1 thread"]["samples"]
+    for w in ("wavenet", "bn"):
+        r = results[f"{w} step, 1 thread"]
+        assert "torch eager, the lecture's classes" in r["samples"] and r["params"] > 0
+    summary = data["summary"]
+    assert summary["eval, 1 thread"][0]["best_other"] == "torch, distinct contexts"
     assert "makemore_cpp" in res.stdout and "vs makemore_cpp" in res.stdout
+    table = md.read_text()
+    assert data["meta"]["cpu_model"] in table and data["meta"]["command"] in table
+    assert "| loss() over the training split | 1 |" in table and "(*lecture*)" in table
     if len(os.sched_getaffinity(0)) >= 2:
         two = results["large step, 2 threads"]
         assert len(two["round_trip_ns"]) == len(two["samples"]["makemore_cpp"])
         assert all(ns > 0 for ns in two["round_trip_ns"])
         assert "round trip" in res.stdout
+        for w in ("lecture step", "large step"):  # PyTorch at 1 and at 2 threads, interleaved
+            assert {"torch eager, 1 thread", "torch eager, 2 threads"} <= set(
+                results[f"{w}, 2 threads"]["samples"]
+            )
+        assert summary["eval, 2 threads"][0]["best_other"].startswith("torch, distinct contexts, ")
 
 
 def test_core_round_trip_measures_and_leaves_the_affinity_alone():
@@ -107,8 +181,9 @@ def test_the_report_splits_two_thread_ratios_by_the_cores_round_trip():
 
 def test_interleave_alternates_the_order_of_its_rounds(monkeypatch):
     from makemore_cpp import bench
+    from makemore_cpp.bench import timing
 
-    monkeypatch.setattr(bench, "SETTLE", 0.0)
+    monkeypatch.setattr(timing, "SETTLE", 0.0)
     calls = []
 
     def impl(name):
@@ -121,3 +196,187 @@ def test_interleave_alternates_the_order_of_its_rounds(monkeypatch):
     out = bench.interleave({"A": impl("A"), "B": impl("B"), "C": impl("C")}, 3)
     assert calls == list("CBA" + "ABC" + "CBA" + "ABC")  # a warm-up round, then the rounds
     assert {k: len(v) for k, v in out.items()} == {"A": 3, "B": 3, "C": 3}
+
+
+# ----------------------------------------------------------------------------- the other sides
+
+
+def _lecture_batch(T: int, B: int = 32, V: int = 27, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, (B, T)).astype(np.int32), rng.integers(0, V, B).astype(np.int32)
+
+
+def test_the_lecture_models_have_the_lecture_parameter_counts():
+    pytest.importorskip("torch")
+    from makemore_cpp.bench import lecture_layers as L
+    from makemore_cpp.bench.layer_specs import bn_spec, wavenet_spec
+    from makemore_cpp.bench.layer_workloads import PARAMS
+
+    for name, spec in (("wavenet", wavenet_spec()), ("bn", bn_spec())):
+        model = L.build(spec, L.lecture_params(spec))
+        assert L.num_params(model) == PARAMS[name]
+    assert PARAMS == {"wavenet": 76_579, "bn": 12_097}
+
+
+@pytest.mark.parametrize("which", ["wavenet", "bn"])
+def test_the_jax_step_computes_the_lecture_classes_loss_gradients_and_running_stats(which):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    import torch.nn.functional as F
+
+    from makemore_cpp.bench import jax_models as J
+    from makemore_cpp.bench import lecture_layers as L
+    from makemore_cpp.bench.layer_specs import bn_spec, wavenet_spec
+
+    spec, T = (wavenet_spec(), 8) if which == "wavenet" else (bn_spec(), 3)
+    params = L.lecture_params(spec, seed=7)
+    # Running statistics away from their initial values, so that their update is tested.
+    rng = np.random.default_rng(1)
+    for k in params:
+        if k.endswith("running_mean"):
+            params[k] = rng.normal(size=params[k].shape).astype(np.float32)
+        if k.endswith("running_var"):
+            params[k] = rng.uniform(0.5, 2, params[k].shape).astype(np.float32)
+    xb, yb = _lecture_batch(T)
+    model = L.build(spec, params)
+    loss = F.cross_entropy(model(torch.tensor(xb, dtype=torch.long)), torch.tensor(yb, dtype=torch.long))
+    loss.backward()
+    jloss, grads, stats = J.loss_and_grad(spec, params, xb, yb)
+    assert abs(jloss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
+    for i, layer in enumerate(model.layers):
+        for name in ("weight", "bias", "gamma", "beta"):
+            t = getattr(layer, name, None)
+            if t is not None:
+                g = t.grad.numpy()
+                np.testing.assert_allclose(grads[f"{i}.{name}"], g, rtol=1e-4, atol=1e-5 * np.abs(g).max())
+        for name in J.STATS:
+            if hasattr(layer, name):
+                np.testing.assert_allclose(
+                    stats[f"{i}.{name}"], getattr(layer, name).numpy().reshape(-1), rtol=1e-5, atol=1e-6
+                )
+
+
+def test_torch_by_distinct_contexts_computes_the_every_row_loss():
+    pytest.importorskip("torch")
+    import makemore_cpp as mm
+    from makemore_cpp.bench import torch_mlp
+
+    words = mm.load_names()[:2000]
+    vocab = mm.Vocab.from_words(words)
+    X, Y = mm.build_dataset(words, vocab, 3)
+    model = mm.MLP(vocab, seed=3)
+    every = torch_mlp.every_row_loss(model, X, Y)()
+    assert len(np.unique(X, axis=0)) < len(X) / 3
+    assert abs(torch_mlp.distinct_loss(model, X, Y)() - every) < 1e-5 * every
+    assert abs(model.loss(X, Y) - every) < 1e-5 * every
+
+
+@pytest.mark.parametrize("draw", ["multinomial", "searchsorted"])
+def test_the_batched_torch_sampler_draws_from_the_model(draw):
+    torch = pytest.importorskip("torch")
+    import makemore_cpp as mm
+    from makemore_cpp.bench import torch_mlp
+
+    words = mm.load_names()[:2000]
+    vocab = mm.Vocab.from_words(words)
+    X, Y = mm.build_dataset(words, vocab, 3)
+    model = mm.MLP(vocab, seed=3, init="kaiming")
+    mm.train(model, X, Y, steps=300, lr=0.1)
+    n, max_len = 20_000, 12
+    ids = torch_mlp.batched_sampler(model, draw, max_len=max_len, seed=5)(n).long().numpy()
+    assert ids.shape == (n, max_len) and ids.min() >= 0 and ids.max() < len(vocab)
+    ended = np.cumsum(ids == 0, axis=1) > 0  # after its first 0, a name holds only 0s
+    assert (ids[ended] == 0).all()
+    # The first character's frequencies against the model's distribution after '...'.
+    p = torch.softmax(torch.tensor(model.logits(np.zeros((1, 3), np.int32))[0]), 0).numpy()
+    freq = np.bincount(ids[:, 0], minlength=len(vocab)) / n
+    assert np.abs(freq - p).max() < 5 * np.sqrt(p.max() / n)
+
+
+def test_the_pytorch_wavenet_run_is_opt_in():
+    from makemore_cpp.bench.command import OPT_IN, WORKLOADS
+
+    assert "wavenet-run-torch" in OPT_IN and "wavenet-run-torch" not in WORKLOADS
+
+
+def _fake_nn():
+    """A stand-in for makemore_cpp.nn with the planned API's shapes and keys (no training)."""
+    import types
+
+    class Layer:
+        def __init__(self, *args, **kw):
+            self.args, self.kw = args, kw
+
+    nn = types.SimpleNamespace()
+    for name in ("Embedding", "Flatten", "FlattenConsecutive", "Linear", "BatchNorm1d", "Tanh"):
+        setattr(nn, name, type(name, (Layer,), {}))
+
+    class Sequential:
+        def __init__(self, layers, *, vocab, block_size, seed=0, dtype="float32"):
+            rng = np.random.default_rng(seed)
+            self.params = {}
+            for i, layer in enumerate(layers):
+                kind, a = type(layer).__name__, layer.args
+                if kind in ("Embedding", "Linear"):
+                    self.params[f"{i}.weight"] = rng.normal(size=a[:2]).astype(np.float32)
+                if kind == "Linear" and layer.kw.get("bias", True):
+                    self.params[f"{i}.bias"] = np.zeros(a[1], np.float32)
+                if kind == "BatchNorm1d":
+                    for k, f in (("gamma", np.ones), ("beta", np.zeros), ("running_mean", np.zeros)):
+                        self.params[f"{i}.{k}"] = f(a[0], np.float32)
+                    self.params[f"{i}.running_var"] = np.ones(a[0], np.float32)
+
+        def get_params(self):
+            return {k: v.copy() for k, v in self.params.items()}
+
+        def set_params(self, d):
+            assert set(d) == set(self.params), sorted(set(d) ^ set(self.params))
+            for k, v in d.items():
+                assert np.shape(v) == self.params[k].shape, k
+                self.params[k] = np.array(v, np.float32)
+
+        def loss(self, X, Y):
+            return 3.0
+
+    nn.Sequential = Sequential
+    return nn
+
+
+def test_our_layer_rows_follow_the_planned_nn_api(monkeypatch):
+    """With a stand-in for makemore_cpp.nn (until it is in this build): our rows are measured, and
+    PyTorch's and JAX's models start from our parameters."""
+    if HAVE_NN:
+        pytest.skip("makemore_cpp.nn is here: the quick benchmark run measures the real rows")
+    pytest.importorskip("torch")
+    import argparse
+
+    import makemore_cpp as mm
+    from makemore_cpp.bench import layer_workloads as lw
+    from makemore_cpp.bench import lecture_layers as L
+
+    fake = _fake_nn()
+    monkeypatch.setitem(sys.modules, "makemore_cpp.nn", fake)
+    monkeypatch.setattr(makemore_cpp, "nn", fake, raising=False)
+    steps = []
+    monkeypatch.setattr(
+        lw, "ours_steps", lambda model, X, Y, B: lambda k: steps.append((type(model).__name__, k))
+    )
+    built = []
+    real_build = L.build
+    monkeypatch.setattr(
+        L, "build", lambda spec, params=None: built.append(params) or real_build(spec, params)
+    )
+    monkeypatch.setattr(mm, "train", lambda model, X, Y, steps, **kw: type("H", (), {"seconds": 0.5})())
+    monkeypatch.setattr(lw, "pin_threads", lambda n: None)
+    args = argparse.Namespace(quick=True, steps=3, repeats=2)
+    r = lw.layer_step_workload("wavenet", args, with_jax=False)
+    assert "ours_skipped" not in r and len(r["samples"]["makemore_cpp"]) == 2 and r["params"] == 76_579
+    assert built and built[-1]["13.weight"].shape == (128, 27)
+    ours = r["rows"][0]
+    assert ours["ours"] == "makemore_cpp" and ours["others"] == ["torch eager, the lecture's classes"]
+    s = lw.seqmlp_workload(args)
+    assert set(s["samples"]) == {"makemore_cpp, mm.MLP", "makemore_cpp, nn.Sequential"}
+    assert {"MLP", "Sequential"} <= {name for name, _ in steps}
+    w = lw.wavenet_run_workload(args)
+    assert w["steps"] == 2000 and w["losses"] == {"train": 3.0, "dev": 3.0} and "nn.Sequential" in w["how"]
+    assert w["threads"] == min(2, len(os.sched_getaffinity(0)))

@@ -1,0 +1,194 @@
+"""PyTorch's side of the lecture's MLP (part 2): the lecture's loops, and PyTorch as a competent
+user writes it where the lecture's loop is not what such a user would run (evaluation, sampling).
+
+Every function takes the parameters of an `mm.MLP` (or the lecture's own initialisation), so that
+both sides compute the same thing."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+import makemore_cpp as mm
+
+
+def params(model: mm.MLP, requires_grad: bool):
+    """The model's C, W1, b1, W2, b2 as float32 torch tensors."""
+    import torch
+
+    return [torch.tensor(a, requires_grad=requires_grad) for a in model.get_params().values()]
+
+
+def lecture_steps(model: mm.MLP, X: np.ndarray, Y: np.ndarray, batch_size: int, lr: float = 0.1):
+    """The lecture's training loop, verbatim: returns run(k) doing k steps."""
+    import torch
+    import torch.nn.functional as F
+
+    ps = params(model, True)
+    C, W1, b1, W2, b2 = ps
+    Xt, Yt = torch.tensor(X, dtype=torch.long), torch.tensor(Y, dtype=torch.long)
+    g = torch.Generator().manual_seed(2147483647)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            ix = torch.randint(0, Xt.shape[0], (batch_size,), generator=g)
+            emb = C[Xt[ix]]
+            h = torch.tanh(emb.view(-1, W1.shape[0]) @ W1 + b1)
+            logits = h @ W2 + b2
+            loss = F.cross_entropy(logits, Yt[ix])
+            for p in ps:
+                p.grad = None
+            loss.backward()
+            for p in ps:
+                p.data += -lr * p.grad
+
+    return run
+
+
+def every_row_loss(model: mm.MLP, X: np.ndarray, Y: np.ndarray) -> Callable[[], float]:
+    """The lecture's evaluation: the network over every row, no gradient."""
+    import torch
+    import torch.nn.functional as F
+
+    C, W1, b1, W2, b2 = params(model, False)
+    Xt, Yt = torch.tensor(X, dtype=torch.long), torch.tensor(Y, dtype=torch.long)
+
+    def run() -> float:
+        with torch.no_grad():
+            emb = C[Xt]
+            h = torch.tanh(emb.view(emb.shape[0], -1) @ W1 + b1)
+            return float(F.cross_entropy(h @ W2 + b2, Yt))
+
+    return run
+
+
+def distinct_loss(model: mm.MLP, X: np.ndarray, Y: np.ndarray) -> Callable[[], float]:
+    """The same loss as a competent user computes it: each row's context numbered as one integer
+    (its ids as digits in base V), `torch.unique(..., return_inverse=True)`, the network over the
+    distinct contexts only, each row's log-probability gathered back. The ids stay in the int32
+    that `build_dataset` gives while the numbers fit (torch.unique sorts int32 about twice as fast
+    as int64). Every step runs in each call, as `loss()` numbers the contexts in each call."""
+    import torch
+    import torch.nn.functional as F
+
+    C, W1, b1, W2, b2 = params(model, False)
+    V, T = C.shape[0], X.shape[1]
+    wide = V**T >= 2**31
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    Xt = Xt.long() if wide else Xt.int()
+    Yt = torch.from_numpy(np.ascontiguousarray(Y)).long()
+    place = [V ** (T - 1 - t) for t in range(T)]
+
+    def run() -> float:
+        with torch.no_grad():
+            key = Xt[:, 0]
+            for t in range(1, T):
+                key = key * V + Xt[:, t]
+            u, inv = torch.unique(key, return_inverse=True)
+            ctx = torch.stack([(u // p) % V for p in place], 1)
+            h = torch.tanh(C[ctx].view(len(u), -1) @ W1 + b1)
+            logp = F.log_softmax(h @ W2 + b2, dim=1)
+            return float(-logp[inv, Yt].mean())
+
+    return run
+
+
+# How a batched sampler draws each character from the softmax: torch.multinomial, which users
+# write, or inverse transform sampling (running sums, one uniform, searchsorted), which is faster
+# on CPU. The benchmark times both and compares against the better.
+DRAWS = ("multinomial", "searchsorted")
+
+
+def batched_sampler(
+    model: mm.MLP, draw: str, max_len: int = 100, seed: int = 2147483647
+) -> Callable[[int], object]:
+    """sample(n): n names advancing together, one batched forward pass a character under
+    `torch.no_grad()` over the names still being drawn, until each draws '.' or holds max_len
+    characters. Returns the (n, max_len) tensor of ids (0 after each name's end): turning them into
+    strings is left out of PyTorch's time (ours includes it)."""
+    import torch
+    import torch.nn.functional as F
+
+    if draw not in DRAWS:
+        raise ValueError(f"draw must be one of {DRAWS}, got {draw!r}")
+    C, W1, b1, W2, b2 = params(model, False)
+    V, T = C.shape[0], W1.shape[0] // C.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    id_dtype = torch.uint8 if V <= 256 else torch.int32
+
+    def sample(n: int):
+        with torch.no_grad():
+            out = torch.zeros((n, max_len), dtype=id_dtype)
+            rows = torch.arange(n)
+            ctx = torch.zeros((n, T), dtype=torch.long)
+            for t in range(max_len):
+                h = torch.tanh(C[ctx].view(len(rows), -1) @ W1 + b1)
+                probs = F.softmax(h @ W2 + b2, dim=1)
+                if draw == "multinomial":
+                    ix = torch.multinomial(probs, num_samples=1, generator=g).squeeze(1)
+                else:
+                    cdf = probs.cumsum(1)
+                    u = torch.rand((len(rows), 1), generator=g) * cdf[:, -1:]
+                    ix = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=V - 1)
+                out[rows, t] = ix.to(id_dtype)
+                keep = ix != 0
+                rows, ix = rows[keep], ix[keep]
+                if rows.numel() == 0:
+                    break
+                ctx = torch.cat([ctx[keep, 1:], ix[:, None]], 1)
+        return out
+
+    return sample
+
+
+def lecture_run(
+    Xtr: np.ndarray, Ytr: np.ndarray, Xdev: np.ndarray, Ydev: np.ndarray, steps: int, vocab_size: int
+) -> dict:
+    """The lecture's part-2 run in PyTorch eager, as the notebook writes it: its initialisation
+    (torch.randn from a generator seeded 2147483647), `steps` SGD steps of 32 rows at 0.1, 0.01
+    from half-way (the lecture: 200,000 steps, 0.01 from 100,000), then the loss on train and dev.
+    The minibatch rows come from a seeded generator (the lecture uses torch's global one)."""
+    import torch
+    import torch.nn.functional as F
+
+    T = Xtr.shape[1]
+    t_start = time.perf_counter()
+    Xt, Yt = torch.tensor(Xtr, dtype=torch.long), torch.tensor(Ytr, dtype=torch.long)
+    g = torch.Generator().manual_seed(2147483647)
+    C = torch.randn((vocab_size, 10), generator=g)
+    W1 = torch.randn((T * 10, 200), generator=g)
+    b1 = torch.randn(200, generator=g)
+    W2 = torch.randn((200, vocab_size), generator=g)
+    b2 = torch.randn(vocab_size, generator=g)
+    parameters = [C, W1, b1, W2, b2]
+    for p in parameters:
+        p.requires_grad = True
+    gb = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        ix = torch.randint(0, Xt.shape[0], (32,), generator=gb)
+        emb = C[Xt[ix]]
+        h = torch.tanh(emb.view(-1, T * 10) @ W1 + b1)
+        logits = h @ W2 + b2
+        loss = F.cross_entropy(logits, Yt[ix])
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        lr = 0.1 if i < steps // 2 else 0.01
+        for p in parameters:
+            p.data += -lr * p.grad
+    train_seconds = time.perf_counter() - t0
+    losses = {}
+    with torch.no_grad():
+        for name, (X, Y) in (("train", (Xt, Yt)), ("dev", (Xdev, Ydev))):
+            X, Y = torch.as_tensor(X, dtype=torch.long), torch.as_tensor(Y, dtype=torch.long)
+            h = torch.tanh(C[X].view(-1, T * 10) @ W1 + b1)
+            losses[name] = float(F.cross_entropy(h @ W2 + b2, Y))
+    return {
+        "seconds": time.perf_counter() - t_start,
+        "train_seconds": train_seconds,
+        "steps": steps,
+        "losses": losses,
+    }
