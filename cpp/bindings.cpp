@@ -126,10 +126,18 @@ std::shared_ptr<Model> make_model(ModelDesc d, const std::string& dtype) {
     return std::make_shared<Model>(std::move(d), dtype == "float32" ? 4 : 8);
 }
 
+// The trained parameters' regions of the arena, in table order.
+std::vector<ParamSpan> trained_spans(const Model& m) {
+    std::vector<ParamSpan> out;
+    for (const ParamInfo& q : m.d.params)
+        if (q.trained) out.push_back(ParamSpan{q.off, q.span, q.rows * (q.cols ? q.cols : 1)});
+    return out;
+}
+
 template <class I>
 py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carray<int64_t>> batch_idx,
-                      carray<double> lr, int64_t step0, uint64_t seed, double seconds,
-                      carray<double> losses) {
+                      carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses,
+                      std::optional<carray<double>> ustats) {
     Model& m = *tr.model;
     check_rows(m, X, &Y);
     const int64_t steps = lr.size();
@@ -148,6 +156,15 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
     a.seed = seed;
     a.seconds = seconds;
     a.losses = losses.mutable_data();
+    const std::vector<ParamSpan> spans = trained_spans(m);
+    if (ustats) {
+        require(ustats->ndim() == 3 && ustats->shape(0) == steps &&
+                    ustats->shape(1) == (py::ssize_t)spans.size() && ustats->shape(2) == 2,
+                "ustats must be (steps, trained parameters, 2)");
+        a.spans = spans.data();
+        a.nspans = (int)spans.size();
+        a.ustats = ustats->mutable_data();
+    }
     if constexpr (sizeof(I) == 1) {
         a.X8 = X.data();
         a.Y8 = Y.data();
@@ -172,6 +189,21 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
         }
     }
     return py::make_tuple(r.done, r.status);
+}
+
+// Rows of a workspace buffer (ld apart) into a (R, C) array, and of its gradient (times the dropout
+// mask, when there is one) into another.
+template <class T>
+void copy_rows(const void* h, const void* dh, const void* mask, py::ssize_t R, py::ssize_t C, int64_t ld,
+               py::array& a, py::array& d) {
+    T* pa = (T*)a.mutable_data();
+    T* pd = (T*)d.mutable_data();
+    for (py::ssize_t r = 0; r < R; ++r)
+        for (py::ssize_t k = 0; k < C; ++k) {
+            const int64_t at = r * ld + k;
+            pa[r * C + k] = ((const T*)h)[at];
+            pd[r * C + k] = ((const T*)dh)[at] * (mask ? ((const T*)mask)[at] : T(1));
+        }
 }
 
 // Whether two descriptions are of the same model.
@@ -295,13 +327,72 @@ PYBIND11_MODULE(_core, mod) {
                      py::gil_scoped_release nogil;
                      if (m.elem == 4)
                          loss = isa()->f32.net_loss_and_grad(m.net_view<float>(), ws.get(), X.data(),
-                                                             Y.data(), B, (float*)ws->grad);
+                                                             Y.data(), B, (float*)ws->grad, 0.0, 0, 0);
                      else
                          loss = isa()->f64.net_loss_and_grad(m.net_view<double>(), ws.get(), X.data(),
-                                                             Y.data(), B, (double*)ws->grad);
+                                                             Y.data(), B, (double*)ws->grad, 0.0, 0, 0);
                  }
                  return py::make_tuple(loss, arena_to_list(m, ws->grad, true));
              })
+        .def(
+            "diagnose",
+            // One training-mode pass by the layer plan (the MLP's too), changing nothing: (loss, the
+            // trained parameters' gradients, the Tanh layers' indices, their outputs (rows,
+            // channels), the gradient with respect to those outputs). Dropout with the masks of
+            // (seed, step) when dropout > 0; the outputs are then those before dropout.
+            [](Model& m, carray<int32_t> X, carray<int32_t> Y, double dropout, uint64_t seed, int64_t step) {
+                check_rows(m, X, &Y);
+                const int B = (int)X.shape(0);
+                require(B >= 1, "empty batch");
+                BusyGuard g(m);
+                std::unique_ptr<Model> shadow;  // the MLP's parameters in the layer plan's arena
+                Model* run = &m;
+                if (m.d.plan == PLAN_MLP) {
+                    shadow.reset(new Model(
+                        describe_model(m.d.layers, m.d.V, m.d.T, m.d.lecture_names, m.d.rule, true), m.elem));
+                    for (int q = 0; q < (int)m.d.params.size(); ++q) {
+                        const ParamInfo& pi = m.d.params[q];
+                        std::vector<char> buf((size_t)m.elem * pi.rows * (pi.cols ? pi.cols : 1));
+                        m.read(q, m.p, buf.data());
+                        shadow->write(q, shadow->p, buf.data());
+                    }
+                    run = shadow.get();
+                }
+                const Net& net = run->d.net;
+                std::unique_ptr<NetWorkspace, void (*)(NetWorkspace*)> ws(
+                    net_workspace_create(net, B, m.elem, dropout > 0, false), net_workspace_destroy);
+                double loss;
+                {
+                    py::gil_scoped_release nogil;
+                    if (m.elem == 4)
+                        loss =
+                            isa()->f32.net_loss_and_grad(run->net_view<float>(), ws.get(), X.data(), Y.data(),
+                                                         B, (float*)ws->grad, dropout, seed, step);
+                    else
+                        loss =
+                            isa()->f64.net_loss_and_grad(run->net_view<double>(), ws.get(), X.data(),
+                                                         Y.data(), B, (double*)ws->grad, dropout, seed, step);
+                }
+                py::list layers, acts, grads;
+                for (int i = 0; i < net.nops; ++i) {
+                    const Op& op = net.ops[i];
+                    if (op.kind != OP_TANH) continue;
+                    const py::ssize_t R = (py::ssize_t)B * op.t, C = op.cout;
+                    py::array a(dtype_of(m), std::vector<py::ssize_t>{R, C});
+                    py::array d(dtype_of(m), std::vector<py::ssize_t>{R, C});
+                    // The gradient with respect to the output before dropout: that after it, times the mask.
+                    const void* dh = i == net.nops - 1 ? ws->dlogits : ws->dact[i];
+                    if (m.elem == 4)
+                        copy_rows<float>(ws->act[i], dh, ws->mask[i], R, C, op.ldout, a, d);
+                    else
+                        copy_rows<double>(ws->act[i], dh, ws->mask[i], R, C, op.ldout, a, d);
+                    layers.append(op.layer);
+                    acts.append(a);
+                    grads.append(d);
+                }
+                return py::make_tuple(loss, arena_to_list(*run, ws->grad, true), layers, acts, grads);
+            },
+            py::arg("X"), py::arg("Y"), py::arg("dropout") = 0.0, py::arg("seed") = 0, py::arg("step") = 0)
         .def("evaluate",
              // Evaluation mode. Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the
              // logits (if asked). dedup: compute each distinct context once where possible (the same
@@ -420,15 +511,19 @@ PYBIND11_MODULE(_core, mod) {
         .def_readwrite("t", &Trainer::t)
         // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status). X and Y
         // as int32, or as uint8 when the vocabulary fits a byte (read faster at random).
-        .def("run",
-             [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx,
-                carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses) {
-                 if (X.dtype().equal(py::dtype::of<uint8_t>()))
-                     return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"),
-                                                 batch_idx, lr, step0, seed, seconds, losses);
-                 return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"),
-                                             batch_idx, lr, step0, seed, seconds, losses);
-             })
+        .def(
+            "run",
+            [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx,
+               carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses,
+               std::optional<carray<double>> ustats) {
+                if (X.dtype().equal(py::dtype::of<uint8_t>()))
+                    return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"),
+                                                batch_idx, lr, step0, seed, seconds, losses, ustats);
+                return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"),
+                                            batch_idx, lr, step0, seed, seconds, losses, ustats);
+            },
+            py::arg("X"), py::arg("Y"), py::arg("batch_idx"), py::arg("lr"), py::arg("step0"),
+            py::arg("seed"), py::arg("seconds"), py::arg("losses"), py::arg("ustats") = py::none())
         .def("moments",
              // The optimizer's moment buffers as lists of user-shaped arrays of the trained
              // parameters (None where absent).

@@ -216,6 +216,12 @@ struct OptState {
     int64_t t;
 };
 
+// A trained parameter's region of the arena: span elements from off (padding included), count of
+// them real.
+struct ParamSpan {
+    int64_t off, span, count;
+};
+
 // One call of the training loop.
 struct TrainArgs {
     const int32_t* X;   // (N, T)
@@ -230,6 +236,11 @@ struct TrainArgs {
     uint64_t seed;
     double seconds;  // return after this much time (checked between steps); <= 0: no limit
     double* losses;  // (steps,) out: minibatch losses
+    // With ustats: every step, for each of the nspans trained parameters, the standard deviation
+    // (unbiased) of its update and of its value after the update: ustats (steps, nspans, 2).
+    const ParamSpan* spans;
+    int nspans;
+    double* ustats;
 };
 
 enum RunStatus : int { RUN_OK = 0, RUN_NONFINITE_LOSS = 1, RUN_NONFINITE_PARAMS = 2 };
@@ -276,8 +287,10 @@ struct Kernels {
     int64_t (*sample)(ParamView<T>, const SampleArgs*);  // ids written when compact, else 0
     void (*dropout_mask)(uint64_t seed, int64_t step, int layer, int L, int B, int H, double p, T* out);
 
-    double (*net_loss_and_grad)(NetView<T>, NetWorkspace*, const int32_t* X, const int32_t* Y, int B,
-                                T* grad);
+    // Training mode, dropout with the masks of (seed, step) when dropout > 0; the workspace keeps
+    // every op's output and its gradient.
+    double (*net_loss_and_grad)(NetView<T>, NetWorkspace*, const int32_t* X, const int32_t* Y, int B, T* grad,
+                                double dropout, uint64_t seed, int64_t step);
     RunResult (*net_train)(NetView<T>, OptState<T>*, const OptConfig*, NetWorkspace*, const TrainArgs*);
     bool (*net_evaluate)(NetView<T>, const int32_t* X, const int32_t* Y, int64_t N, double* block_loss,
                          T* out, bool dedup);

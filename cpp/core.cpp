@@ -108,6 +108,7 @@ static ParamInfo param(const std::string& name, int layer, int64_t rows, int64_t
     q.rows = rows;
     q.cols = cols;
     q.off = 0;
+    q.span = 0;
     q.ld = cols ? cols : 1;
     q.seg = rows;
     q.segld = rows;
@@ -178,6 +179,7 @@ static void describe_mlp(ModelDesc& d, bool lecture, int rule) {
     const Layout& lay = d.lay;
     ParamInfo C = param(pname(lecture, 0, "weight", "C"), 0, c.V, c.E, INIT_NORMAL, 1.0);
     C.off = lay.C;
+    C.span = lay.W[0] - lay.C;
     d.params.push_back(C);
     for (int l = 0; l <= c.nh; ++l) {
         const int layer = 2 + 2 * l;
@@ -190,9 +192,11 @@ static void describe_mlp(ModelDesc& d, bool lecture, int rule) {
         ParamInfo W = param(pname(lecture, layer, "weight", "W" + k), layer, in, out, INIT_NORMAL, ws);
         W.off = lay.W[l];
         W.ld = lay.ld[l];
+        W.span = lay.rows[l] * lay.ld[l];
         W.transposed = l == c.nh;
         ParamInfo b = param(pname(lecture, layer, "bias", "b" + k), layer, out, 0, bkind, bs);
         b.off = lay.b[l];
+        b.span = lay.nb[l];
         d.params.push_back(W);
         d.params.push_back(b);
     }
@@ -370,7 +374,8 @@ static void describe_layers(ModelDesc& d, int rule) {
             if (q.trained != (pass == 0)) continue;
             q.off = off;
             const int64_t rows = q.cols ? (q.rows / q.seg) * q.segld + q.rows % q.seg : q.rows;
-            off += padded(q.cols ? rows * q.ld : q.rows);
+            q.span = padded(q.cols ? rows * q.ld : q.rows);
+            off += q.span;
             if (pass == 0) d.trained = off;
         }
     d.total = off;
@@ -399,7 +404,8 @@ static void describe_layers(ModelDesc& d, int rule) {
     net.total = d.total;
 }
 
-ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule) {
+ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule,
+                         bool force_layers) {
     check_layers(layers, V, T);
     ModelDesc d;
     d.layers = layers;
@@ -411,7 +417,7 @@ ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, boo
     std::memset(&d.lay, 0, sizeof d.lay);
     std::memset(&d.net, 0, sizeof d.net);
     d.trained = d.total = 0;
-    if (mlp_pattern(layers, V, T, &d.cfg)) {
+    if (!force_layers && mlp_pattern(layers, V, T, &d.cfg)) {
         // Widths must fit together as for any list.
         int64_t C = (int64_t)d.cfg.T * d.cfg.E;
         for (size_t i = 2; i < layers.size(); i += 2) {
@@ -427,7 +433,8 @@ ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, boo
         d.plan = PLAN_MLP;
         describe_mlp(d, lecture_names, rule);
     } else {
-        if (lecture_names) throw std::invalid_argument("lecture names are for the MLP's layers only");
+        if (lecture_names && !force_layers)
+            throw std::invalid_argument("lecture names are for the MLP's layers only");
         d.plan = PLAN_LAYERS;
         describe_layers(d, rule);
     }

@@ -49,6 +49,7 @@ struct ParamInfo {
     int layer;           // index in the layer list
     int64_t rows, cols;  // the user's shape; cols = 0 for a vector
     int64_t off, ld;
+    int64_t span;  // arena elements of its region (padding included)
     int64_t seg, segld;
     bool transposed;
     bool trained;  // false: a running statistic, outside the optimizer's range
@@ -72,7 +73,9 @@ struct ModelDesc {
     std::vector<ParamInfo> params;
     int64_t trained, total;  // arena elements: [0, trained) trained, [trained, total) running statistics
 };
-ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule);
+// force_layers: the layer plan even for the MLP's layers (diagnostics run every model by it).
+ModelDesc describe_model(const std::vector<LayerSpec>& layers, int V, int T, bool lecture_names, int rule,
+                         bool force_layers = false);
 
 struct Model {
     ModelDesc d;

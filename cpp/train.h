@@ -90,6 +90,39 @@ static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& 
     return ok;
 }
 
+// The update of the trained parameters' spans, recording for each the standard deviation (unbiased,
+// over its count real elements) of its update u and of its value p after the update into
+// out[2q], out[2q + 1]. A block of the span at a time: its values kept, updated as optimizer_update
+// does (the same bits), then the block's sums of u, u^2, p and p^2 taken in vectors and added in
+// double. os->t already advanced.
+template <class T>
+static bool optimizer_update_stats(T* p, OptState<T>* os, const OptConfig& o, const T* g, double lr,
+                                   const ParamSpan* spans, int nspans, double* out) {
+    constexpr int BLK = 256, W = VT<T>::W;
+    alignas(64) T old[BLK];
+    bool ok = true;
+    for (int q = 0; q < nspans; ++q) {
+        double su = 0, su2 = 0, sp = 0, sp2 = 0;
+        const int64_t end = spans[q].off + spans[q].span;
+        for (int64_t i = spans[q].off; i < end; i += BLK) {
+            const int64_t n = end - i < BLK ? end - i : BLK;
+            __builtin_memcpy(old, p + i, sizeof(T) * n);
+            ok &= optimizer_update<T>(p, g, os->m, os->v, i, i + n, o, lr, os->t);
+            vec<T> a = vec<T>{}, a2 = vec<T>{}, b = vec<T>{}, b2 = vec<T>{};
+            for (int64_t k = 0; k < n; k += W) {
+                const vec<T> x = vload(p + i + k), u = x - vload(old + k);
+                a += u, a2 += u * u, b += x, b2 += x * x;
+            }
+            su += hsum<T>(a), su2 += hsum<T>(a2), sp += hsum<T>(b), sp2 += hsum<T>(b2);
+        }
+        const double c = (double)spans[q].count, d = c > 1 ? c - 1 : 1;
+        const double vu = (su2 - su * su / c) / d, vp = (sp2 - sp * sp / c) / d;
+        out[2 * q] = __builtin_sqrt(vu > 0 ? vu : 0);
+        out[2 * q + 1] = __builtin_sqrt(vp > 0 ? vp : 0);
+    }
+    return ok;
+}
+
 // The update of arena elements [0, total).
 template <class T>
 static bool optimizer_step(T* p, int64_t total, OptState<T>* os, const OptConfig& o, const T* g, double lr) {
@@ -179,8 +212,10 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
     EmbedScratch* es = &ws->emb;
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
-    const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1;
-    const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0;
+    const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1, stats = a->ustats != nullptr;
+    // Plain SGD is updated inside the backward pass, but when the updates are measured (the same
+    // bits either way).
+    const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0 && !stats;
     if (snapshot) snapshot_take<T>(pv.p, os, n, ws->snap, ws->snap_m, ws->snap_v);
     const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
     const int kb = kblocks(c);
@@ -254,9 +289,13 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
             staged = s + 2 < a->steps ? s + 2 : -1;
             drawn = -1;  // es->cur.rows is the other set's now
         }
-        ready = prepared || (overlap && !updated && s + 1 < a->steps);
+        ready = prepared || (overlap && !updated && !stats && s + 1 < a->steps);
         if (updated) {
             os->t += 1;  // and ok says whether the updated parameters are finite
+        } else if (stats) {
+            os->t += 1;
+            ok = optimizer_update_stats<T>(pv.p, os, *o, g, a->lr[s], a->spans, a->nspans,
+                                           a->ustats + 2 * a->nspans * s);
         } else if (ready && kb > 1) {
             // Parts 0 .. npc-1 update the blocks each thread owns; part npc, taken by the thread
             // done first, prepares the next minibatch.
@@ -351,7 +390,14 @@ static RunResult net_train_loop(NetView<T> nv, OptState<T>* os, const OptConfig*
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         net_backward<T>(nv, ws, B, g);
-        bool ok = optimizer_step<T>(nv.p, net.trained, os, *o, g, a->lr[s]);
+        bool ok;
+        if (a->ustats) {
+            os->t += 1;
+            ok = optimizer_update_stats<T>(nv.p, os, *o, g, a->lr[s], a->spans, a->nspans,
+                                           a->ustats + 2 * a->nspans * s);
+        } else {
+            ok = optimizer_step<T>(nv.p, net.trained, os, *o, g, a->lr[s]);
+        }
         ok = net_update_running<T>(nv, ws) && ok;
         if (!ok) {
             __builtin_memcpy(nv.p, ws->snap, sizeof(T) * net.total);
@@ -376,13 +422,14 @@ static RunResult net_train(NetView<T> nv, OptState<T>* os, const OptConfig* o, N
 }
 
 // Loss (training mode) and gradient of the batch (X, Y) of B examples; changes nothing in the model.
+// With dropout > 0, the masks of (seed, step). The workspace keeps every op's output and gradient.
 template <class T>
 static double net_loss_and_grad(NetView<T> nv, NetWorkspace* ws, const int32_t* X, const int32_t* Y, int B,
-                                T* grad) {
+                                T* grad, double dropout, uint64_t seed, int64_t step) {
     __builtin_memcpy(ws->emb.cur.xb, X, sizeof(int32_t) * B * nv.net->T);
     __builtin_memcpy(ws->emb.cur.yb, Y, sizeof(int32_t) * B);
     net_prepare_batch(*nv.net, ws);
-    const double loss = net_forward<T>(nv, ws, B, 0.0, 0, 0);
+    const double loss = net_forward<T>(nv, ws, B, dropout, seed, step);
     if (__builtin_isfinite(loss)) net_backward<T>(nv, ws, B, grad);
     return loss;
 }

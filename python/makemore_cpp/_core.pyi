@@ -79,6 +79,12 @@ class Model:
         """Replace every parameter; all arrays are checked before any is written."""
     def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
         """Training mode: mean cross-entropy of the rows and its gradient for every trained parameter."""
+    def diagnose(
+        self, X: _I32, Y: _I32, dropout: float = 0.0, seed: int = 0, step: int = 0
+    ) -> tuple[float, list[_Float], list[int], list[_Float], list[_Float]]:
+        """One training-mode pass, changing nothing: (loss, the trained parameters' gradients, the
+        Tanh layers' indices, their outputs (rows, channels), the gradient with respect to them);
+        dropout with the masks of (seed, step) when ``dropout`` > 0."""
     def evaluate(
         self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
     ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
@@ -146,12 +152,14 @@ class Trainer:
         seed: int,
         seconds: float,
         losses: npt.NDArray[np.float64],
-        /,
+        ustats: Optional[npt.NDArray[np.float64]] = None,
     ) -> tuple[int, int]:
         """Up to ``len(lr)`` steps from global step ``step0`` (fewer if ``seconds`` run out), each
         step's minibatch loss written to ``losses``. X and Y as int32, or both as uint8 when the
         vocabulary has at most 256 characters (read faster at random). Returns (steps done,
-        status): status 0 is fine, 1 a non-finite loss, 2 a non-finite parameter after an update."""
+        status): status 0 is fine, 1 a non-finite loss, 2 a non-finite parameter after an update.
+        With ``ustats`` (steps, trained parameters, 2): each step's standard deviation of every
+        trained parameter's update and of its value after the update."""
     def moments(self) -> tuple[Optional[list[_Float]], Optional[list[_Float]]]:
         """The first and second moment buffers in user shapes (None where the optimizer keeps none)."""
     def set_moments(self, m: Optional[list[_Float]], v: Optional[list[_Float]], /) -> None:
