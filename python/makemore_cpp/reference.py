@@ -153,7 +153,12 @@ def sample(
     params = {k: np.asarray(a, dtype=np.float64) for k, a in params.items()}
     C, W1 = params["C"], params["W1"]
     T = W1.shape[0] // C.shape[1]
-    V = C.shape[0]
+    logits = lambda ctx: _forward_np(params, np.array([ctx]))[0]  # noqa: E731
+    return _sample(logits, C.shape[0], T, n, seed, temperature, top_k, prefix, max_len, first)
+
+
+def _sample(logits, V, T, n, seed, temperature, top_k, prefix, max_len, first) -> list[list[int]]:
+    """Names first .. first + n - 1, each character drawn from logits(context) as the core does."""
     k = key(seed, SAMPLE)
     names = []
     for i in range(first, first + n):
@@ -162,7 +167,7 @@ def sample(
             out.append(int(ch))
             ctx = ctx[1:] + [int(ch)]
         while len(out) < max_len:
-            lg = _forward_np(params, np.array([ctx]))[0]
+            lg = np.asarray(logits(ctx), dtype=np.float64)
             u = float((draw(k, [i * (1 << 20) + len(out)])[0] >> np.uint64(11))) * 2.0**-53
             if temperature == 0:
                 ch = int(np.argmax(lg))
@@ -611,3 +616,29 @@ def _dropout_rows(seed, step, layer, n_layers, rows, width, p) -> np.ndarray:
     with np.errstate(over="ignore"):
         u = draw(k, c0 + np.arange(width, dtype=np.uint64)[None, :])
     return np.where((u >> np.uint64(40)) >= thr, 1.0 / (1.0 - p), 0.0)
+
+
+def layers_sample(
+    layers,
+    params,
+    block_size: int,
+    n: int,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    prefix: Sequence[int] = (),
+    max_len: int = 100,
+    first: int = 0,
+) -> list[list[int]]:
+    """The core's sampler over a layer list in evaluation mode (float64 torch), one name and one
+    character at a time, with the core's draws: each name's ids (without the final 0)."""
+    torch = _torch()
+    m = torch_layers(layers, params, torch.float64)
+    m.eval()
+    V = np.asarray(next(a for k, a in params.items() if k.endswith(".weight"))).shape[0]
+
+    def logits(ctx):
+        with torch.no_grad():
+            return _layers_forward(m, np.array([ctx]))[0].numpy()
+
+    return _sample(logits, V, block_size, n, seed, temperature, top_k, prefix, max_len, first)
