@@ -15,6 +15,10 @@ namespace mm {
 static constexpr int PAD = 16;
 static constexpr int MAX_HIDDEN = 8;
 static constexpr int SUM_ROWS = 1024;  // evaluation returns the loss summed over blocks of this many rows
+// Evaluation computes each distinct context once, always when there are at most DEDUP_ALWAYS (eval.h).
+static constexpr int64_t DEDUP_ALWAYS = 65536;
+// Sampling tabulates every context's distribution only in a table of at most this many bytes (sample.h).
+static constexpr int64_t SAMPLE_TABLE_BYTES = (int64_t)256 << 20;
 
 static inline int64_t padded(int64_t n) { return (n + PAD - 1) / PAD * PAD; }
 

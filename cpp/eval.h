@@ -11,7 +11,6 @@
 
 static constexpr int ROWS = 32;
 static constexpr int CHUNKS = SUM_ROWS / ROWS;  // chunks per block (common.h: SUM_ROWS)
-static constexpr int64_t DEDUP_ALWAYS = 65536;  // at most this many contexts: always computed once each
 
 // Multiply-adds of one row's forward pass (with the full tables).
 static inline double row_macs(const Config& c) {

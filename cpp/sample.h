@@ -221,11 +221,11 @@ static int64_t sample(ParamView<T> pv, const SampleArgs* a) {
     T* P = (T*)tables.p;
     const double per_row = row_macs(c);
     // Tabulate when the contexts are at most an eighth of the characters to draw (about 8 a name)
-    // and their running sums fit in 256 MiB (makemore_cpp/model.py: _sample_chunks, the same rule).
+    // and their running sums fit in SAMPLE_TABLE_BYTES (makemore_cpp/model.py: _sample_chunks).
     const int Vs = cum_stride(V);
-    const int64_t nctx = context_count(V, Tt, ((int64_t)256 << 20) / (8 * (Vs + 1)));
+    const int64_t nctx = context_count(V, Tt, SAMPLE_TABLE_BYTES / (8 * (Vs + 1)));
     const bool have = a->table && a->table->mem;  // a table from an earlier call (same parameters)
-    const bool tabulate = have || (nctx * (Vs + 1) * 8 <= ((int64_t)256 << 20) && nctx <= a->n);
+    const bool tabulate = have || (nctx * (Vs + 1) * 8 <= SAMPLE_TABLE_BYTES && nctx <= a->n);
     int np = parts_for(per_row * (double)(tabulate ? nctx : 8 * a->n));
     if (!have) full_tables<T>(c, L, p, P, np);
 

@@ -15,6 +15,22 @@ PAD: int
 """Padded dimensions (hidden widths, the vocabulary in the logits) are multiples of this."""
 MAX_HIDDEN: int
 """The most tanh layers a model may have."""
+SUM_ROWS: int
+"""``Model.evaluate`` returns the loss summed over consecutive blocks of this many rows."""
+DEDUP_ALWAYS: int
+"""Evaluation computes each distinct context once, always when there are at most this many."""
+SAMPLE_TABLE_BYTES: int
+"""Sampling tabulates every context's distribution only in a table of at most this many bytes."""
+INIT_LECTURE: int
+"""``Model.init`` kind: every parameter N(0, 1)."""
+INIT_KAIMING: int
+"""``Model.init`` kind: the lecture's part-3 scaling."""
+OPT_SGD: int
+"""``OptConfig`` kind: SGD (momentum, nesterov, weight decay as torch.optim.SGD)."""
+OPT_ADAMW: int
+"""``OptConfig`` kind: AdamW (as torch.optim.AdamW)."""
+RUN_NONFINITE_LOSS: int
+"""``Trainer.run`` status: a minibatch loss was not finite (any other non-zero status: a parameter)."""
 
 _Float = npt.NDArray[np.floating]
 _I32 = npt.NDArray[np.int32]
@@ -37,7 +53,7 @@ class Model:
     def arena_size(self) -> int:
         """Elements in the padded arena."""
     def init(self, seed: int, kind: int, /) -> None:
-        """Fill the parameters from ``seed``: kind 0 is the lecture's N(0, 1), 1 the Kaiming scaling."""
+        """Fill the parameters from ``seed``: kind INIT_LECTURE or INIT_KAIMING."""
     def get(self, q: int, /) -> _Float:
         """A copy of parameter ``q`` (0 is C, then W1, b1, ...) in its user shape."""
     def set_all(self, arrays: list[_Float], /) -> None:
@@ -47,9 +63,9 @@ class Model:
     def evaluate(
         self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
     ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
-        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, "
-        "V) if asked);
-        IndexError if an id of X or Y is not below the vocabulary size (checked as the ids are read)."""
+        """(row losses summed over consecutive blocks of SUM_ROWS rows if Y is given, logits (N, V) if
+        asked); IndexError if an id of X or Y is not below the vocabulary size (checked as the ids
+        are read). dedup: compute each distinct context once where possible (the same results)."""
     def sample(
         self,
         seed: int,
@@ -75,16 +91,10 @@ class SampleTable:
     @property
     def filled(self) -> bool: ...
 
-class Trainer:
-    """The optimizer's state for one model: minibatch workspace, moments and update count."""
-
-    t: int
-    """Updates taken (AdamW's bias-correction counter)."""
-
+class OptConfig:
+    """The optimizer's settings, as the core takes them."""
     def __init__(
         self,
-        model: Model,
-        B: int,
         kind: int,
         momentum: float,
         nesterov: bool,
@@ -94,7 +104,18 @@ class Trainer:
         weight_decay: float,
         dropout: float,
     ) -> None:
-        """Batch size B; kind 0 is SGD (momentum, nesterov, weight decay as torch.optim.SGD), 1 AdamW."""
+        """kind OPT_SGD (momentum, nesterov, weight decay as torch.optim.SGD) or OPT_ADAMW (betas,
+        eps, decoupled weight decay as torch.optim.AdamW); dropout the probability of zeroing a
+        hidden unit during training."""
+
+class Trainer:
+    """The optimizer's state for one model: minibatch workspace, moments and update count."""
+
+    t: int
+    """Updates taken (AdamW's bias-correction counter)."""
+
+    def __init__(self, model: Model, B: int, opt: OptConfig) -> None:
+        """Batch size B and the optimizer's settings."""
     def run(
         self,
         X: _I32 | _U8,

@@ -17,7 +17,7 @@ from .schedules import _StepSchedule
 
 __all__ = ["train", "History", "TrainState", "DivergenceError"]
 
-OPTIMIZERS = {"sgd": 0, "adamw": 1}
+OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
 
 
@@ -61,18 +61,17 @@ class TrainState:
             "dropout": dropout,
         }
         self.step = 0
-        self._t = _core.Trainer(
-            model._m,
-            batch_size,
-            OPTIMIZERS[optimizer],
-            momentum,
-            nesterov,
-            betas[0],
-            betas[1],
-            eps,
-            weight_decay,
-            dropout,
+        opt = _core.OptConfig(
+            kind=OPTIMIZERS[optimizer],
+            momentum=momentum,
+            nesterov=nesterov,
+            beta1=betas[0],
+            beta2=betas[1],
+            eps=eps,
+            weight_decay=weight_decay,
+            dropout=dropout,
         )
+        self._t = _core.Trainer(model._m, batch_size, opt)
 
     def meta(self) -> dict:
         """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
@@ -413,7 +412,7 @@ def train(
             if status:
                 at = step0 + done
                 kept = f"the parameters after step {at - 1}" if at > 0 else "its initial parameters"
-                if status == 1:
+                if status == _core.RUN_NONFINITE_LOSS:
                     hist.stopped = (
                         f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
                         f"the model keeps {kept}"
