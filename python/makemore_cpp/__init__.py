@@ -20,7 +20,7 @@ from .data import Vocab, build_dataset, load_names, load_words, split_words
 from .model import MLP
 from .presets import PRESETS, FitResult, fit
 from .schedules import cosine, parse_schedule, step_decay
-from .training import DivergenceError, History, TrainState, train
+from .training import DivergenceError, History, TrainOptions, TrainState, train
 
 __all__ = [
     "__version__",
@@ -31,6 +31,7 @@ __all__ = [
     "build_dataset",
     "MLP",
     "train",
+    "TrainOptions",
     "History",
     "TrainState",
     "DivergenceError",
