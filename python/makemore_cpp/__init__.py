@@ -13,9 +13,10 @@ computed by a C++ core.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
 
-from . import _core
+from . import _core, checkpoint
+from ._version import __version__
 from .data import Vocab, build_dataset, load_names, load_words, split_words
 from .model import MLP
 from .presets import PRESETS, FitResult, fit
@@ -30,6 +31,7 @@ __all__ = [
     "split_words",
     "build_dataset",
     "MLP",
+    "load",
     "train",
     "TrainOptions",
     "History",
@@ -46,6 +48,13 @@ __all__ = [
     "get_isa",
     "set_isa",
 ]
+
+
+def load(path: str | os.PathLike) -> MLP:
+    """The model of any checkpoint of this package: ``model.save``'s, or a training run's
+    ``model.npz`` or ``best.npz`` (whose training state is checked too). ``ValueError`` naming the
+    file if it is missing, truncated, corrupt or inconsistent."""
+    return checkpoint.load(path).model
 
 
 def set_num_threads(n: int) -> None:
@@ -74,8 +83,6 @@ def set_isa(name: str) -> None:
 
 
 def _isa_from_environment() -> None:
-    import os
-
     name = os.environ.get("MAKEMORE_CPP_ISA")
     if name:
         try:

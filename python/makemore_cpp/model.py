@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _files
 from . import _validate as v
 from .data import Vocab
 
@@ -357,16 +357,35 @@ class MLP:
     # ---------------------------------------------------------------- files and torch
     def save(self, path: str | os.PathLike) -> None:
         """Write configuration, vocabulary and parameters to one ``.npz`` file (atomically)."""
-        from .checkpoint import save
-
-        save(path, self)
+        _files.write_checkpoint(path, self)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MLP":
-        """Read a model written by :meth:`save` (or a training checkpoint)."""
-        from .checkpoint import load
+        """The model of any checkpoint of this package: written by :meth:`save` or by a training run.
+        ``ValueError`` naming the file if it is missing, truncated, corrupt or inconsistent."""
+        meta, arrays = _files.read_checkpoint(path)
+        with _files.restoring(path):
+            return cls.restore(meta["config"], arrays)
 
-        return load(path).model
+    @classmethod
+    def restore(cls, config: dict, arrays: Mapping[str, np.ndarray]) -> "MLP":
+        """The model of a checkpoint's ``config`` (as :meth:`config` gives it) and arrays
+        (``param/C``, ``param/W1``, ...). The sizes are checked against the arrays before the model
+        is allocated, so a corrupt header cannot ask for any amount of memory."""
+        vocab = Vocab(config["vocab"]) if isinstance(config["vocab"], list) else config["vocab"]
+        params = {k[len(_files.PARAM) :]: a for k, a in arrays.items() if k.startswith(_files.PARAM)}
+        _check_shapes(config, len(vocab) if isinstance(vocab, Vocab) else vocab, params)
+        model = cls(
+            vocab,
+            block_size=config["block_size"],
+            n_embd=config["n_embd"],
+            n_hidden=tuple(config["n_hidden"]),
+            seed=config["seed"],
+            init=config["init"],
+            dtype=config["dtype"],
+        )
+        model.set_params(params)
+        return model
 
     def to_torch(self):
         """The same model as a ``torch.nn.Module`` (parameters ``C, W1, b1, ...``), float64 or float32."""
@@ -432,6 +451,24 @@ def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> 
             scale = min(4.0, max(0.25, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
             size = max(align, least, min(most, int(size * scale)) // align * align)
         a = b
+
+
+def _check_shapes(config: dict, V: object, params: Mapping[str, np.ndarray]) -> None:
+    """The parameters a checkpoint's header describes are the arrays it holds."""
+    T, E, hidden = config["block_size"], config["n_embd"], config["n_hidden"]
+    if not isinstance(hidden, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in [V, T, E, *hidden]
+    ):
+        raise TypeError(
+            f"sizes must be integers: vocab {V!r}, block_size {T!r}, n_embd {E!r}, n_hidden {hidden!r}"
+        )
+    widths = [T * E] + hidden + [V]
+    want = {"C": (V, E)}
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        want[f"W{i}"], want[f"b{i}"] = (a, b), (b,)
+    have = {k: tuple(a.shape) for k, a in params.items()}
+    if have != want:
+        raise ValueError(f"the header describes parameters {want}, the file holds {have}")
 
 
 def _check_memory(V: int, T: int, E: int, widths: list[int], dtype: str) -> None:
