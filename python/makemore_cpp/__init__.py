@@ -18,8 +18,9 @@ import os
 from . import _core, checkpoint
 from ._version import __version__
 from .data import Vocab, build_dataset, load_names, load_words, split_words
+from .fitting import FitResult, fit
 from .model import MLP
-from .presets import PRESETS, FitResult, fit
+from .presets import PRESETS
 from .schedules import cosine, parse_schedule, step_decay
 from .training import DivergenceError, History, TrainOptions, TrainState, train
 
