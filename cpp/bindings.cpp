@@ -499,15 +499,21 @@ PYBIND11_MODULE(_core, mod) {
         .def(py::init<>())
         .def_property_readonly("filled", [](const HeldTable& t) { return t.t.mem != nullptr; });
 
-    py::class_<Trainer>(mod, "Trainer")
-        .def(py::init([](std::shared_ptr<Model> m, int B, int kind, double momentum, bool nesterov,
-                         double beta1, double beta2, double eps, double weight_decay, double dropout) {
-                 require(B >= 1, "batch size must be positive");
-                 OptConfig o{kind, momentum, nesterov ? 1 : 0, beta1, beta2, eps, weight_decay, dropout};
-                 return new Trainer(std::move(m), B, o);
+    // The optimizer's settings (common.h), given to a Trainer as one value.
+    py::class_<OptConfig>(mod, "OptConfig")
+        .def(py::init([](int kind, double momentum, bool nesterov, double beta1, double beta2, double eps,
+                         double weight_decay, double dropout) {
+                 return OptConfig{kind, momentum, nesterov ? 1 : 0, beta1, beta2, eps, weight_decay, dropout};
              }),
-             py::arg("model"), py::arg("B"), py::arg("kind"), py::arg("momentum"), py::arg("nesterov"),
-             py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("dropout"))
+             py::arg("kind"), py::arg("momentum"), py::arg("nesterov"), py::arg("beta1"), py::arg("beta2"),
+             py::arg("eps"), py::arg("weight_decay"), py::arg("dropout"));
+
+    py::class_<Trainer>(mod, "Trainer")
+        .def(py::init([](std::shared_ptr<Model> m, int B, const OptConfig& opt) {
+                 require(B >= 1, "batch size must be positive");
+                 return new Trainer(std::move(m), B, opt);
+             }),
+             py::arg("model"), py::arg("B"), py::arg("opt"))
         .def_readwrite("t", &Trainer::t)
         // Up to lr.size steps (fewer if `seconds` runs out); returns (steps done, status). X and Y
         // as int32, or as uint8 when the vocabulary fits a byte (read faster at random).
@@ -629,4 +635,7 @@ PYBIND11_MODULE(_core, mod) {
     mod.attr("RULE_LECTURE") = (int)RULE_LECTURE;
     mod.attr("RULE_KAIMING") = (int)RULE_KAIMING;
     mod.attr("RULE_LAYERS") = (int)RULE_LAYERS;
+    mod.attr("OPT_SGD") = (int)OPT_SGD;
+    mod.attr("OPT_ADAMW") = (int)OPT_ADAMW;
+    mod.attr("RUN_NONFINITE_LOSS") = (int)RUN_NONFINITE_LOSS;
 }

@@ -13,14 +13,16 @@ computed by a C++ core.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
 
-from . import _core
+from . import _core, checkpoint
+from ._version import __version__
 from .data import Vocab, build_dataset, load_names, load_words, split_words
+from .fitting import FitResult, fit
 from .model import MLP
-from .presets import PRESETS, FitResult, fit
+from .presets import PRESETS
 from .schedules import cosine, parse_schedule, step_decay
-from .training import DivergenceError, History, TrainState, train
+from .training import DivergenceError, History, TrainOptions, TrainState, train
 
 __all__ = [
     "__version__",
@@ -30,7 +32,9 @@ __all__ = [
     "split_words",
     "build_dataset",
     "MLP",
+    "load",
     "train",
+    "TrainOptions",
     "History",
     "TrainState",
     "DivergenceError",
@@ -45,6 +49,13 @@ __all__ = [
     "get_isa",
     "set_isa",
 ]
+
+
+def load(path: str | os.PathLike) -> MLP:
+    """The model of any checkpoint of this package: ``model.save``'s, or a training run's
+    ``model.npz`` or ``best.npz`` (whose training state is checked too). ``ValueError`` naming the
+    file if it is missing, truncated, corrupt or inconsistent."""
+    return checkpoint.load(path).model
 
 
 def set_num_threads(n: int) -> None:
@@ -73,8 +84,6 @@ def set_isa(name: str) -> None:
 
 
 def _isa_from_environment() -> None:
-    import os
-
     name = os.environ.get("MAKEMORE_CPP_ISA")
     if name:
         try:

@@ -39,6 +39,12 @@ RULE_KAIMING: int
 """Initialisation: the lecture's part 3 scaling of an MLP."""
 RULE_LAYERS: int
 """Initialisation: the lecture's layer classes (Linear N(0, 1)/sqrt(fan_in), bias 0, ...)."""
+OPT_SGD: int
+"""``OptConfig`` kind: SGD (momentum, nesterov, weight decay as torch.optim.SGD)."""
+OPT_ADAMW: int
+"""``OptConfig`` kind: AdamW (as torch.optim.AdamW)."""
+RUN_NONFINITE_LOSS: int
+"""``Trainer.run`` status: a minibatch loss was not finite (any other non-zero status: a parameter)."""
 
 _Layer = tuple[int, int, int, bool, float, float]
 
@@ -88,9 +94,9 @@ class Model:
     def evaluate(
         self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
     ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
-        """(row losses summed over consecutive 1024-row blocks (SUM_ROWS) if Y is given, logits (N, "
-        "V) if asked);
-        IndexError if an id of X or Y is not below the vocabulary size (checked as the ids are read)."""
+        """(row losses summed over consecutive blocks of SUM_ROWS rows if Y is given, logits (N, V) if
+        asked); IndexError if an id of X or Y is not below the vocabulary size (checked as the ids
+        are read). dedup: compute each distinct context once where possible (the same results)."""
     def sample(
         self,
         seed: int,
@@ -122,16 +128,10 @@ class SampleTable:
     @property
     def filled(self) -> bool: ...
 
-class Trainer:
-    """The optimizer's state for one model: minibatch workspace, moments and update count."""
-
-    t: int
-    """Updates taken (AdamW's bias-correction counter)."""
-
+class OptConfig:
+    """The optimizer's settings, as the core takes them."""
     def __init__(
         self,
-        model: Model,
-        B: int,
         kind: int,
         momentum: float,
         nesterov: bool,
@@ -141,7 +141,18 @@ class Trainer:
         weight_decay: float,
         dropout: float,
     ) -> None:
-        """Batch size B; kind 0 is SGD (momentum, nesterov, weight decay as torch.optim.SGD), 1 AdamW."""
+        """kind OPT_SGD (momentum, nesterov, weight decay as torch.optim.SGD) or OPT_ADAMW (betas,
+        eps, decoupled weight decay as torch.optim.AdamW); dropout the probability of zeroing a
+        hidden unit during training."""
+
+class Trainer:
+    """The optimizer's state for one model: minibatch workspace, moments and update count."""
+
+    t: int
+    """Updates taken (AdamW's bias-correction counter)."""
+
+    def __init__(self, model: Model, B: int, opt: OptConfig) -> None:
+        """Batch size B and the optimizer's settings."""
     def run(
         self,
         X: _I32 | _U8,

@@ -12,21 +12,19 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _files
 from . import _validate as v
 from .data import Vocab
 
 __all__ = ["MLP"]
 
-INITS = {"lecture": 0, "kaiming": 1}
-EVAL_CHUNK = 1 << 18  # rows per call into the core at most (a multiple of SUM_ROWS)
-SUM_ROWS = 1024  # the core returns the loss summed over blocks of this many rows (as in its common.h)
+INITS = {"lecture": _core.RULE_LECTURE, "kaiming": _core.RULE_KAIMING}
+EVAL_CHUNK = 1 << 18  # rows per call into the core at most (a multiple of _core.SUM_ROWS)
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
 CHUNK_SECONDS = 0.05  # calls into the core are sized to take about this long, so Ctrl-C is prompt
 FIRST_CHUNK_MACS = 2e7  # the first call's size, before its time is known: a few milliseconds
-# The core computes each distinct context once, always when there are at most DEDUP_ALWAYS of them
-# (cpp/eval.h): then no call computes more than vocab_size ** block_size rows, however long.
-DEDUP_ALWAYS = 65536
+# The core computes each distinct context once, always when there are at most _core.DEDUP_ALWAYS of
+# them: then no call computes more than vocab_size ** block_size rows, however long.
 DEDUP_FIRST_MACS = 2e8  # up to this much at most (about 20 ms here), the first call takes every row
 BUSY = (
     "this model is in use by another thread (training, evaluating or sampling); "
@@ -131,7 +129,7 @@ class MLP:
     def _eval_first(self) -> float:
         """Rows in the first evaluation call."""
         contexts = self.vocab_size**self.block_size
-        if contexts <= DEDUP_ALWAYS and contexts * self._row_macs() <= DEDUP_FIRST_MACS:
+        if contexts <= _core.DEDUP_ALWAYS and contexts * self._row_macs() <= DEDUP_FIRST_MACS:
             return EVAL_CHUNK
         return FIRST_CHUNK_MACS / self._row_macs()
 
@@ -247,11 +245,11 @@ class MLP:
         sums = []
         try:
             with self._exclusive():
-                for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, SUM_ROWS):
+                for a, b in _chunks(len(X), self._eval_first(), EVAL_CHUNK, _core.SUM_ROWS):
                     sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
         except IndexError:
             _name_the_bad_id(lambda: v.rows(self, X, Y))
-        # The core sums the row losses of each block of SUM_ROWS rows in a fixed order, and every call
+        # The core sums the row losses of each block of _core.SUM_ROWS rows in a fixed order, and every call
         # starts at a multiple of SUM_ROWS; fsum is exact: so the result does not depend on how the
         # rows were split between calls.
         return math.fsum(np.concatenate(sums).tolist()) / len(X)
@@ -305,12 +303,13 @@ class MLP:
         first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
         most = max(1, SAMPLE_CHUNK_CELLS // max_len)
         # The core tabulates every context's distribution when a call draws at least as many names
-        # as there are contexts (V^T) and the table fits in 256 MiB (cpp/sample.h: rows of the
-        # vocabulary size rounded up to 8 doubles, and a best character): then give every call
-        # that many names, or the first calls would take the slow path.
+        # as there are contexts (V^T) and the table fits in _core.SAMPLE_TABLE_BYTES (cpp/sample.h:
+        # rows of the vocabulary size rounded up to 8 doubles, and a best character): then give
+        # every call that many names, or the first calls would take the slow path.
         n_contexts = self.vocab_size**self.block_size
+        table_bytes = n_contexts * ((self.vocab_size + 7) // 8 * 8 + 1) * 8
         least = 1
-        if n_contexts <= n and n_contexts * ((self.vocab_size + 7) // 8 * 8 + 1) * 8 <= (256 << 20):
+        if n_contexts <= n and table_bytes <= _core.SAMPLE_TABLE_BYTES:
             least = n_contexts
             first, most = max(first, least), max(most, least)
         # The first call that tabulates leaves the table to the next ones (the core checks that it
@@ -377,16 +376,35 @@ class MLP:
     # ---------------------------------------------------------------- files and torch
     def save(self, path: str | os.PathLike) -> None:
         """Write configuration, vocabulary and parameters to one ``.npz`` file (atomically)."""
-        from .checkpoint import save
-
-        save(path, self)
+        _files.write_checkpoint(path, self)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MLP":
-        """Read a model written by :meth:`save` (or a training checkpoint)."""
-        from .checkpoint import load
+        """The model of any checkpoint of this package: written by :meth:`save` or by a training run.
+        ``ValueError`` naming the file if it is missing, truncated, corrupt or inconsistent."""
+        meta, arrays = _files.read_checkpoint(path)
+        with _files.restoring(path):
+            return cls.restore(meta["config"], arrays)
 
-        return load(path).model
+    @classmethod
+    def restore(cls, config: dict, arrays: Mapping[str, np.ndarray]) -> "MLP":
+        """The model of a checkpoint's ``config`` (as :meth:`config` gives it) and arrays
+        (``param/C``, ``param/W1``, ...). The sizes are checked against the arrays before the model
+        is allocated, so a corrupt header cannot ask for any amount of memory."""
+        vocab = Vocab(config["vocab"]) if isinstance(config["vocab"], list) else config["vocab"]
+        params = {k[len(_files.PARAM) :]: a for k, a in arrays.items() if k.startswith(_files.PARAM)}
+        _check_shapes(config, len(vocab) if isinstance(vocab, Vocab) else vocab, params)
+        model = cls(
+            vocab,
+            block_size=config["block_size"],
+            n_embd=config["n_embd"],
+            n_hidden=tuple(config["n_hidden"]),
+            seed=config["seed"],
+            init=config["init"],
+            dtype=config["dtype"],
+        )
+        model.set_params(params)
+        return model
 
     def to_torch(self):
         """The same model as a ``torch.nn.Module`` (parameters ``C, W1, b1, ...``), float64 or float32."""
@@ -454,9 +472,27 @@ def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> 
         a = b
 
 
+def _check_shapes(config: dict, V: object, params: Mapping[str, np.ndarray]) -> None:
+    """The parameters a checkpoint's header describes are the arrays it holds."""
+    T, E, hidden = config["block_size"], config["n_embd"], config["n_hidden"]
+    if not isinstance(hidden, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in [V, T, E, *hidden]
+    ):
+        raise TypeError(
+            f"sizes must be integers: vocab {V!r}, block_size {T!r}, n_embd {E!r}, n_hidden {hidden!r}"
+        )
+    widths = [T * E] + hidden + [V]
+    want = {"C": (V, E)}
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+        want[f"W{i}"], want[f"b{i}"] = (a, b), (b,)
+    have = {k: tuple(a.shape) for k, a in params.items()}
+    if have != want:
+        raise ValueError(f"the header describes parameters {want}, the file holds {have}")
+
+
 def _check_memory(V: int, T: int, E: int, widths: list[int], dtype: str) -> None:
     """Refuse sizes whose parameters alone would not fit in memory, before asking for it."""
-    pad = lambda n: -(-n // 16) * 16  # noqa: E731
+    pad = lambda n: -(-n // _core.PAD) * _core.PAD  # noqa: E731
     cells = pad(V * E)
     ins = [T * E] + widths[:-1]
     for a, b in zip(ins, widths):

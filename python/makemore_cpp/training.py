@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,9 +16,9 @@ from . import _validate as v
 from .model import MLP
 from .schedules import _StepSchedule
 
-__all__ = ["train", "History", "TrainState", "DivergenceError"]
+__all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError"]
 
-OPTIMIZERS = {"sgd": 0, "adamw": 1}
+OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
 
 
@@ -30,53 +31,97 @@ class DivergenceError(FloatingPointError):
         self.history = history
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How :func:`train` takes its steps, checked when made::
+
+        opts = mm.TrainOptions(batch_size=128, optimizer="adamw", weight_decay=0.05)
+        mm.train(model, X, Y, steps, lr=3e-3, options=opts)   # as the same keyword arguments
+
+    batch_size: rows per step; seed: keys the minibatch draws and the dropout masks (row i of step
+    s is a pure function of seed, s and i).
+    optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``, ``weight_decay`` as torch.optim.SGD) or
+        ``"adamw"`` (``betas``, ``eps``, decoupled ``weight_decay`` as torch.optim.AdamW).
+    dropout: probability of zeroing each hidden unit during training (inverted dropout).
+    """
+
+    batch_size: int = 32
+    seed: int = 0
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "batch_size": v.integer(self.batch_size, "batch_size", 1, 1 << 24),
+            "seed": v.seed(self.seed),
+        }
+        if not isinstance(self.optimizer, str) or self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        checked["momentum"] = momentum = v.real(self.momentum, "momentum", 0.0, 1.0, high_open=True)
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
+        if self.nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        if self.optimizer == "adamw" and momentum:
+            raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
+        checked["nesterov"] = bool(self.nesterov)
+        betas = self.betas
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
+        checked["betas"] = (
+            v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
+            v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True),
+        )
+        checked["eps"] = v.real(self.eps, "eps", 0.0, low_open=True)
+        checked["weight_decay"] = v.real(self.weight_decay, "weight_decay", 0.0)
+        checked["dropout"] = v.real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        for name, value in checked.items():  # the checked values (ints, floats, a pair) replace the given
+            object.__setattr__(self, name, value)
+
+    def as_dict(self) -> dict:
+        """The options, JSON-ready (``betas`` as a list)."""
+        return {**dataclasses.asdict(self), "betas": list(self.betas)}
+
+
 class TrainState:
-    """What a run needs to continue exactly where it stopped: the settings, the global step count
+    """What a run needs to continue exactly where it stopped: the options, the global step count
     (which keys the minibatch and dropout draws and the learning-rate schedule) and the optimizer's
     moments. Returned in ``History.state``; pass it back as ``train(..., state=...)``."""
 
-    def __init__(
-        self,
-        model: MLP,
-        batch_size: int,
-        seed: int,
-        optimizer: str,
-        momentum: float,
-        nesterov: bool,
-        betas: tuple[float, float],
-        eps: float,
-        weight_decay: float,
-        dropout: float,
-    ):
+    def __init__(self, model: MLP, options: TrainOptions):
+        if options.batch_size * model.block_size > v.INT32_MAX:
+            raise ValueError(
+                f"batch_size * block_size must be <= {v.INT32_MAX}, got {options.batch_size} * "
+                f"{model.block_size}"
+            )
         self.model = model
-        self.settings = {
-            "batch_size": batch_size,
-            "seed": seed,
-            "optimizer": optimizer,
-            "momentum": momentum,
-            "nesterov": nesterov,
-            "betas": [betas[0], betas[1]],
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "dropout": dropout,
-        }
+        self.options = options
         self.step = 0
-        self._t = _core.Trainer(
-            model._m,
-            batch_size,
-            OPTIMIZERS[optimizer],
-            momentum,
-            nesterov,
-            betas[0],
-            betas[1],
-            eps,
-            weight_decay,
-            dropout,
+        opt = _core.OptConfig(
+            kind=OPTIMIZERS[options.optimizer],
+            momentum=options.momentum,
+            nesterov=options.nesterov,
+            beta1=options.betas[0],
+            beta2=options.betas[1],
+            eps=options.eps,
+            weight_decay=options.weight_decay,
+            dropout=options.dropout,
         )
+        self._t = _core.Trainer(model._m, options.batch_size, opt)
+
+    @property
+    def settings(self) -> dict:
+        """The options as a JSON-ready dict."""
+        return self.options.as_dict()
 
     def meta(self) -> dict:
         """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
-        return {"settings": dict(self.settings), "step": self.step, "updates": self._t.t}
+        return {"settings": self.settings, "step": self.step, "updates": self._t.t}
 
     def moments(self) -> dict[str, np.ndarray]:
         """The optimizer's moment buffers, keyed ``m/C``, ``v/W1``, ... (empty for plain SGD)."""
@@ -88,32 +133,11 @@ class TrainState:
         return out
 
     @classmethod
-    def restore(cls, model: MLP, meta: dict, moments: dict[str, np.ndarray]) -> "TrainState":
-        s = meta["settings"]
-        s = _settings(
-            model,
-            s["batch_size"],
-            s["seed"],
-            s["optimizer"],
-            s["momentum"],
-            s["nesterov"],
-            s["betas"],
-            s["eps"],
-            s["weight_decay"],
-            s["dropout"],
-        )
-        st = cls(
-            model,
-            s["batch_size"],
-            s["seed"],
-            s["optimizer"],
-            s["momentum"],
-            s["nesterov"],
-            tuple(s["betas"]),
-            s["eps"],
-            s["weight_decay"],
-            s["dropout"],
-        )
+    def restore(cls, model: MLP, meta: dict, arrays: Mapping[str, np.ndarray]) -> "TrainState":
+        """The state :meth:`meta` and :meth:`moments` describe (the moments among ``arrays``)."""
+        settings = meta["settings"]
+        options = TrainOptions(**{f.name: settings[f.name] for f in dataclasses.fields(TrainOptions)})
+        st = cls(model, options)
         st.step = v.integer(meta["step"], "step", 0, 2**62)
         st._t.t = v.integer(meta["updates"], "updates", 0, 2**62)
         m, w = st._t.moments()
@@ -121,7 +145,7 @@ class TrainState:
         def get(prefix, present):
             if present is None:
                 return None
-            return [v.core_array(moments[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+            return [v.core_array(arrays[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
 
         st._t.set_moments(get("m", m), get("v", w))
         return st
@@ -210,56 +234,6 @@ def _holding_model(f: Callable) -> Callable:
     return wrapper
 
 
-def _settings(
-    model: MLP,
-    batch_size: Any,
-    seed: Any,
-    optimizer: Any,
-    momentum: Any,
-    nesterov: Any,
-    betas: Any,
-    eps: Any,
-    weight_decay: Any,
-    dropout: Any,
-) -> dict:
-    """The optimizer's settings, checked."""
-    batch_size = v.integer(batch_size, "batch_size", 1, 1 << 24)
-    if batch_size * model.block_size > v.INT32_MAX:
-        raise ValueError(
-            f"batch_size * block_size must be <= {v.INT32_MAX}, got {batch_size} * {model.block_size}"
-        )
-    seed = v.seed(seed)
-    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    momentum = v.real(momentum, "momentum", 0.0, 1.0, high_open=True)
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
-    if nesterov and momentum == 0:
-        raise ValueError("nesterov=True needs momentum > 0")
-    if optimizer == "adamw" and momentum:
-        raise ValueError("momentum applies to optimizer='sgd'; AdamW's are its betas")
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
-    betas = (
-        v.real(betas[0], "betas[0]", 0.0, 1.0, high_open=True),
-        v.real(betas[1], "betas[1]", 0.0, 1.0, high_open=True),
-    )
-    eps = v.real(eps, "eps", 0.0, low_open=True)
-    weight_decay = v.real(weight_decay, "weight_decay", 0.0)
-    dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
-    return {
-        "batch_size": batch_size,
-        "seed": seed,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "nesterov": bool(nesterov),
-        "betas": [betas[0], betas[1]],
-        "eps": eps,
-        "weight_decay": weight_decay,
-        "dropout": dropout,
-    }
-
-
 @_holding_model
 def train(
     model: MLP,
@@ -278,6 +252,7 @@ def train(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     dropout: float = 0.0,
+    options: TrainOptions | None = None,
     X_val: Any = None,
     Y_val: Any = None,
     eval_every: int | None = None,
@@ -299,6 +274,8 @@ def train(
     optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``, ``weight_decay`` as torch.optim.SGD) or
         ``"adamw"`` (``betas``, ``eps``, decoupled ``weight_decay`` as torch.optim.AdamW).
     dropout: probability of zeroing each hidden unit during training (inverted dropout).
+    options: all of these (batch_size to dropout) as one :class:`TrainOptions`; those keyword
+        arguments are then left at their defaults.
     X_val, Y_val, eval_every: evaluate the loss on these rows every ``eval_every`` steps and at the
         end; ``keep_best`` leaves the model with the parameters of the best evaluation.
     state: a previous run's ``History.state``, to continue that run (same settings required).
@@ -310,17 +287,23 @@ def train(
     parameters after the last completed step.
     """
     steps = v.integer(steps, "steps", 0)
-    settings = _settings(
-        model, batch_size, seed, optimizer, momentum, nesterov, betas, eps, weight_decay, dropout
+    given = TrainOptions(
+        batch_size=batch_size,
+        seed=seed,
+        optimizer=optimizer,
+        momentum=momentum,
+        nesterov=nesterov,
+        betas=betas,
+        eps=eps,
+        weight_decay=weight_decay,
+        dropout=dropout,
     )
-    batch_size, seed, optimizer, momentum = (
-        settings["batch_size"],
-        settings["seed"],
-        settings["optimizer"],
-        settings["momentum"],
-    )
-    nesterov, betas, eps = settings["nesterov"], tuple(settings["betas"]), settings["eps"]
-    weight_decay, dropout = settings["weight_decay"], settings["dropout"]
+    if options is None:
+        options = given
+    elif not isinstance(options, TrainOptions):
+        raise TypeError(f"options must be a TrainOptions, got {type(options).__name__}")
+    elif given != TrainOptions():
+        raise ValueError("give the optimizer's settings as options or as keyword arguments, not both")
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
     X, Y = v.rows(model, X, Y)
@@ -340,15 +323,14 @@ def train(
         raise ValueError("keep_best needs X_val and Y_val")
 
     if state is None:
-        state = TrainState(
-            model, batch_size, seed, optimizer, momentum, bool(nesterov), betas, eps, weight_decay, dropout
-        )
+        state = TrainState(model, options)
     else:
         if not isinstance(state, TrainState):
             raise TypeError(f"state must be a TrainState (History.state), got {type(state).__name__}")
         if state.model is not model:
             raise ValueError("state belongs to another model")
-        diff = {k: (state.settings[k], settings[k]) for k in settings if state.settings[k] != settings[k]}
+        theirs, ours = state.settings, options.as_dict()
+        diff = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
         if diff:
             raise ValueError(
                 "state was made with other settings; pass the same ones to continue the run: "
@@ -359,7 +341,7 @@ def train(
     bidx = None
     if batch_indices is not None:
         bidx = v.index_array(
-            batch_indices, "batch_indices", (steps, batch_size), len(X), "the number of rows in X"
+            batch_indices, "batch_indices", (steps, options.batch_size), len(X), "the number of rows in X"
         )
         bidx = bidx.astype(np.int64)
 
@@ -367,7 +349,7 @@ def train(
     # more of them stay in cache (the lecture's step 1-2% faster). The copy pays for itself when
     # the run reads rows of the order of an eighth of X or more.
     X_run, Y_run = X, Y
-    if model.vocab_size <= 256 and steps * batch_size * 8 >= len(X):
+    if model.vocab_size <= 256 and steps * options.batch_size * 8 >= len(X):
         X_run, Y_run = X.astype(np.uint8), Y.astype(np.uint8)
 
     losses = np.full(steps, np.nan)
@@ -401,7 +383,7 @@ def train(
                 None if bidx is None else bidx[done:end],
                 lrs[done:end],
                 state.step,
-                seed,
+                options.seed,
                 CHUNK_SECONDS,
                 losses[done:end],
             )
@@ -413,7 +395,7 @@ def train(
             if status:
                 at = step0 + done
                 kept = f"the parameters after step {at - 1}" if at > 0 else "its initial parameters"
-                if status == 1:
+                if status == _core.RUN_NONFINITE_LOSS:
                     hist.stopped = (
                         f"the minibatch loss became {losses[done]} at step {at} (lr {lrs[done]:g}); "
                         f"the model keeps {kept}"

@@ -1,0 +1,277 @@
+"""A training run's folder: checkpoint, best model, log, losses, loss plot and summary; what the
+checkpoint records beside the model (the settings, the input and the time trained); the checks
+before a run is resumed."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from typing import IO, Any, Callable
+
+import numpy as np
+
+from .. import checkpoint
+from .._files import atomic_write
+from ..model import MLP
+from ..training import TrainState
+from .common import PROG, CLIError, jsonable, load_input, words_digest
+
+RUNS = "runs"  # default parent folder of training runs
+CHECKPOINT = "model.npz"  # a run's checkpoint: model, optimizer state, step, settings
+BEST = "best.npz"  # the best model by dev loss, when the run keeps the best
+LOG = "log.jsonl"
+LOSSES = "losses.npy"  # every step's minibatch loss (float32), for the plot across --resume
+LOSS_PNG = "loss.png"
+SUMMARY = "summary.json"
+FILES = {
+    "checkpoint": CHECKPOINT,
+    "log": LOG,
+    "losses": LOSSES,
+    "plot": LOSS_PNG,
+    "summary": SUMMARY,
+    "best": BEST,
+}
+
+
+class Run:
+    """One training run: its folder (``paths`` of its files), settings (``cfg``), total steps,
+    words and input file, log interval; when resumed, the time trained before this session and the
+    best dev loss so far. Files are replaced whole (atomically), except the log, which grows a line
+    at a time."""
+
+    def __init__(
+        self,
+        workdir: str,
+        cfg: dict[str, Any],
+        total: int,
+        words: list[str],
+        input_path: str | None,
+        log_every: int | None,
+        resumed: bool = False,
+        elapsed: float = 0.0,
+        best: dict | None = None,
+    ):
+        self.workdir = workdir
+        self.paths = {name: os.path.join(workdir, f) for name, f in FILES.items()}
+        self.cfg = cfg
+        self.total = total
+        self.words = words
+        self.input_path = input_path
+        self.digest = words_digest(words)
+        self.log_every = max(1, int(log_every or 100))
+        self.resumed = resumed
+        self.elapsed0 = elapsed
+        self.best = best
+        self._log: IO | None = None
+        self._start = 0.0
+
+    @classmethod
+    def new(
+        cls,
+        workdir: str | os.PathLike | None,
+        cfg: dict[str, Any],
+        input: str | os.PathLike | None,
+        log_every: int | None,
+    ) -> "Run":
+        """A run of the settings ``cfg`` on the words of ``input``, in ``workdir`` (default
+        ``runs/<date-time>``), which must not hold a run already."""
+        words, input_path = load_input(input)
+        workdir = _new_workdir() if workdir is None else os.fspath(workdir)
+        if os.path.exists(os.path.join(workdir, CHECKPOINT)):
+            raise CLIError(
+                f"{workdir} already holds a run ({CHECKPOINT}): continue it with --resume, or "
+                "choose another -o"
+            )
+        return cls(workdir, cfg, int(cfg["steps"]), words, input_path, log_every)
+
+    @classmethod
+    def resume(
+        cls,
+        workdir: str | os.PathLike | None,
+        overrides: dict[str, Any],
+        input: str | os.PathLike | None,
+        log_every: int | None,
+        say: Callable[..., None],
+    ) -> tuple["Run", MLP, TrainState]:
+        """The run in ``workdir``, its model and training state, from its checkpoint. Only ``steps``
+        (a new total) and ``eval_every`` of ``overrides`` may differ from its settings; its input
+        must be the same words."""
+        if workdir is None:
+            raise CLIError("--resume needs the run's folder: -o WORKDIR")
+        workdir = os.fspath(workdir)
+        path = os.path.join(workdir, CHECKPOINT)
+        if not os.path.exists(path):
+            raise CLIError(f"nothing to resume: {path} does not exist")
+        ck = checkpoint.load(path)
+        extra = ck.extra
+        if ck.state is None or "settings" not in extra:
+            raise CLIError(f"{path} was not written by '{PROG} train' (no training state): cannot resume it")
+        cfg = dict(extra["settings"])
+        cfg["n_hidden"] = cfg["n_hidden"] if isinstance(cfg["n_hidden"], int) else tuple(cfg["n_hidden"])
+        fixed = {k: val for k, val in overrides.items() if k not in ("steps", "eval_every")}
+        changed = {k: (cfg.get(k), val) for k, val in fixed.items() if jsonable(val) != jsonable(cfg.get(k))}
+        if changed:
+            raise CLIError(
+                "a resumed run keeps its settings (only --steps and --eval-every may change); these differ "
+                "from the checkpoint's: "
+                + ", ".join(f"{k} = {a!r} there, {b!r} here" for k, (a, b) in changed.items())
+            )
+        if input is not None and os.path.abspath(os.fspath(input)) != extra.get("input"):
+            raise CLIError(f"the run was trained on {extra.get('input') or 'the bundled names'}, not {input}")
+        done = ck.state.step
+        total = int(overrides.get("steps", extra["total_steps"]))
+        if "steps" in overrides:
+            cfg["steps"] = total
+        if "eval_every" in overrides:
+            cfg["eval_every"] = overrides["eval_every"]
+        if total < done:
+            raise CLIError(f"the checkpoint is at step {done:,}, past --steps {total:,}")
+        if total != extra["total_steps"] and str(cfg["lr"]).startswith("cosine"):
+            say(f"note: the cosine schedule is stretched from {extra['total_steps']:,} to {total:,} steps")
+        words, input_path = load_input(extra.get("input"))
+        if extra.get("input_digest") and words_digest(words) != extra["input_digest"]:
+            raise CLIError(
+                f"{input_path or 'the bundled names'} changed since the run started: cannot resume it"
+            )
+        run = cls(
+            workdir,
+            cfg,
+            total,
+            words,
+            input_path,
+            log_every or extra.get("log_every"),
+            resumed=True,
+            elapsed=float(extra.get("elapsed", 0.0)),
+            best=extra.get("best"),
+        )
+        return run, ck.model, ck.state
+
+    def elapsed(self) -> float:
+        """Seconds in all sessions of the run so far."""
+        return self.elapsed0 + self.session_seconds()
+
+    def session_seconds(self) -> float:
+        """Seconds since this session began (:meth:`begin`)."""
+        return time.perf_counter() - self._start
+
+    def previous_losses(self, done: int) -> tuple[np.ndarray, int]:
+        """Every step's loss (NaN where not known yet) with those of the steps before ``done`` read
+        back, and the first step whose loss this session computes (0 if all were read)."""
+        losses = np.full(self.total, np.nan, np.float32)
+        known = done
+        if self.resumed and os.path.exists(self.paths["losses"]):
+            prev = np.load(self.paths["losses"])[:done]
+            losses[: len(prev)] = prev
+            known = 0 if len(prev) == done else done
+        return losses, known
+
+    def begin(self, event: dict, done: int) -> None:
+        """Start this session's clock and log: a resumed run's records up to the checkpoint's step
+        ``done`` (those past it are redone), then ``event``, then a line at a time (:meth:`log`)."""
+        self._start = time.perf_counter()
+        records = [
+            r
+            for r in (read_log(self.paths["log"]) if self.resumed else [])
+            if not isinstance(r.get("step"), int) or r["step"] <= done
+        ]
+        records.append(event)
+        atomic_write(self.paths["log"], lambda f: f.writelines(json.dumps(r) + "\n" for r in records))
+        self._log = open(self.paths["log"], "a", encoding="utf-8")
+
+    def log(self, record: dict) -> None:
+        self._log.write(json.dumps(record) + "\n")
+
+    def flush(self) -> None:
+        if self._log is not None and not self._log.closed:
+            self._log.flush()
+
+    def close(self) -> None:
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+
+    def extra(self) -> dict:
+        """What the checkpoint records beside the model and its training state."""
+        return {
+            "command": "train",
+            "settings": jsonable(self.cfg),
+            "total_steps": self.total,
+            "input": self.input_path,
+            "input_digest": self.digest,
+            "split": list(self.cfg["split"]),
+            "split_seed": self.cfg["split_seed"],
+            "lr": self.cfg["lr"],
+            "elapsed": self.elapsed(),
+            "best": self.best,
+            "log_every": self.log_every,
+        }
+
+    def save(self, model: MLP, state: TrainState | None, losses: np.ndarray) -> None:
+        """The checkpoint, and the losses of its steps."""
+        checkpoint.save(self.paths["checkpoint"], model, state, self.extra())
+        step = state.step if state else 0
+        atomic_write(self.paths["losses"], lambda f: np.save(f, losses[:step]), mode="wb")
+
+    def save_best(self, model: MLP, step: int, dev_loss: float) -> None:
+        self.best = {"step": step, "dev_loss": dev_loss}
+        checkpoint.save(self.paths["best"], model, None, self.extra())
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write(self.paths["summary"], lambda f: json.dump(summary, f, indent=1))
+
+
+def read_log(path: str) -> list[dict]:
+    """The records of a run's log; a last line cut short by a crash is left out."""
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a crash: the records after the checkpoint are redone anyway
+    return records
+
+
+def _new_workdir() -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(RUNS, stamp)
+    path, i = base, 2
+    while os.path.exists(path):
+        path, i = f"{base}-{i}", i + 1
+    return path
+
+
+def find_checkpoint(path: str | os.PathLike | None = None, prefer_best: bool = True) -> str:
+    """The checkpoint file ``path`` names: the file itself; in a run folder its ``best.npz`` (when
+    ``prefer_best`` and present) or ``model.npz``; with no path, the newest run under ``runs/``."""
+    if path is None:
+        if not os.path.isdir(RUNS):
+            raise CLIError(
+                f"no checkpoint given and no {RUNS}{os.sep} folder here: train first ('{PROG} "
+                "train') or name one"
+            )
+        runs = [
+            os.path.join(RUNS, d)
+            for d in os.listdir(RUNS)
+            if os.path.exists(os.path.join(RUNS, d, CHECKPOINT))
+        ]
+        if not runs:
+            raise CLIError(
+                f"no checkpoint given and no run in {RUNS}{os.sep}: train first ('{PROG} train') or name one"
+            )
+        path = max(runs, key=lambda d: os.path.getmtime(os.path.join(d, CHECKPOINT)))
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for name in (BEST, CHECKPOINT) if prefer_best else (CHECKPOINT,):
+            if os.path.exists(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise CLIError(f"{path} holds no {CHECKPOINT}")
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such checkpoint file or run folder")
+    return path
