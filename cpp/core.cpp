@@ -2,6 +2,7 @@
 // workspaces, and the choice of instruction set. Compiled for the baseline ISA; nothing here is hot.
 #include "core.h"
 
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -144,8 +145,7 @@ static void check_layers(const std::vector<LayerSpec>& L, int V, int T) {
     if (L.size() > (size_t)MAX_OPS - 4) throw std::invalid_argument("too many layers");
     for (size_t i = 0; i < L.size(); ++i) {
         const LayerSpec& s = L[i];
-        const bool big = s.a > (1 << 24) || s.b > (1 << 24);
-        if (big) refuse((int)i, "sizes above 2^24 are not supported");
+                if (s.a > INT32_MAX || s.b > INT32_MAX || s.a < 0 || s.b < 0) refuse((int)i, "sizes must be below 2^31");
         switch (s.kind) {
             case LAYER_EMBEDDING:
                 if (i != 0) refuse((int)i, "an Embedding can only be the first layer");
@@ -239,7 +239,7 @@ static void describe_layers(ModelDesc& d, int rule) {
     // The Embedding, alone or with the Linear that follows as per-position tables.
     {
         size_t j = 1;
-        int npos = 1;
+        int npos = 1;  // positions one row of the flattening holds (1: no flattening)
         if (j < L.size() && L[j].kind == LAYER_FLATTEN)
             npos = d.T, ++j;
         else if (j < L.size() && L[j].kind == LAYER_FLATTEN_CONSECUTIVE) {
@@ -271,7 +271,7 @@ static void describe_layers(ModelDesc& d, int rule) {
             W.ld = op.ldout;
             P.push_back(W);
             if (lin.bias) P.push_back(param(std::to_string(j) + ".bias", (int)j, lin.b, 0, bkind, bs));
-            ndim = t == 1 && npos > 1 ? 2 : 3;
+            ndim = t == 1 && j > 1 ? 2 : 3;  // a flattening (L[1]) to one position squeezes it out
             C = lin.b, nseg = 1, seg = C, segld = padded(C);
             i = j + 1;
         } else {
@@ -279,7 +279,7 @@ static void describe_layers(ModelDesc& d, int rule) {
             op.t = d.T;
             op.cin = op.cout = net.E;
             op.ldout = padded(net.E);
-            if (npos > 1) {  // the Flatten that followed, as a view
+            if (j > 1) {  // the flattening that followed, as a view
                 t = d.T / npos;
                 C = (int64_t)net.E * npos;
                 nseg = npos;

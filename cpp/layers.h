@@ -75,31 +75,34 @@ static void linear_backward(const Op& op, const T* p, T* g, int R, const T* x, c
 // BatchNorm1d: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
 
 // Training: the batch's mean and unbiased variance over the R rows (R >= 2), each channel's sums
-// over the rows in order; istd = 1 / sqrt(var + eps).
+// over the rows taken in order in double (float sums of thousands of rows would carry rounding
+// errors far beyond float's); istd = 1 / sqrt(var + eps). BN_BLOCK channels at a time.
+static constexpr int BN_BLOCK = 64;
 template <class T>
 static void batchnorm_forward(const Op& op, const T* p, int R, const T* x, T* y, T* mean, T* var, T* istd) {
-    constexpr int W = VT<T>::W;
     const int64_t ld = op.ldout;
-    const T* gamma = p + op.gamma;
-    const T* beta = p + op.beta;
-    const vec<T> inv_n = vset<T>(T(1.0 / R)), inv_n1 = vset<T>(T(1.0 / (R - 1))), eps = vset<T>(T(op.eps));
-    for (int64_t j = 0; j < ld; j += W) {
-        vec<T> s = vec<T>{};
-        for (int r = 0; r < R; ++r) s += vload(x + r * ld + j);
-        const vec<T> m = s * inv_n;
-        vec<T> ss = vec<T>{};
-        for (int r = 0; r < R; ++r) {
-            const vec<T> d = vload(x + r * ld + j) - m;
-            ss += d * d;
+    for (int64_t j0 = 0; j0 < ld; j0 += BN_BLOCK) {
+        const int n = (int)(ld - j0 < BN_BLOCK ? ld - j0 : BN_BLOCK);
+        double s[BN_BLOCK] = {}, ss[BN_BLOCK] = {}, m[BN_BLOCK];
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < n; ++k) s[k] += (double)x[r * ld + j0 + k];
+        for (int k = 0; k < n; ++k) m[k] = s[k] / R;
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < n; ++k) {
+                const double d = (double)x[r * ld + j0 + k] - m[k];
+                ss[k] += d * d;
+            }
+        T a[BN_BLOCK], b[BN_BLOCK], mk[BN_BLOCK];
+        for (int k = 0; k < n; ++k) {
+            const double v = ss[k] / (R - 1), is = 1.0 / __builtin_sqrt(v + op.eps);
+            mean[j0 + k] = mk[k] = (T)m[k];
+            var[j0 + k] = (T)v;
+            istd[j0 + k] = (T)is;
+            a[k] = (T)((double)p[op.gamma + j0 + k] * is);
+            b[k] = p[op.beta + j0 + k];
         }
-        const vec<T> v = ss * inv_n1;
-        vec<T> is;
-        for (int k = 0; k < W; ++k) is[k] = T(1) / __builtin_sqrt(v[k] + eps[k]);
-        vstore(mean + j, m);
-        vstore(var + j, v);
-        vstore(istd + j, is);
-        const vec<T> a = vload(gamma + j) * is, b = vload(beta + j);
-        for (int r = 0; r < R; ++r) vstore(y + r * ld + j, (vload(x + r * ld + j) - m) * a + b);
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < n; ++k) y[r * ld + j0 + k] = (x[r * ld + j0 + k] - mk[k]) * a[k] + b[k];
     }
 }
 
@@ -117,31 +120,40 @@ static void batchnorm_eval(const Op& op, const T* p, int R, const T* x, T* y) {
     }
 }
 
-// Given dy: dgamma = sum dy * xhat, dbeta = sum dy, and
+// Given dy: dgamma = sum dy * xhat, dbeta = sum dy (in double, as the forward's sums), and
 //   dx = gamma * istd * (dy - dbeta / R - xhat * dgamma / (R - 1)),  xhat = (x - mean) * istd,
 // the gradient through the batch's mean and unbiased variance.
 template <class T>
 static void batchnorm_backward(const Op& op, const T* p, T* g, int R, const T* x, const T* dy, T* dx,
                                const T* mean, const T* istd) {
-    constexpr int W = VT<T>::W;
     const int64_t ld = op.ldout;
-    const vec<T> inv_n = vset<T>(T(1.0 / R)), inv_n1 = vset<T>(T(1.0 / (R - 1)));
-    for (int64_t j = 0; j < ld; j += W) {
-        const vec<T> m = vload(mean + j), is = vload(istd + j);
-        vec<T> dg = vec<T>{}, db = vec<T>{};
-        for (int r = 0; r < R; ++r) {
-            const vec<T> d = vload(dy + r * ld + j);
-            dg += d * ((vload(x + r * ld + j) - m) * is);
-            db += d;
+    for (int64_t j0 = 0; j0 < ld; j0 += BN_BLOCK) {
+        const int n = (int)(ld - j0 < BN_BLOCK ? ld - j0 : BN_BLOCK);
+        double dg[BN_BLOCK] = {}, db[BN_BLOCK] = {}, m[BN_BLOCK], is[BN_BLOCK];
+        for (int k = 0; k < n; ++k) m[k] = mean[j0 + k], is[k] = istd[j0 + k];
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < n; ++k) {
+                const double d = dy[r * ld + j0 + k];
+                dg[k] += d * (((double)x[r * ld + j0 + k] - m[k]) * is[k]);
+                db[k] += d;
+            }
+        for (int k = 0; k < n; ++k) {
+            g[op.gamma + j0 + k] = (T)dg[k];
+            g[op.beta + j0 + k] = (T)db[k];
         }
-        vstore(g + op.gamma + j, dg);
-        vstore(g + op.beta + j, db);
         if (!dx) continue;
-        const vec<T> a = vload(p + op.gamma + j) * is, cb = db * inv_n, cg = dg * inv_n1;
-        for (int r = 0; r < R; ++r) {
-            const vec<T> xh = (vload(x + r * ld + j) - m) * is;
-            vstore(dx + r * ld + j, a * (vload(dy + r * ld + j) - cb - xh * cg));
+        T a[BN_BLOCK], cb[BN_BLOCK], cg[BN_BLOCK], mk[BN_BLOCK], ik[BN_BLOCK];
+        for (int k = 0; k < n; ++k) {
+            a[k] = (T)(p[op.gamma + j0 + k] * is[k]);
+            cb[k] = (T)(db[k] / R);
+            cg[k] = (T)(dg[k] / (R - 1));
+            mk[k] = mean[j0 + k], ik[k] = istd[j0 + k];
         }
+        for (int r = 0; r < R; ++r)
+            for (int k = 0; k < n; ++k) {
+                const T xh = (x[r * ld + j0 + k] - mk[k]) * ik[k];
+                dx[r * ld + j0 + k] = a[k] * (dy[r * ld + j0 + k] - cb[k] - xh * cg[k]);
+            }
     }
 }
 

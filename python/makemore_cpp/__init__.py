@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 
-from . import _core, checkpoint
+from . import _core, checkpoint, nn
 from ._version import __version__
 from .data import Vocab, build_dataset, load_names, load_words, split_words
+from .diagnostics import diagnose
 from .fitting import FitResult, fit
-from .model import MLP
+from .mlp import MLP
+from .model import Model
 from .presets import PRESETS
 from .schedules import cosine, parse_schedule, step_decay
 from .training import DivergenceError, History, TrainOptions, TrainState, train
@@ -32,8 +34,11 @@ __all__ = [
     "split_words",
     "build_dataset",
     "MLP",
+    "Model",
+    "nn",
     "load",
     "train",
+    "diagnose",
     "TrainOptions",
     "History",
     "TrainState",
@@ -51,7 +56,7 @@ __all__ = [
 ]
 
 
-def load(path: str | os.PathLike) -> MLP:
+def load(path: str | os.PathLike) -> Model:
     """The model of any checkpoint of this package: ``model.save``'s, or a training run's
     ``model.npz`` or ``best.npz`` (whose training state is checked too). ``ValueError`` naming the
     file if it is missing, truncated, corrupt or inconsistent."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from . import _files
 from ._files import FORMAT, VERSION
-from .model import MLP
+from .model import Model
 from .training import TrainState
 
 __all__ = ["save", "load", "Checkpoint", "FORMAT", "VERSION"]
@@ -18,13 +18,13 @@ __all__ = ["save", "load", "Checkpoint", "FORMAT", "VERSION"]
 
 @dataclass
 class Checkpoint:
-    model: MLP
+    model: Model
     state: TrainState | None = None  # when the file holds a training run's
     extra: dict = field(default_factory=dict)
 
 
 def save(
-    path: str | os.PathLike, model: MLP, state: TrainState | None = None, extra: dict | None = None
+    path: str | os.PathLike, model: Model, state: TrainState | None = None, extra: dict | None = None
 ) -> None:
     """Write ``model`` (and a training ``state``, and JSON-ready ``extra``) to ``path`` atomically."""
     _files.write_checkpoint(path, model, state, extra)
@@ -35,6 +35,6 @@ def load(path: str | os.PathLike) -> Checkpoint:
     makemore_cpp checkpoint, from a newer version, or inconsistent."""
     meta, arrays = _files.read_checkpoint(path)
     with _files.restoring(path):
-        model = MLP.restore(meta["config"], arrays)
+        model = Model.restore(meta["config"], arrays)
         state = None if meta.get("state") is None else TrainState.restore(model, meta["state"], arrays)
     return Checkpoint(model=model, state=state, extra=meta.get("extra") or {})

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .model import MLP
+from .mlp import MLP
 from .training import train
 
 __all__ = [

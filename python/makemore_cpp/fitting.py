@@ -12,20 +12,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from . import nn
 from .data import Vocab, build_dataset, load_names, split_words
-from .model import MLP
+from .mlp import MLP
+from .model import Model
 from .presets import PRESETS
 from .schedules import parse_schedule
 from .training import History, TrainOptions, train
 
-__all__ = ["fit", "FitResult", "resolve", "build_model", "train_options"]
+__all__ = ["fit", "FitResult", "resolve", "build_model", "train_options", "bn_layers", "wavenet_layers"]
 
 
 @dataclass
 class FitResult:
     """What :func:`fit` did: the trained model, its history, the split and the losses on each part."""
 
-    model: MLP
+    model: Model
     history: History
     vocab: Vocab
     splits: dict[str, list[str]]
@@ -48,17 +50,76 @@ def resolve(preset: str = "lecture", **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def build_model(cfg: dict[str, Any], vocab: Vocab | int) -> MLP:
-    """The model of a preset's settings (:func:`resolve`)."""
-    return MLP(
-        vocab,
-        block_size=cfg["block_size"],
-        n_embd=cfg["n_embd"],
-        n_hidden=cfg["n_hidden"],
-        seed=cfg["seed"],
-        init=cfg["init"],
-        dtype=cfg["dtype"],
+def build_model(cfg: dict[str, Any], vocab: Vocab | int) -> Model:
+    """The model of a preset's settings (:func:`resolve`): an MLP, or the layer list its ``model``
+    names (presets.py), its last Linear's initial weight times ``out_scale``."""
+    kind = cfg["model"]
+    if kind == "mlp":
+        if cfg["out_scale"] != 1.0:
+            raise ValueError(
+                f"out_scale applies to layer models; model='mlp' scales by init, got {cfg['out_scale']}"
+            )
+        return MLP(
+            vocab,
+            block_size=cfg["block_size"],
+            n_embd=cfg["n_embd"],
+            n_hidden=cfg["n_hidden"],
+            seed=cfg["seed"],
+            init=cfg["init"],
+            dtype=cfg["dtype"],
+        )
+    if kind not in LAYER_MODELS:
+        raise ValueError(f"model must be 'mlp' or one of {sorted(LAYER_MODELS)}, got {kind!r}")
+    if cfg["init"] != "layers":
+        raise ValueError(
+            f"init {cfg['init']!r} is for model='mlp'; a layer model starts as its classes do: init='layers'"
+        )
+    V = len(vocab) if isinstance(vocab, Vocab) else vocab
+    layers = LAYER_MODELS[kind](V, cfg["block_size"], cfg["n_embd"], cfg["n_hidden"])
+    model = nn.Sequential(
+        layers, vocab=vocab, block_size=cfg["block_size"], seed=cfg["seed"], dtype=cfg["dtype"]
     )
+    if cfg["out_scale"] != 1.0:
+        params = model.get_params()
+        last = f"{len(layers) - 1}.weight"
+        params[last] = params[last] * cfg["out_scale"]
+        model.set_params(params)
+    return model
+
+
+def bn_layers(V: int, block_size: int, n_embd: int, n_hidden: int) -> list:
+    """Part 3's model with batch normalisation."""
+    return [
+        nn.Embedding(V, n_embd),
+        nn.Flatten(),
+        nn.Linear(block_size * n_embd, n_hidden, bias=False),
+        nn.BatchNorm1d(n_hidden),
+        nn.Tanh(),
+        nn.Linear(n_hidden, V),
+    ]
+
+
+def wavenet_layers(V: int, block_size: int, n_embd: int, n_hidden: int) -> list:
+    """Part 5's hierarchical model: pairs of positions fused level by level (block_size a power of 2)."""
+    if block_size < 2 or block_size & (block_size - 1):
+        raise ValueError(
+            "the wavenet model fuses pairs of positions: block_size must be a power of 2 >= 2, "
+            f"got {block_size}"
+        )
+    layers: list = [nn.Embedding(V, n_embd)]
+    width = n_embd
+    while block_size > 1:
+        layers += [
+            nn.FlattenConsecutive(2),
+            nn.Linear(2 * width, n_hidden, bias=False),
+            nn.BatchNorm1d(n_hidden),
+            nn.Tanh(),
+        ]
+        width, block_size = n_hidden, block_size // 2
+    return layers + [nn.Linear(width, V)]
+
+
+LAYER_MODELS = {"bn": bn_layers, "wavenet": wavenet_layers}
 
 
 def train_options(cfg: dict[str, Any]) -> TrainOptions:

@@ -1,14 +1,15 @@
-"""The lecture's MLP: an embedding table C, tanh hidden layers, a linear output layer."""
+"""What every model of this package shares: a list of the lecture's layers whose parameters live in
+the C++ core, named and shaped by the core's parameter table; evaluation, sampling, copies and
+files. :class:`makemore_cpp.MLP` and :class:`makemore_cpp.nn.Sequential` are its two kinds."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import threading
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -16,9 +17,8 @@ from . import _core, _files
 from . import _validate as v
 from .data import Vocab
 
-__all__ = ["MLP"]
+__all__ = ["Model"]
 
-INITS = {"lecture": _core.RULE_LECTURE, "kaiming": _core.RULE_KAIMING}
 EVAL_CHUNK = 1 << 18  # rows per call into the core at most (a multiple of _core.SUM_ROWS)
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
 CHUNK_SECONDS = 0.05  # calls into the core are sized to take about this long, so Ctrl-C is prompt
@@ -32,83 +32,54 @@ BUSY = (
 )
 
 
-def _mlp_layers(V: int, T: int, E: int, widths: Sequence[int]) -> list[tuple]:
-    """The MLP as the core's layer tuples: Embedding, Flatten, (Linear, Tanh) per width, Linear."""
-    layers = [(_core.LAYER_EMBEDDING, V, E, False, 0.0, 0.0), (_core.LAYER_FLATTEN, 0, 0, False, 0.0, 0.0)]
-    fan_in = T * E
-    for w in widths:
-        layers += [(_core.LAYER_LINEAR, fan_in, w, True, 0.0, 0.0), (_core.LAYER_TANH, 0, 0, False, 0.0, 0.0)]
-        fan_in = w
-    return layers + [(_core.LAYER_LINEAR, fan_in, V, True, 0.0, 0.0)]
+class Model:
+    """A model of the lecture's layers, computed by the core.
 
-
-def _param_names(n_layers: int) -> list[str]:
-    names = ["C"]
-    for layer in range(1, n_layers + 2):
-        names += [f"W{layer}", f"b{layer}"]
-    return names
-
-
-class MLP:
-    """The character-level MLP of the makemore lectures (part 2; Bengio et al. 2003).
-
-    ``logits = tanh(C[X].reshape(N, -1) @ W1 + b1) @ W2 + b2`` with the lecture's shapes:
-    ``C (V, n_embd)``, ``W1 (block_size*n_embd, n_hidden)``, ``b1 (n_hidden,)``,
-    ``W2 (n_hidden, V)``, ``b2 (V,)``. ``n_hidden`` may be a tuple of widths for several tanh
-    layers (``W1, b1, W2, b2, W3, b3, ...``, the last pair the output layer).
-
-    vocab: a :class:`Vocab` (needed to sample text) or an int vocabulary size.
-    init: ``"lecture"``, every parameter N(0, 1) as the lecture's ``torch.randn``; or
-        ``"kaiming"``, the lecture's part 3: hidden weights times (5/3)/sqrt(fan_in), hidden biases
-        times 0.01, the output weights times 0.01 and output biases 0.
-    seed: the parameters are a function of (seed, shapes, init) alone.
-    dtype: ``"float32"`` (fast) or ``"float64"``.
+    Subclasses describe their layers (:meth:`_layer_specs`) and their constructor's arguments
+    (:meth:`config`); the core gives every parameter's name, shape and place (``_core.describe``).
     """
 
-    def __init__(
-        self,
-        vocab: Vocab | int,
-        block_size: int = 3,
-        n_embd: int = 10,
-        n_hidden: int | Sequence[int] = 200,
-        seed: int = 0,
-        init: str = "lecture",
-        dtype: str = "float32",
-    ):
+    kind: ClassVar[str] = ""
+    _kinds: ClassVar[dict[str, type]] = {}  # every kind of model, by its checkpoint name
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            Model._kinds[cls.kind] = cls
+
+    # ---------------------------------------------------------------- building
+    def _build(
+        self, vocab: Vocab | int, block_size: int, seed: int, dtype: str, lecture_names: bool, rule: int
+    ) -> None:
+        """Allocate the core's model for :meth:`_layer_specs` and initialise it by ``rule``."""
         if isinstance(vocab, Vocab):
             V = len(vocab)
         else:
             V = v.integer(vocab, "vocab", 1, v.INT32_MAX)
             vocab = None
-        block_size = v.integer(block_size, "block_size", 1, 1 << 16)
-        n_embd = v.integer(n_embd, "n_embd", 1, 1 << 20)
-        widths = (
-            [n_hidden]
-            if isinstance(n_hidden, numbers.Integral) or not hasattr(n_hidden, "__iter__")
-            else list(n_hidden)
-        )
-        if not 1 <= len(widths) <= _core.MAX_HIDDEN:
-            raise ValueError(f"n_hidden must be a width or 1 to {_core.MAX_HIDDEN} widths, got {n_hidden!r}")
-        widths = [v.integer(w, "n_hidden", 1, 1 << 20) for w in widths]
-        if not isinstance(init, str) or init not in INITS:
-            raise ValueError(f"init must be one of {sorted(INITS)}, got {init!r}")
-        seed = v.seed(seed)
-        dtype = v.dtype_name(dtype)
-        _check_memory(V, block_size, n_embd, widths, dtype)
         self.vocab: Vocab | None = vocab
         self.vocab_size = V
-        self.block_size = block_size
-        self.n_embd = n_embd
-        self.n_hidden: tuple[int, ...] = tuple(widths)
-        self.dtype = dtype
-        self.init = init
-        self.seed = seed
-        self.param_names = _param_names(len(widths))
+        self.block_size = v.integer(block_size, "block_size", 1, 1 << 16)
+        self.seed = v.seed(seed)
+        self.dtype = v.dtype_name(dtype)
+        layers = self._layer_specs()
+        desc = _core.describe(layers, V, self.block_size, self.dtype, lecture_names, rule)
+        _check_memory(desc["arena_bytes"])
+        self._m = _core.Model(layers, V, self.block_size, self.dtype, lecture_names, rule)
+        self._m.init(self.seed)
+        self._core_naming = (lecture_names, rule)
+        self._table()
         self._lock = threading.RLock()
-        self._m = _core.Model(
-            _mlp_layers(V, block_size, n_embd, widths), V, block_size, dtype, True, INITS[init]
-        )
-        self._m.init(seed, INITS[init])
+
+    def _table(self) -> None:
+        table = self._m.params
+        self.param_names: list[str] = [p["name"] for p in table]
+        self.trained_names: list[str] = [p["name"] for p in table if p["trained"]]
+        self._shapes: dict[str, tuple[int, ...]] = {p["name"]: tuple(p["shape"]) for p in table}
+
+    def _layer_specs(self) -> list[tuple]:
+        """The core's description of the layers: (kind, a, b, bias, eps, momentum) each."""
+        return [layer._spec() for layer in self.layers]
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -121,10 +92,50 @@ class MLP:
         finally:
             self._lock.release()
 
+    # ---------------------------------------------------------------- description
+    layers: list  # the lecture's layers (makemore_cpp.nn), in order
+
+    def config(self) -> dict:
+        """The constructor's arguments (vocabulary as its characters), JSON-ready, with ``"kind"``."""
+        raise NotImplementedError
+
+    @property
+    def n_embd(self) -> int:
+        """The width of the Embedding (the lecture's n_embd): C's columns."""
+        return self.layers[0].embedding_dim
+
+    @property
+    def plan(self) -> str:
+        """How the core runs the layers: ``"mlp"`` (the part-2 MLP's fused step, each distinct
+        context once) or ``"layers"`` (op by op)."""
+        return self._m.plan
+
+    @property
+    def num_params(self) -> int:
+        """How many numbers the trained parameters hold (the lecture's ``sum(p.nelement() ...)``;
+        BatchNorm1d's running statistics are not parameters)."""
+        return int(sum(math.prod(self._shapes[n]) for n in self.trained_names))
+
     def _row_macs(self) -> float:
-        """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead."""
-        widths = (self.block_size,) + self.n_hidden + (self.vocab_size,)
-        return float(sum(a * b for a, b in zip(widths[:-1], widths[1:])) + 4 * sum(widths))
+        """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead:
+        an Embedding's Linear as table lookups, every other Linear in full."""
+        t, macs, after_embedding = self.block_size, 0.0, False
+        for layer in self.layers:
+            name = type(layer).__name__
+            if name == "Embedding":
+                after_embedding = True
+                continue
+            if name == "FlattenConsecutive":
+                t //= layer.n
+            elif name == "Flatten":
+                t = 1
+            elif name == "Linear":
+                cost = layer.fan_out * (self.block_size // t if after_embedding else layer.fan_in)
+                macs += t * cost + 4 * t * layer.fan_out
+                after_embedding = False
+                continue
+            after_embedding = after_embedding and name in ("Flatten", "FlattenConsecutive")
+        return macs + 4 * self.vocab_size
 
     def _eval_first(self) -> float:
         """Rows in the first evaluation call."""
@@ -133,36 +144,9 @@ class MLP:
             return EVAL_CHUNK
         return FIRST_CHUNK_MACS / self._row_macs()
 
-    # ---------------------------------------------------------------- description
-    def config(self) -> dict:
-        """The constructor's arguments (vocabulary as its characters), JSON-ready."""
-        return {
-            "vocab": self.vocab.chars if self.vocab is not None else self.vocab_size,
-            "block_size": self.block_size,
-            "n_embd": self.n_embd,
-            "n_hidden": list(self.n_hidden),
-            "seed": self.seed,
-            "init": self.init,
-            "dtype": self.dtype,
-        }
-
-    @property
-    def num_params(self) -> int:
-        """How many numbers the parameters hold (the lecture's ``sum(p.nelement() ...)``)."""
-        V, T, E = self.vocab_size, self.block_size, self.n_embd
-        widths = (T * E,) + self.n_hidden + (V,)
-        return V * E + sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-
-    def __repr__(self) -> str:
-        hidden = self.n_hidden[0] if len(self.n_hidden) == 1 else self.n_hidden
-        return (
-            f"MLP(vocab={self.vocab_size}, block_size={self.block_size}, n_embd={self.n_embd}, "
-            f"n_hidden={hidden}, dtype={self.dtype!r}, params={self.num_params:,})"
-        )
-
     # ---------------------------------------------------------------- parameters
     def get_params(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, keyed ``C, W1, b1, W2, b2, ...``, in the lecture's shapes."""
+        """Copies of the parameters (BatchNorm1d's running statistics included), in their shapes."""
         with self._exclusive():
             return {name: self._m.get(q) for q, name in enumerate(self.param_names)}
 
@@ -179,13 +163,12 @@ class MLP:
                 f"params must have exactly the keys {self.param_names}; missing {missing}, unexpected {extra}"
             )
         arrays = []
-        for q, name in enumerate(self.param_names):
+        for name in self.param_names:
             a = v.to_numpy(params[name])
             if a.dtype.kind not in "iuf":  # not bool, complex, timedelta64, object or text
                 raise TypeError(f"params[{name!r}] must hold real numbers, got dtype {a.dtype}")
-            shape = self._shape(q)
-            if a.shape != shape:
-                raise ValueError(f"params[{name!r}] must have shape {shape}, got {a.shape}")
+            if a.shape != self._shapes[name]:
+                raise ValueError(f"params[{name!r}] must have shape {self._shapes[name]}, got {a.shape}")
             with np.errstate(over="ignore", invalid="ignore"):
                 a = v.core_array(a, self.dtype)
             finite = np.isfinite(a)
@@ -199,32 +182,22 @@ class MLP:
         with self._exclusive():
             self._m.set_all(arrays)
 
-    def _shape(self, q: int) -> tuple[int, ...]:
-        widths = (self.block_size * self.n_embd,) + self.n_hidden + (self.vocab_size,)
-        if q == 0:
-            return (self.vocab_size, self.n_embd)
-        layer = (q - 1) // 2
-        return (widths[layer], widths[layer + 1]) if (q - 1) % 2 == 0 else (widths[layer + 1],)
-
-    def copy(self) -> "MLP":
+    def copy(self) -> "Model":
         """An independent model with the same configuration and parameters."""
-        other = MLP.__new__(MLP)
+        other = type(self).__new__(type(self))
         other.__dict__.update({k: val for k, val in self.__dict__.items() if k not in ("_m", "_lock")})
         other._lock = threading.RLock()
         other._m = _core.Model(
-            _mlp_layers(self.vocab_size, self.block_size, self.n_embd, list(self.n_hidden)),
-            self.vocab_size,
-            self.block_size,
-            self.dtype,
-            True,
-            INITS[self.init],
+            self._layer_specs(), self.vocab_size, self.block_size, self.dtype, *self._core_naming
         )
         other._m.set_all(list(self.get_params().values()))
         return other
 
     # ---------------------------------------------------------------- computing
     def loss_and_grad(self, X: Any, Y: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """Mean cross-entropy of the rows (X, Y) and its gradient with respect to every parameter."""
+        """Mean cross-entropy of the rows (X, Y) in training mode (BatchNorm1d with the batch's
+        statistics; nothing in the model changes) and its gradient with respect to every trained
+        parameter."""
         X, Y = v.rows(self, X, Y)
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
@@ -233,12 +206,17 @@ class MLP:
                 f"X must hold at most {v.INT32_MAX} ids in one loss_and_grad (rows x block_size), "
                 f"got {len(X)} x {self.block_size}; use loss() for the loss of many rows"
             )
+        self._check_batch(len(X), "X")
         with self._exclusive():
             loss, grads = self._m.loss_and_grad(X, Y)
-        return float(loss), dict(zip(self.param_names, grads))
+        return float(loss), dict(zip(self.trained_names, grads))
+
+    def _check_batch(self, rows: int, name: str) -> None:
+        """BatchNorm1d in training mode needs two values or more per channel (torch.var of one is nan)."""
 
     def loss(self, X: Any, Y: Any) -> float:
-        """Mean cross-entropy over any number of rows, without a gradient."""
+        """Mean cross-entropy over any number of rows, in evaluation mode (BatchNorm1d with its
+        running statistics), without a gradient."""
         X, Y = v.rows(self, X, Y, core_checks=True)
         if len(X) == 0:
             raise ValueError("X and Y are empty: the loss of no rows is undefined")
@@ -249,13 +227,13 @@ class MLP:
                     sums.append(self._m.evaluate(X[a:b], Y[a:b], False, True)[0])
         except IndexError:
             _name_the_bad_id(lambda: v.rows(self, X, Y))
-        # The core sums the row losses of each block of _core.SUM_ROWS rows in a fixed order, and every call
-        # starts at a multiple of SUM_ROWS; fsum is exact: so the result does not depend on how the
-        # rows were split between calls.
+        # The core sums the row losses of each block of _core.SUM_ROWS rows in a fixed order, and
+        # every call starts at a multiple of SUM_ROWS; fsum is exact: so the result does not depend
+        # on how the rows were split between calls.
         return math.fsum(np.concatenate(sums).tolist()) / len(X)
 
     def logits(self, X: Any) -> np.ndarray:
-        """The logits (N, V) of the contexts X (N, block_size)."""
+        """The logits (N, V) of the contexts X (N, block_size), in evaluation mode."""
         X = v.contexts(self, X, core_checks=True)
         try:
             with self._exclusive():
@@ -330,13 +308,9 @@ class MLP:
         """``sample`` as ids: an (n, max_len) int32 array, 0-padded after each name."""
         with self._exclusive():  # held here, not in the generator: an abandoned generator would keep it
             parts = list(self._sample_chunks(n, seed, temperature, top_k, prefix, max_len, False))
-        return (
-            np.concatenate(parts)
-            if len(parts) > 1
-            else parts[0]
-            if parts
-            else np.zeros((0, max_len), np.int32)
-        )
+        if not parts:
+            return np.zeros((0, max_len), np.int32)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def sample(
         self,
@@ -347,7 +321,7 @@ class MLP:
         prefix: str = "",
         max_len: int = 100,
     ) -> list[str]:
-        """Draw ``n`` names, each without its final '.'.
+        """Draw ``n`` names, each without its final '.' (evaluation mode).
 
         Each starts with ``prefix`` and draws characters from softmax(logits / temperature) --
         only the ``top_k`` most likely when given; ``temperature=0`` takes the most likely -- until
@@ -357,7 +331,7 @@ class MLP:
         if self.vocab is None:
             raise ValueError(
                 "this model was built from a vocabulary size, not a Vocab: use sample_ids, or build "
-                "MLP(vocab=Vocab...)"
+                "it with vocab=Vocab..."
             )
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
@@ -373,74 +347,71 @@ class MLP:
                 names += _core.decode_names(flat, codes)
         return names
 
-    # ---------------------------------------------------------------- files and torch
+    # ---------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> None:
         """Write configuration, vocabulary and parameters to one ``.npz`` file (atomically)."""
         _files.write_checkpoint(path, self)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MLP":
-        """The model of any checkpoint of this package: written by :meth:`save` or by a training run.
-        ``ValueError`` naming the file if it is missing, truncated, corrupt or inconsistent."""
+    def load(cls, path: str | os.PathLike) -> "Model":
+        """The model of a checkpoint of this package (written by :meth:`save` or by a training run).
+        ``ValueError`` naming the file if it is missing, truncated, corrupt, inconsistent, or holds
+        another kind of model than this class."""
         meta, arrays = _files.read_checkpoint(path)
         with _files.restoring(path):
-            return cls.restore(meta["config"], arrays)
+            model = Model.restore(meta["config"], arrays)
+            if not isinstance(model, cls):
+                raise TypeError(f"the file holds a {type(model).__name__}, not a {cls.__name__}")
+            return model
 
-    @classmethod
-    def restore(cls, config: dict, arrays: Mapping[str, np.ndarray]) -> "MLP":
+    @staticmethod
+    def restore(config: dict, arrays: Mapping[str, np.ndarray]) -> "Model":
         """The model of a checkpoint's ``config`` (as :meth:`config` gives it) and arrays
-        (``param/C``, ``param/W1``, ...). The sizes are checked against the arrays before the model
-        is allocated, so a corrupt header cannot ask for any amount of memory."""
-        vocab = Vocab(config["vocab"]) if isinstance(config["vocab"], list) else config["vocab"]
+        (``param/<name>``). The parameters the header describes are checked against the arrays
+        before the model is allocated, so a corrupt header cannot ask for any amount of memory."""
+        kind = config.get("kind", "mlp")  # files of version 1 hold MLPs without saying so
+        if kind not in Model._kinds:
+            raise ValueError(f"unknown kind of model {kind!r}")
+        cls = Model._kinds[kind]
+        kwargs = cls._kwargs(config)
+        vocab = kwargs["vocab"]
+        V = len(vocab) if isinstance(vocab, Vocab) else vocab
+        table = _core.describe(
+            cls._specs(kwargs), V, kwargs["block_size"], kwargs["dtype"], *cls._naming(kwargs)
+        )["params"]
         params = {k[len(_files.PARAM) :]: a for k, a in arrays.items() if k.startswith(_files.PARAM)}
-        _check_shapes(config, len(vocab) if isinstance(vocab, Vocab) else vocab, params)
-        model = cls(
-            vocab,
-            block_size=config["block_size"],
-            n_embd=config["n_embd"],
-            n_hidden=tuple(config["n_hidden"]),
-            seed=config["seed"],
-            init=config["init"],
-            dtype=config["dtype"],
-        )
+        want = {p["name"]: tuple(p["shape"]) for p in table}
+        have = {k: tuple(a.shape) for k, a in params.items()}
+        if have != want:
+            raise ValueError(f"the header describes parameters {want}, the file holds {have}")
+        model = cls(**kwargs)
         model.set_params(params)
         return model
 
-    def to_torch(self):
-        """The same model as a ``torch.nn.Module`` (parameters ``C, W1, b1, ...``), float64 or float32."""
-        from .reference import TorchMLP
-
-        return TorchMLP.from_params(self.get_params(), self.block_size)
+    # What a kind of model gives for checkpoints: the constructor's arguments from a config (their
+    # types checked), the core's layers for them and the core's naming, without allocating.
+    @classmethod
+    def _kwargs(cls, config: dict) -> dict:
+        raise NotImplementedError
 
     @classmethod
-    def from_torch(
-        cls, module_or_state_dict: Any, vocab: Vocab | int | None = None, dtype: str | None = None
-    ) -> "MLP":
-        """A model from a torch module or state dict with tensors named ``C, W1, b1, W2, b2, ...``
-        (the lecture's notebook: ``{'C': C, 'W1': W1, ...}``). The vocabulary size is C's rows; the
-        dtype is the tensors' (float64 stays float64, anything else becomes float32) unless given."""
-        sd = (
-            module_or_state_dict.state_dict()
-            if hasattr(module_or_state_dict, "state_dict")
-            else module_or_state_dict
-        )
-        if not isinstance(sd, Mapping) or "C" not in sd or "W1" not in sd:
-            raise ValueError("expected a module or state dict with tensors 'C', 'W1', 'b1', 'W2', 'b2', ...")
-        params = {k: v.to_numpy(t) for k, t in sd.items()}
-        n_layers = sum(1 for k in params if k.startswith("W")) - 1
-        C, W1 = params["C"], params["W1"]
-        if C.ndim != 2 or W1.ndim != 2 or W1.shape[0] % C.shape[1]:
-            raise ValueError(f"C {C.shape} and W1 {W1.shape} do not fit: W1 needs block_size * n_embd rows")
-        hidden = [params[f"W{i}"].shape[1] for i in range(1, n_layers + 1)]
-        if vocab is None:
-            vocab = C.shape[0]
-        if dtype is None:
-            dtype = "float64" if all(a.dtype == np.float64 for a in params.values()) else "float32"
-        model = cls(
-            vocab, block_size=W1.shape[0] // C.shape[1], n_embd=C.shape[1], n_hidden=hidden, dtype=dtype
-        )
-        model.set_params(params)
-        return model
+    def _specs(cls, kwargs: dict) -> list[tuple]:
+        raise NotImplementedError
+
+    @classmethod
+    def _naming(cls, kwargs: dict) -> tuple[bool, int]:
+        """(lecture_names, rule) of the core's model."""
+        raise NotImplementedError
+
+
+def _vocab_of(config: dict) -> Vocab | int:
+    """A checkpoint config's vocabulary: its characters, or a size."""
+    vocab = config["vocab"]
+    if isinstance(vocab, list):
+        return Vocab(vocab)
+    if isinstance(vocab, bool) or not isinstance(vocab, int):
+        raise TypeError(f"vocab must be a list of characters or an integer, got {vocab!r}")
+    return vocab
 
 
 def _name_the_bad_id(check: Any) -> None:
@@ -472,33 +443,8 @@ def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> 
         a = b
 
 
-def _check_shapes(config: dict, V: object, params: Mapping[str, np.ndarray]) -> None:
-    """The parameters a checkpoint's header describes are the arrays it holds."""
-    T, E, hidden = config["block_size"], config["n_embd"], config["n_hidden"]
-    if not isinstance(hidden, list) or not all(
-        isinstance(x, int) and not isinstance(x, bool) for x in [V, T, E, *hidden]
-    ):
-        raise TypeError(
-            f"sizes must be integers: vocab {V!r}, block_size {T!r}, n_embd {E!r}, n_hidden {hidden!r}"
-        )
-    widths = [T * E] + hidden + [V]
-    want = {"C": (V, E)}
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]), start=1):
-        want[f"W{i}"], want[f"b{i}"] = (a, b), (b,)
-    have = {k: tuple(a.shape) for k, a in params.items()}
-    if have != want:
-        raise ValueError(f"the header describes parameters {want}, the file holds {have}")
-
-
-def _check_memory(V: int, T: int, E: int, widths: list[int], dtype: str) -> None:
-    """Refuse sizes whose parameters alone would not fit in memory, before asking for it."""
-    pad = lambda n: -(-n // _core.PAD) * _core.PAD  # noqa: E731
-    cells = pad(V * E)
-    ins = [T * E] + widths[:-1]
-    for a, b in zip(ins, widths):
-        cells += a * pad(b) + pad(b)
-    cells += V * pad(widths[-1]) + pad(V)
-    nbytes = cells * (4 if dtype == "float32" else 8)
+def _check_memory(nbytes: int) -> None:
+    """Refuse a model whose parameters alone would not fit in memory, before asking for it."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

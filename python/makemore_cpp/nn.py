@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Sequence
 
 from . import _core
+from . import _validate as v
+from .data import Vocab
+from .model import Model, _check_memory, _vocab_of
 
 __all__ = [
     "Layer",
@@ -36,6 +39,7 @@ __all__ = [
     "Linear",
     "BatchNorm1d",
     "Tanh",
+    "Sequential",
     "layer_from_config",
 ]
 
@@ -43,8 +47,8 @@ __all__ = [
 def _size(value: Any, name: str, cls: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{cls}: {name} must be an integer, got {type(value).__name__} {value!r}")
-    if not 1 <= int(value) <= 1 << 24:
-        raise ValueError(f"{cls}: {name} must be between 1 and 2**24, got {value}")
+    if not 1 <= int(value) <= v.INT32_MAX:
+        raise ValueError(f"{cls}: {name} must be between 1 and 2**31 - 1, got {value}")
     return int(value)
 
 
@@ -71,6 +75,10 @@ class Layer:
     def config(self) -> dict:
         """The constructor's arguments, JSON-ready, with the class name under ``"type"``."""
         raise NotImplementedError
+
+    def numbers(self) -> int:
+        """How many numbers its parameters (running statistics included) hold."""
+        return 0
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.config() == self.config()
@@ -154,6 +162,9 @@ class Linear(Layer):
     def config(self) -> dict:
         return {"type": "Linear", "fan_in": self.fan_in, "fan_out": self.fan_out, "bias": self.bias}
 
+    def numbers(self) -> int:
+        return self.fan_in * self.fan_out + (self.fan_out if self.bias else 0)
+
     def __repr__(self) -> str:
         return f"Linear({self.fan_in}, {self.fan_out}{'' if self.bias else ', bias=False'})"
 
@@ -174,6 +185,9 @@ class BatchNorm1d(Layer):
 
     def config(self) -> dict:
         return {"type": "BatchNorm1d", "dim": self.dim, "eps": self.eps, "momentum": self.momentum}
+
+    def numbers(self) -> int:
+        return 4 * self.dim
 
     def __repr__(self) -> str:
         extra = "" if self.eps == 1e-5 else f", eps={self.eps:g}"
@@ -205,3 +219,109 @@ def layer_from_config(cfg: dict) -> Layer:
         raise ValueError(f"not a layer description: {cfg!r}")
     args = {k: v for k, v in cfg.items() if k != "type"}
     return _CLASSES[cfg["type"]](**args)
+
+
+class Sequential(Model):
+    """``Sequential(layers, *, vocab, block_size, seed=0, dtype="float32")``: the lecture's layers in
+    order, computed by the core. The first is an ``Embedding`` of the vocabulary; the last gives
+    (batch, vocabulary) logits.
+
+    Parameters are named ``"{i}.{name}"`` as ``torch.nn.Sequential`` names them (:meth:`get_params`,
+    BatchNorm1d's running statistics included; :meth:`loss_and_grad` gives the gradients of the
+    trained ones). Training mode (:meth:`loss_and_grad`, :func:`makemore_cpp.train`, which moves
+    the running statistics at every step) uses the batch's statistics; evaluation mode
+    (:meth:`loss`, :meth:`logits`, :meth:`sample`) the running ones. Initialisation is the
+    lecture's classes' from ``seed``: ``Embedding`` N(0, 1), ``Linear`` N(0, 1)/sqrt(fan_in) and a
+    zero bias, ``BatchNorm1d`` gamma 1, beta 0, running_mean 0, running_var 1.
+
+    vocab: a :class:`makemore_cpp.Vocab` (needed to sample text) or an int vocabulary size.
+    dtype: ``"float32"`` (fast) or ``"float64"``.
+    """
+
+    kind = "sequential"
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        *,
+        vocab: Vocab | int,
+        block_size: int,
+        seed: int = 0,
+        dtype: str = "float32",
+    ):
+        if isinstance(layers, Layer) or not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a list of makemore_cpp.nn layers, got {type(layers).__name__}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a makemore_cpp.nn layer, got {type(layer).__name__}")
+        if not layers:
+            raise ValueError(
+                "layers is empty: a model needs an Embedding and a last layer of vocabulary width"
+            )
+        self.layers = list(layers)
+        _check_memory(
+            sum(layer.numbers() for layer in self.layers) * (8 if v.dtype_name(dtype) == "float64" else 4)
+        )
+        self._build(vocab, block_size, seed, dtype, False, _core.RULE_LAYERS)
+
+    def _check_batch(self, rows: int, name: str) -> None:
+        """BatchNorm1d in training mode needs two values or more per channel."""
+        t = self.block_size
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, FlattenConsecutive):
+                t //= layer.n
+            elif isinstance(layer, Flatten):
+                t = 1
+            elif isinstance(layer, BatchNorm1d) and rows * t < 2:
+                raise ValueError(
+                    f"layer {i} (BatchNorm1d) in training mode needs 2 values or more per channel, but "
+                    f"{rows} row(s) of {name} give it {rows * t}: torch.var of one value is nan"
+                )
+
+    def config(self) -> dict:
+        """The constructor's arguments (vocabulary as its characters, layers as their configs), JSON-ready."""
+        return {
+            "kind": self.kind,
+            "layers": [layer.config() for layer in self.layers],
+            "vocab": self.vocab.chars if self.vocab is not None else self.vocab_size,
+            "block_size": self.block_size,
+            "seed": self.seed,
+            "dtype": self.dtype,
+        }
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return (
+            f"Sequential(vocab={self.vocab_size}, block_size={self.block_size}, dtype={self.dtype!r}, "
+            f"params={self.num_params:,}, plan={self.plan!r}){inner}"
+        )
+
+    @classmethod
+    def _kwargs(cls, config: dict) -> dict:
+        layers = config["layers"]
+        if not isinstance(layers, list):
+            raise TypeError(f"layers must be a list, got {layers!r}")
+        return {
+            "layers": [layer_from_config(c) for c in layers],
+            "vocab": _vocab_of(config),
+            "block_size": config["block_size"],
+            "seed": config["seed"],
+            "dtype": config["dtype"],
+        }
+
+    @classmethod
+    def _specs(cls, kwargs: dict) -> list[tuple]:
+        return [layer._spec() for layer in kwargs["layers"]]
+
+    @classmethod
+    def _naming(cls, kwargs: dict) -> tuple[bool, int]:
+        return False, _core.RULE_LAYERS
+
+    def to_torch(self):
+        """The same model as a ``torch.nn.Sequential`` of the lecture's classes (written as
+        ``torch.nn.Module`` subclasses, ``makemore_cpp.reference``), with these parameters and
+        running statistics, in this model's dtype; ``.train()`` and ``.eval()`` switch batch
+        normalisation as the lecture's ``layer.training`` does."""
+        from .reference import torch_layers
+
+        return torch_layers(self.layers, self.get_params())

@@ -24,6 +24,10 @@ __all__ = [
     "lr_find_plot",
     "embeddings_plot",
     "pca_2d",
+    "activations_plot",
+    "gradients_plot",
+    "weights_plot",
+    "update_ratio_plot",
 ]
 
 INSTALL_HINT = 'pip install "makemore_cpp[plot]"   (or: pip install matplotlib)'
@@ -202,7 +206,7 @@ def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = 
     character drawn on it. With ``n_embd == 2`` the axes are C's two columns; otherwise the points
     are C projected on its first two principal components (the plot says so)."""
     plt = _pyplot()
-    C = np.asarray(model.get_params()["C"], dtype=np.float64)
+    C = np.asarray(model.get_params()[model.param_names[0]], dtype=np.float64)  # the Embedding's table
     vocab = getattr(model, "vocab", None)
     labels = [vocab.itos[i] for i in range(len(C))] if vocab is not None else [str(i) for i in range(len(C))]
     if C.shape[1] == 1:
@@ -224,5 +228,113 @@ def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"Character embeddings C ({how})")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 3's diagnostics (makemore_cpp.diagnostics): the lecture's four figures.
+
+
+def _density(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A histogram record's bin centres and densities (torch.histogram(..., density=True))."""
+    counts = np.asarray(entry["hist"], dtype=np.float64)
+    edges = np.asarray(entry["edges"], dtype=np.float64)
+    widths = np.diff(edges)
+    total = counts.sum()
+    dens = counts / (total * widths) if total > 0 else counts
+    return (edges[:-1] + edges[1:]) / 2, dens
+
+
+def activations_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+    """The lecture's "activation distribution": each Tanh layer's output histogram, its mean, std
+    and the fraction saturated (|t| > 0.97) in the legend. ``stats`` is a
+    :func:`makemore_cpp.diagnose` result."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for a in stats["activations"]:
+        x, y = _density(a)
+        ax.plot(
+            x,
+            y,
+            label=f"layer {a['layer']} (Tanh): mean {a['mean']:+.2f}, std {a['std']:.2f}, "
+            f"saturated {a['saturated']:.2%}",
+        )
+    ax.set_xlabel("Tanh output")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "activation distribution")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gradients_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+    """The lecture's "gradient distribution": the histogram of the loss's gradient with respect to
+    each Tanh layer's output, its mean and std in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for g in stats["gradients"]:
+        x, y = _density(g)
+        ax.plot(x, y, label=f"layer {g['layer']} (Tanh): mean {g['mean']:+.2e}, std {g['std']:.2e}")
+    ax.set_xlabel("gradient with respect to the Tanh output")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "gradient distribution")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def weights_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+    """The lecture's "weights gradient distribution": each 2-D weight's gradient histogram, its
+    shape, gradient std and grad:data ratio in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for name, p in stats["params"].items():
+        if len(p["shape"]) != 2:
+            continue
+        x, y = _density(p)
+        ax.plot(
+            x,
+            y,
+            label=f"{name} {tuple(p['shape'])}: std {p['grad_std']:.2e}, "
+            f"grad:data ratio {p['grad_data_ratio']:.2e}",
+        )
+    ax.set_xlabel("gradient")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "weights gradient distribution")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def update_ratio_plot(
+    diagnostics: Any, path: str | os.PathLike, *, window: int | None = None, title: str | None = None
+) -> str:
+    """The lecture's update:data ratio over time: log10(std(update) / std(param)) of each 2-D
+    weight at every step (means over ``window`` steps for long runs), against the line at -3 that
+    the lecture reads as a healthy rate. ``diagnostics`` is a ``History.diagnostics``."""
+    plt = _pyplot()
+    d = diagnostics
+    steps = np.asarray(d.steps)
+    last = d.records[-1][1]["params"] if d.records else {}
+    two_d = {n for n, p in last.items() if len(p["shape"]) == 2} if last else set(d.names)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    if window is None:
+        window = max(1, len(steps) // 1000)
+    for j, name in enumerate(d.names):
+        if name not in two_d:
+            continue
+        r = np.asarray(d.update_ratio[:, j], dtype=np.float64)
+        r = np.where(np.isfinite(r), r, np.nan)
+        mid, means = window_means(r, window)
+        ax.plot(steps[0] + mid if len(steps) else mid, means, label=name)
+    if len(steps):
+        ax.plot([steps[0], steps[-1]], [-3, -3], "k", lw=1, label="-3 (the lecture's rule of thumb)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("log10(update std / data std)")
+    ax.legend(fontsize=8)
+    ax.set_title(
+        title or "update:data ratio over time" + (f" (means over {window:,} steps)" if window > 1 else "")
+    )
     fig.tight_layout()
     return _save(fig, path)

@@ -9,11 +9,17 @@ __all__ = ["PRESETS"]
 
 # Every preset lists every setting, so what a run did can be read here.
 _LECTURE = {
-    # model
+    # model: "mlp" (the part-2 MLP, mm.MLP), or a layer list of makemore_cpp.nn (fitting.py:
+    # build_model): "bn", part 3's Embedding, Flatten, Linear (no bias), BatchNorm1d, Tanh, Linear;
+    # "wavenet", part 5's Embedding, then (FlattenConsecutive(2), Linear (no bias), BatchNorm1d, Tanh)
+    # until the context is one position, then Linear. out_scale multiplies the last Linear's
+    # initial weight (the lecture's layers[-1].weight *= 0.1).
+    "model": "mlp",
     "block_size": 3,
     "n_embd": 10,
     "n_hidden": 200,
     "init": "lecture",
+    "out_scale": 1.0,
     "dtype": "float32",
     "seed": 2147483647,
     # optimisation
@@ -38,6 +44,19 @@ _LECTURE = {
 PRESETS: dict[str, dict[str, Any]] = {
     "lecture": dict(_LECTURE),
     "kaiming": dict(_LECTURE, init="kaiming"),
+    # Part 3 with batch normalisation: the lecture's layer classes, init "layers" (theirs).
+    "bn": dict(_LECTURE, model="bn", init="layers", out_scale=0.1),
+    # Part 5's hierarchical model, scaled up: 76,579 parameters; lr 0.01 from step 150,000.
+    "wavenet": dict(
+        _LECTURE,
+        model="wavenet",
+        block_size=8,
+        n_embd=24,
+        n_hidden=128,
+        init="layers",
+        out_scale=0.1,
+        lr="0.1@0:0.01@150000",
+    ),
     # Two tanh layers of 384, 32-dimensional embeddings, context 8, AdamW with cosine decay, dropout
     # 0.15: dev 1.935 on the lecture's split in about 2 minutes on 2 cores (the recipes tried, and
     # what each gave, are in benchmarks/NOTES.md).

@@ -13,7 +13,9 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
-from .model import MLP
+from .diagnostics import Diagnostics, diagnose
+from .model import Model
+from .reference import batch_indices as drawn_rows
 from .schedules import _StepSchedule
 
 __all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError"]
@@ -93,12 +95,13 @@ class TrainState:
     (which keys the minibatch and dropout draws and the learning-rate schedule) and the optimizer's
     moments. Returned in ``History.state``; pass it back as ``train(..., state=...)``."""
 
-    def __init__(self, model: MLP, options: TrainOptions):
+    def __init__(self, model: Model, options: TrainOptions):
         if options.batch_size * model.block_size > v.INT32_MAX:
             raise ValueError(
                 f"batch_size * block_size must be <= {v.INT32_MAX}, got {options.batch_size} * "
                 f"{model.block_size}"
             )
+        model._check_batch(options.batch_size, "a minibatch (batch_size)")
         self.model = model
         self.options = options
         self.step = 0
@@ -129,11 +132,11 @@ class TrainState:
         out = {}
         for prefix, arrays in (("m", m), ("v", s)):
             if arrays is not None:
-                out.update({f"{prefix}/{k}": a for k, a in zip(self.model.param_names, arrays)})
+                out.update({f"{prefix}/{k}": a for k, a in zip(self.model.trained_names, arrays)})
         return out
 
     @classmethod
-    def restore(cls, model: MLP, meta: dict, arrays: Mapping[str, np.ndarray]) -> "TrainState":
+    def restore(cls, model: Model, meta: dict, arrays: Mapping[str, np.ndarray]) -> "TrainState":
         """The state :meth:`meta` and :meth:`moments` describe (the moments among ``arrays``)."""
         settings = meta["settings"]
         options = TrainOptions(**{f.name: settings[f.name] for f in dataclasses.fields(TrainOptions)})
@@ -145,7 +148,7 @@ class TrainState:
         def get(prefix, present):
             if present is None:
                 return None
-            return [v.core_array(arrays[f"{prefix}/{k}"], model.dtype) for k in model.param_names]
+            return [v.core_array(arrays[f"{prefix}/{k}"], model.dtype) for k in model.trained_names]
 
         st._t.set_moments(get("m", m), get("v", w))
         return st
@@ -158,7 +161,8 @@ class History:
     loss: minibatch loss of every step; lr: the learning rate of every step; step0: the global
     step of ``loss[0]``; seconds and steps_per_second: wall time of the loop; eval_step,
     eval_loss, eval_seconds: the validation loss after those global steps (with X_val); best_step
-    and best_loss: the best of them (the model holds its parameters when keep_best).
+    and best_loss: the best of them (the model holds its parameters when keep_best); diagnostics:
+    what ``diagnostics_every`` recorded (:class:`makemore_cpp.diagnostics.Diagnostics`).
     """
 
     loss: np.ndarray
@@ -173,6 +177,7 @@ class History:
     best_loss: float | None = None
     stopped: str | None = None
     state: TrainState | None = None
+    diagnostics: Diagnostics | None = None
 
     @property
     def steps(self) -> int:
@@ -221,13 +226,15 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
 
 
 def _holding_model(f: Callable) -> Callable:
-    """Check the model, and hold it for the whole call (see MLP._exclusive): a model is trained,
+    """Check the model, and hold it for the whole call (see Model._exclusive): a model is trained,
     evaluated or sampled by one thread at a time; a second thread's call is refused."""
 
     @functools.wraps(f)
-    def wrapper(model: MLP, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(model, MLP):
-            raise TypeError(f"model must be a makemore_cpp.MLP, got {type(model).__name__}")
+    def wrapper(model: Model, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(model, Model):
+            raise TypeError(
+                f"model must be a makemore_cpp.MLP or makemore_cpp.nn.Sequential, got {type(model).__name__}"
+            )
         with model._exclusive():
             return f(model, *args, **kwargs)
 
@@ -236,7 +243,7 @@ def _holding_model(f: Callable) -> Callable:
 
 @_holding_model
 def train(
-    model: MLP,
+    model: Model,
     X: Any,
     Y: Any,
     steps: int,
@@ -258,6 +265,7 @@ def train(
     eval_every: int | None = None,
     keep_best: bool = False,
     state: TrainState | None = None,
+    diagnostics_every: int | None = None,
     progress: bool = False,
     on_divergence: str = "raise",
 ) -> History:
@@ -279,6 +287,9 @@ def train(
     X_val, Y_val, eval_every: evaluate the loss on these rows every ``eval_every`` steps and at the
         end; ``keep_best`` leaves the model with the parameters of the best evaluation.
     state: a previous run's ``History.state``, to continue that run (same settings required).
+    diagnostics_every: every this many global steps, part 3's statistics of that step's minibatch
+        (:func:`makemore_cpp.diagnose`, before the step's update), and at every step the
+        update:data ratio of every trained parameter, into ``History.diagnostics``.
     progress: show a tqdm progress bar (steps/s and the running loss).
     on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
         Either way the model keeps the parameters of the last step whose loss and update were finite.
@@ -321,6 +332,10 @@ def train(
             raise ValueError("eval_every needs X_val and Y_val")
     if keep_best and X_val is None:
         raise ValueError("keep_best needs X_val and Y_val")
+    if diagnostics_every is not None:
+        diagnostics_every = v.integer(diagnostics_every, "diagnostics_every", 1)
+        if options.batch_size < 2:
+            raise ValueError("diagnostics_every needs batch_size >= 2 (the statistics' standard deviations)")
 
     if state is None:
         state = TrainState(model, options)
@@ -354,6 +369,20 @@ def train(
 
     losses = np.full(steps, np.nan)
     hist = History(loss=losses, lr=lrs, step0=step0, state=state)
+    diag = None
+    if diagnostics_every is not None:
+        diag = hist.diagnostics = Diagnostics(every=diagnostics_every, names=list(model.trained_names))
+
+    def record(step_index: int) -> None:
+        """Part 3's statistics of the minibatch of global step state.step, before its update."""
+        rows = (
+            bidx[step_index]
+            if bidx is not None
+            else drawn_rows(options.seed, 1, options.batch_size, len(X), step0=state.step)[0]
+        )
+        stats = diagnose(model, X[rows], Y[rows], dropout=options.dropout, seed=options.seed, step=state.step)
+        diag.records.append((state.step, stats))
+
     best_params = None
     bar = None
     if progress:
@@ -377,6 +406,14 @@ def train(
     try:
         while done < steps:
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
+            ustats = None
+            if diag is not None:
+                if state.step % diagnostics_every == 0 and (
+                    not diag.records or diag.records[-1][0] != state.step
+                ):
+                    record(done)
+                end = min(end, done + diagnostics_every - state.step % diagnostics_every)
+                ustats = np.zeros((end - done, len(model.trained_names), 2))
             n, status = state._t.run(
                 X_run,
                 Y_run,
@@ -386,7 +423,10 @@ def train(
                 options.seed,
                 CHUNK_SECONDS,
                 losses[done:end],
+                ustats,
             )
+            if diag is not None:
+                diag.add_updates(state.step, ustats[:n])
             done += n
             state.step += n
             if bar is not None:

@@ -7,13 +7,14 @@ same commands as Python functions.
     makemore-cpp sweep --n-hidden 100,200,300 --n-embd 2,10 --steps 50000
     makemore-cpp embeddings runs/<time>     # the scatter of the embedding table C
     makemore-cpp overfit                    # memorise 32 examples: the sanity check
+    makemore-cpp diagnose runs/<time>       # part 3's four figures (train with --diagnostics N)
     makemore-cpp bench --quick              # the benchmark suite
 
 In Python: :func:`run_train`, :func:`run_sample`, :func:`run_lr_find`, :func:`run_sweep`,
-:func:`run_embeddings`, :func:`run_overfit` take the options as keyword arguments, print what the
-command prints (unless ``quiet=True``) and return what they computed. The pieces without files are
-in :mod:`makemore_cpp.experiments`: :func:`lr_find`, :func:`suggest_lr`, :func:`overfit`,
-:func:`loss_floor` and :func:`mark_samples`.
+:func:`run_embeddings`, :func:`run_overfit`, :func:`run_diagnose` take the options as keyword
+arguments, print what the command prints (unless ``quiet=True``) and return what they computed.
+The pieces without files are in :mod:`makemore_cpp.experiments`: :func:`lr_find`,
+:func:`suggest_lr`, :func:`overfit`, :func:`loss_floor` and :func:`mark_samples`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Sequence
 from ..experiments import LRFindResult, OverfitResult, loss_floor, lr_find, mark_samples, overfit, suggest_lr
 from ..training import DivergenceError
 from .common import PROG, CLIError, parse_hidden
+from .diagnose import run_diagnose
 from .experiments import run_lr_find, run_overfit
 from .parser import build_parser
 from .run import find_checkpoint
@@ -45,6 +47,7 @@ __all__ = [
     "run_sweep",
     "run_embeddings",
     "run_overfit",
+    "run_diagnose",
     "overfit",
     "OverfitResult",
     "loss_floor",
@@ -106,6 +109,7 @@ def _train(args: argparse.Namespace) -> int:
         samples=args.samples,
         plot=not args.no_plot,
         progress=args.progress,
+        diagnostics=args.diagnostics,
         block_size=args.block_size,
         n_embd=args.n_embd,
         n_hidden=args.n_hidden,
@@ -177,6 +181,11 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    run_diagnose(args.run, args.output, input=args.input, rows=args.rows)
+    return 0
+
+
 def _embeddings(args: argparse.Namespace) -> int:
     run_embeddings(args.checkpoint, args.output)
     return 0
@@ -208,4 +217,5 @@ COMMANDS = {
     "sweep": _sweep,
     "embeddings": _embeddings,
     "overfit": _overfit,
+    "diagnose": _diagnose,
 }

@@ -50,7 +50,11 @@ def _add_model(p: argparse.ArgumentParser, batch: bool = True) -> None:
     g.add_argument(
         "--n-hidden", help="hidden-layer width (lecture: 200), or widths of several tanh layers as 256x256"
     )
-    g.add_argument("--init", choices=["lecture", "kaiming"], help="parameter initialisation")
+    g.add_argument(
+        "--init",
+        choices=["lecture", "kaiming", "layers"],
+        help="parameter initialisation: lecture or kaiming (an MLP), layers (the layer presets)",
+    )
     g.add_argument(
         "--dtype", choices=["float32", "float64"], help="float type of the parameters (default float32)"
     )
@@ -135,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between log records (default 100; a resumed run keeps its own)",
     )
     o.add_argument("--samples", type=int, default=20, help="names to draw at the end (default 20)")
+    o.add_argument(
+        "--diagnostics",
+        type=_positive_int,
+        metavar="N",
+        help="every N steps part 3's statistics, and every step's update:data ratios, into the run "
+        "folder (draw them with: makemore-cpp diagnose WORKDIR)",
+    )
     o.add_argument("--no-plot", action="store_true", help=f"do not draw {LOSS_PNG}")
     o.add_argument(
         "--progress",
@@ -221,6 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads-per-job", type=_positive_int, default=1, help="core threads in each process (default 1)"
     )
     p.add_argument("-o", "--output", default="sweep.csv", help="the CSV file (default sweep.csv)")
+
+    p = sub.add_parser(
+        "diagnose",
+        formatter_class=fmt,
+        help="part 3's four figures: activations, gradients, weights' gradients, update ratios",
+        description=(
+            "The lecture's part-3 figures of a run trained with --diagnostics N: the Tanh layers'\n"
+            "activation and gradient distributions (mean, std, saturation), the 2-D weights' gradient\n"
+            "distributions and grad:data ratios at the last record, and every step's update:data ratio\n"
+            "against the line at -3. Given a checkpoint instead, the first three on a minibatch of its\n"
+            "training data."
+        ),
+    )
+    p.add_argument(
+        "run", nargs="?", help=f"a run folder or a checkpoint file (default: the newest run in {RUNS}/)"
+    )
+    p.add_argument("-o", "--output", help="folder of the figures (default: the run's folder)")
+    p.add_argument(
+        "-i", "--input", metavar="FILE", help="the words a checkpoint was trained on (default: its own)"
+    )
+    p.add_argument(
+        "--rows", type=_positive_int, default=32, help="rows of the minibatch for a checkpoint (default 32)"
+    )
 
     p = sub.add_parser(
         "embeddings",

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import checkpoint
 from .._files import atomic_write
-from ..model import MLP
+from ..model import Model
 from ..training import TrainState
 from .common import PROG, CLIError, jsonable, load_input, words_digest
 
@@ -94,7 +94,7 @@ class Run:
         input: str | os.PathLike | None,
         log_every: int | None,
         say: Callable[..., None],
-    ) -> tuple["Run", MLP, TrainState]:
+    ) -> tuple["Run", Model, TrainState]:
         """The run in ``workdir``, its model and training state, from its checkpoint. Only ``steps``
         (a new total) and ``eval_every`` of ``overrides`` may differ from its settings; its input
         must be the same words."""
@@ -207,13 +207,13 @@ class Run:
             "log_every": self.log_every,
         }
 
-    def save(self, model: MLP, state: TrainState | None, losses: np.ndarray) -> None:
+    def save(self, model: Model, state: TrainState | None, losses: np.ndarray) -> None:
         """The checkpoint, and the losses of its steps."""
         checkpoint.save(self.paths["checkpoint"], model, state, self.extra())
         step = state.step if state else 0
         atomic_write(self.paths["losses"], lambda f: np.save(f, losses[:step]), mode="wb")
 
-    def save_best(self, model: MLP, step: int, dev_loss: float) -> None:
+    def save_best(self, model: Model, step: int, dev_loss: float) -> None:
         self.best = {"step": step, "dev_loss": dev_loss}
         checkpoint.save(self.paths["best"], model, None, self.extra())
 

@@ -12,9 +12,10 @@ import numpy as np
 
 from .. import checkpoint, get_num_threads, plots, set_num_threads
 from ..data import Vocab, build_dataset, split_words
+from ..diagnostics import Diagnostics
 from ..experiments import mark_samples
 from ..fitting import build_model, resolve, train_options
-from ..model import MLP
+from ..model import Model
 from ..schedules import parse_schedule
 from ..training import train
 from .common import PROG, CLIError, describe_input, hidden_text, jsonable, model_overrides, printer
@@ -29,7 +30,7 @@ class TrainResult:
     its losses on train/dev/test, the samples with their marks, and the run's step count and time."""
 
     workdir: str
-    model: MLP
+    model: Model
     losses: dict[str, float]
     samples: list[tuple[str, str]]
     step: int
@@ -52,6 +53,7 @@ def run_train(
     sample_seed: int = 0,
     plot: bool = True,
     progress: bool | None = None,
+    diagnostics: int | None = None,
     quiet: bool = False,
     **overrides: Any,
 ) -> TrainResult:
@@ -68,6 +70,9 @@ def run_train(
     overrides: any setting of ``PRESETS[preset]`` (``steps``, ``lr``, ``n_hidden``, ...); ``lr`` as a
         number or schedule text such as ``"0.1@0:0.01@100000"``.
     progress: a tqdm bar (steps/s, running loss); None shows it only when stderr is a terminal.
+    diagnostics: every this many steps, part 3's statistics of that step's minibatch, and the
+        update:data ratios of every step, into ``diagnostics.json`` and ``update_ratio.npz`` (draw
+        them with ``makemore-cpp diagnose WORKDIR``); a resumed run keeps its own.
     """
     say = printer(quiet)
     overrides = model_overrides(overrides)
@@ -113,6 +118,20 @@ def run_train(
     keep_best = bool(cfg.get("keep_best")) and len(Xdev) > 0
 
     losses, known = run.previous_losses(done)  # losses[known:] are this session's
+    diag = None
+    if resume and os.path.exists(os.path.join(run.workdir, "diagnostics.json")):
+        diag = Diagnostics.load(run.workdir).until(done)
+        diagnostics = diagnostics or diag.every
+    if diagnostics is not None and (
+        isinstance(diagnostics, bool) or not isinstance(diagnostics, int) or diagnostics < 1
+    ):
+        raise CLIError(f"--diagnostics must be a positive number of steps, got {diagnostics!r}")
+
+    def save() -> None:
+        run.save(model, state, losses)
+        if diag is not None:
+            diag.save(run.workdir)
+
     settings = jsonable(cfg)
     event = {
         "event": "resume" if resume else "start",
@@ -158,7 +177,22 @@ def run_train(
             stop = total if not eval_every else min(total, (done // eval_every + 1) * eval_every)
             n = min(chunk, stop - done)
             t0 = run.elapsed()
-            hist = train(model, Xtr, Ytr, n, lr=lr_fn, options=options, state=state, on_divergence="stop")
+            hist = train(
+                model,
+                Xtr,
+                Ytr,
+                n,
+                lr=lr_fn,
+                options=options,
+                state=state,
+                on_divergence="stop",
+                diagnostics_every=diagnostics,
+            )
+            if hist.diagnostics is not None:
+                if diag is None:
+                    diag = hist.diagnostics
+                else:
+                    diag.extend(hist.diagnostics)
             t1 = run.elapsed()
             state = hist.state
             k = len(hist.loss)
@@ -188,7 +222,7 @@ def run_train(
                     {"event": "diverged", "step": done, "message": hist.stopped, "elapsed": run.elapsed()}
                 )
                 run.flush()
-                run.save(model, state, losses)
+                save()
                 raise CLIError(
                     f"training diverged: {hist.stopped}. Try a smaller learning rate (see '{PROG} lr-find')"
                 )
@@ -199,7 +233,7 @@ def run_train(
                     if keep_best and (run.best is None or dev_loss < run.best["dev_loss"]):
                         run.save_best(model, done, dev_loss)
                 run.flush()
-                run.save(model, state, losses)
+                save()
     except KeyboardInterrupt:
         bar.close()
         run.close()
@@ -270,6 +304,8 @@ def run_train(
         }
     )
     files = {name: run.paths[name] for name in ("checkpoint", "log", "losses", "summary")}
+    if diag is not None:
+        files.update(diag.save(run.workdir))
     if keep_best and os.path.exists(run.paths["best"]):
         files["best"] = run.paths["best"]
     source = os.path.basename(run.input_path) if run.input_path else "the bundled names"

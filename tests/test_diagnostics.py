@@ -1,0 +1,169 @@
+"""Part 3's diagnostics (makemore_cpp.diagnose, train(..., diagnostics_every=N)) against PyTorch: the
+same model in the float64 reference with retain_grad() on every Tanh's output gives the same
+statistics, and the recorded update ratios are those of the parameters before and after each step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import makemore_cpp as mm
+from makemore_cpp import nn
+from makemore_cpp import reference as ref
+
+torch = pytest.importorskip("torch")
+
+
+def models():
+    rng = np.random.default_rng(3)
+    mlp = mm.MLP(27, block_size=4, n_embd=7, n_hidden=(41, 23), seed=2, dtype="float64", init="kaiming")
+    seq = nn.Sequential(
+        [
+            nn.Embedding(27, 5),
+            nn.FlattenConsecutive(2),
+            nn.Linear(10, 33, bias=False),
+            nn.BatchNorm1d(33),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(66, 19),
+            nn.Tanh(),
+            nn.Linear(19, 27),
+        ],
+        vocab=27,
+        block_size=4,
+        seed=5,
+        dtype="float64",
+    )
+    X = rng.integers(0, 27, (57, 4)).astype(np.int32)
+    Y = rng.integers(0, 27, 57).astype(np.int32)
+    return [mlp, seq], X, Y
+
+
+def torch_stats(model, X, Y):
+    """The lecture's notebook: every Tanh's output with retain_grad(), after loss.backward()."""
+    m = ref.torch_layers(
+        model.layers,
+        {
+            k: a
+            for k, a in zip([_layer_name(model, n) for n in model.param_names], model.get_params().values())
+        },
+        torch.float64,
+    )
+    m.train()
+    x = torch.as_tensor(X).long()
+    outs = []
+    for i, layer in enumerate(m):
+        x = layer(x)
+        if isinstance(layer, ref._layer_modules()["Tanh"]):
+            x.retain_grad()
+            outs.append((i, x))
+    loss = torch.nn.functional.cross_entropy(x, torch.as_tensor(Y).long())
+    loss.backward()
+    grads = {k: p.grad.numpy() for k, p in m.named_parameters()}
+    data = {k: p.detach().numpy() for k, p in m.named_parameters()}
+    return float(loss), outs, grads, data
+
+
+def _layer_name(model, name):
+    """The torch module's name of a parameter: an MLP's C, W1, b1 ... are 0.weight, 2.weight, 2.bias ..."""
+    if not isinstance(model, mm.MLP):
+        return name
+    table = mm.nn.Sequential(model.layers, vocab=model.vocab_size, block_size=model.block_size).param_names
+    return dict(zip(model.param_names, table))[name]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["mlp", "sequential"])
+def test_diagnose_matches_torch_retain_grad(which):
+    mods, X, Y = models()
+    model = mods[which]
+    before = {k: a.copy() for k, a in model.get_params().items()}
+    stats = mm.diagnose(model, X, Y)
+    loss, outs, grads, data = torch_stats(model, X, Y)
+    assert abs(stats["loss"] - loss) <= 1e-12 * loss
+    assert [a["layer"] for a in stats["activations"]] == [i for i, _ in outs]
+    for a, g, (_, t) in zip(stats["activations"], stats["gradients"], outs):
+        t_ = t.detach().numpy()
+        assert a["mean"] == pytest.approx(t_.mean(), rel=1e-10, abs=1e-14)
+        assert a["std"] == pytest.approx(t.std().item(), rel=1e-10)
+        assert a["saturated"] == (np.abs(t_) > 0.97).mean()
+        assert a["hist"] == np.histogram(t_, bins=np.linspace(-1, 1, 101))[0].tolist()
+        gr = t.grad.numpy()
+        assert g["mean"] == pytest.approx(gr.mean(), rel=1e-9, abs=1e-14 * np.abs(gr).max())
+        assert g["std"] == pytest.approx(t.grad.std().item(), rel=1e-9)
+        assert sum(g["hist"]) == gr.size
+    for name, p in stats["params"].items():
+        tname = _layer_name(model, name)
+        ratio = grads[tname].std(ddof=1) / data[tname].std(ddof=1)
+        assert p["grad_data_ratio"] == pytest.approx(ratio, rel=1e-9), name
+        assert p["shape"] == list(data[tname].shape)
+    assert {k: a.tobytes() for k, a in model.get_params().items()} == {
+        k: a.tobytes() for k, a in before.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [dict(lr=0.1), dict(lr=0.05, momentum=0.9), dict(optimizer="adamw", lr=3e-3, weight_decay=0.01)],
+    ids=["sgd", "momentum", "adamw"],
+)
+def test_update_ratios_are_those_of_the_parameters_before_and_after(opt):
+    mods, X, Y = models()
+    for model in mods:
+        model32 = model.copy()
+        hist = mm.train(model, X, Y, 25, batch_size=16, diagnostics_every=10, **opt)
+        d = hist.diagnostics
+        assert d.update_ratio.shape == (25, len(model.trained_names))
+        assert list(d.steps) == list(range(25))
+        assert [s for s, _ in d.records] == [0, 10, 20]
+        # the same run step by step, the ratio from the parameters themselves
+        state = None
+        for s in range(25):
+            before = model32.get_params()
+            state = mm.train(model32, X, Y, 1, batch_size=16, state=state, **opt).state
+            after = model32.get_params()
+            for j, name in enumerate(model.trained_names):
+                want = np.log10((after[name] - before[name]).std(ddof=1) / after[name].std(ddof=1))
+                assert d.update_ratio[s, j] == pytest.approx(want, abs=1e-9), (s, name)
+
+
+def test_diagnostics_do_not_change_training():
+    mods, X, Y = models()
+    for model in mods:
+        a, b = model.copy(), model.copy()
+        ha = mm.train(a, X, Y, 40, batch_size=16, lr=0.1, dropout=0.1)
+        hb = mm.train(b, X, Y, 40, batch_size=16, lr=0.1, dropout=0.1, diagnostics_every=7)
+        assert ha.loss.tobytes() == hb.loss.tobytes()
+        assert [x.tobytes() for x in a.get_params().values()] == [
+            x.tobytes() for x in b.get_params().values()
+        ]
+        # each record is diagnose() of its step's minibatch, with its dropout masks
+        step, rec = hb.diagnostics.records[1]
+        rows = ref.batch_indices(0, 1, 16, len(X), step0=step)[0]
+        c = model.copy()
+        mm.train(c, X, Y, step, batch_size=16, lr=0.1, dropout=0.1)
+        again = mm.diagnose(c, X[rows], Y[rows], dropout=0.1, seed=0, step=step)
+        assert again == rec
+
+
+def test_the_lectures_initialisation_saturates_and_kaimings_does_not():
+    """Part 3's first finding. With W1 N(0, 1) the pre-activations of 30 inputs of unit variance
+    spread over about N(0, 30): most Tanh outputs are beyond 0.97. With (5/3)/sqrt(30) they are
+    about N(0, (5/3)^2): |t| > 0.97 needs |x| > 2.09, 21% of them."""
+    words = mm.load_names()
+    vocab = mm.Vocab.from_words(words)
+    X, Y = mm.build_dataset(words[:2000], vocab, 3)
+    sat = {}
+    for init in ("lecture", "kaiming"):
+        model = mm.MLP(vocab, init=init, seed=1)
+        sat[init] = mm.diagnose(model, X[:32], Y[:32])["activations"][0]["saturated"]
+    assert sat["lecture"] > 0.6 and 0.15 < sat["kaiming"] < 0.3, sat
+
+
+def test_diagnose_refuses_what_it_cannot_measure():
+    mods, X, Y = models()
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        mm.diagnose(mods[0], X[:1], Y[:1])
+    with pytest.raises(TypeError, match="model must be"):
+        mm.diagnose("model", X, Y)
+    with pytest.raises(ValueError, match="diagnostics_every must be >= 1"):
+        mm.train(mods[0], X, Y, 5, diagnostics_every=0)
