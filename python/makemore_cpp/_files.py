@@ -11,14 +11,17 @@ extra), the parameters ``param/C``, ``param/W1``, ... and, when the optimizer ke
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
+from ._signals import interrupts_deferred
 from ._version import __version__
 
 FORMAT = "makemore_cpp.checkpoint"
@@ -26,13 +29,105 @@ VERSION = 1
 PARAM = "param/"  # the prefix of the parameters' arrays
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w") -> None:
+def check_writable(path: str | os.PathLike, what: str = "file", make_folder: bool = False) -> str:
+    """The path :func:`atomic_write` would write, checked without writing anything: its folder
+    exists and is a folder (or, with ``make_folder``, can be made: the nearest part that exists is
+    a folder), and whatever is at the path now is a regular file (not a symbolic link, a folder, a
+    device, a pipe or a socket, which a rename would replace). Errors name ``path`` as given.
+    Returns it as a str."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path or path.endswith(os.sep) or os.path.basename(path) in (".", ".."):
+        raise os_error(errno.EISDIR, f"cannot write the {what} {path!r}: it names a folder, not a file")
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or a file where a folder should be)
+        st = None
+    except OSError as e:
+        raise _naming(e, f"cannot write the {what} {path}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise os_error(
+            errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EEXIST,
+            f"refusing to write the {what} {path}: it is {_kind(st.st_mode)} (only a regular file is "
+            "replaced)",
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        check_folder(folder, f"the {what} {path}", make_folder)
+    return path
+
+
+def check_folder(folder: str | os.PathLike, what: str, make: bool = True) -> str:
+    """That ``folder`` is a folder, or (with ``make``) can be made: the nearest part of it that
+    exists is a folder. Nothing is made. ``what`` names what the folder is for, in errors."""
+    folder = os.fspath(folder)
+    if os.path.isdir(folder):
+        return folder
+    if not make:
+        raise os_error(errno.ENOENT, f"cannot write {what}: its folder {folder} does not exist")
+    part = os.path.abspath(folder)
+    while not os.path.lexists(part):
+        up = os.path.dirname(part)
+        if up == part:
+            break
+        part = up
+    if not os.path.isdir(part):
+        kind = "a file" if os.path.isfile(part) else _kind(os.lstat(part).st_mode)
+        raise os_error(
+            errno.ENOTDIR, f"cannot make the folder {folder} for {what}: {part} is {kind}, not a folder"
+        )
+    return folder
+
+
+def os_error(code: int, message: str) -> OSError:
+    """The OSError subclass of ``code`` (FileNotFoundError, IsADirectoryError, ...) whose text is
+    ``message`` alone."""
+    e = type(OSError(code, ""))(message)
+    e.errno = code
+    e.names_the_path = True  # type: ignore[attr-defined]
+    return e
+
+
+def _naming(e: OSError, message: str) -> OSError:
+    """``e`` as the same kind of OSError, saying ``message`` (which names the path given, not a
+    temporary file) and why."""
+    why = e.strerror or str(e)
+    if e.errno is None:
+        out = OSError(f"{message}: {why}")
+        out.names_the_path = True  # type: ignore[attr-defined]
+        return out
+    return os_error(e.errno, f"{message}: {why}")
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISFIFO, "a pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO], None], mode: str = "w", what: str = "file"
+) -> None:
     """Call ``write`` on a temporary file in the folder of ``path``, flush it to disk, then rename it
     over ``path``: an error, a full disk or Ctrl-C midway leaves the previous file whole and no
-    temporary file behind."""
+    temporary file behind. Only a regular file is replaced (:func:`check_writable`: a symbolic
+    link, a folder or a device at ``path`` is refused, before anything is written); an ``OSError``
+    names ``path`` as given, never the temporary file."""
+    path = check_writable(path, what)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    tmp = None
     try:
+        with interrupts_deferred():  # the temporary file exists only where the code below removes it
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -40,10 +135,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        check_writable(path, what)  # what is at the path may have changed meanwhile
+        with interrupts_deferred():
+            os.replace(tmp, path)
+            tmp = None
+    except BaseException as e:
+        if tmp is not None:
+            with interrupts_deferred(merge=isinstance(e, KeyboardInterrupt)):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        if isinstance(e, OSError) and not getattr(e, "names_the_path", False):
+            raise _naming(e, f"cannot write the {what} {path}") from None
         raise
 
 
@@ -63,7 +165,7 @@ def write_checkpoint(
     if state is not None:
         arrays.update(state.moments())
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    atomic_write(os.fspath(path), lambda f: np.savez(f, **arrays), mode="wb")
+    atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb", what="checkpoint")
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:

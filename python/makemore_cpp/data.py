@@ -65,6 +65,11 @@ class Vocab:
                 raise ValueError(f"{END!r} is reserved for the start/end token and cannot be a character")
         if len(set(chars)) != len(chars):
             raise ValueError("chars contains duplicates")
+        if not chars:
+            raise ValueError(
+                "chars is empty: a vocabulary needs at least one character besides '.' (a model of '.' "
+                "alone predicts it with certainty, at a loss of 0)"
+            )
         self.chars: list[str] = list(chars)
         self.stoi: dict[str, int] = {END: 0, **{ch: i + 1 for i, ch in enumerate(self.chars)}}
         self.itos: dict[int, str] = {i: ch for ch, i in self.stoi.items()}
@@ -81,7 +86,14 @@ class Vocab:
                 raise ValueError(
                     f"words[{i}] = {w!r} contains {END!r}, which is reserved for the start/end token"
                 )
-        return cls(sorted(set("".join(words))))
+        chars = sorted(set("".join(words)))
+        if not chars:
+            got = f"{len(words)} empty word(s)" if words else "no words"
+            raise ValueError(
+                f"words must hold at least one character, got {got}: a vocabulary of '.' alone "
+                "predicts it with certainty, at a loss of 0"
+            )
+        return cls(chars)
 
     def __len__(self) -> int:
         return len(self.stoi)

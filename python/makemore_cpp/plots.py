@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import _files
+
 __all__ = [
     "PlotUnavailable",
     "INSTALL_HINT",
@@ -52,10 +54,16 @@ def _save(fig: Any, path: str | os.PathLike) -> str:
     """Write ``fig`` as a PNG whose ``Title`` text chunk repeats the plot's title."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    title = fig.axes[0].get_title() if fig.axes else ""
-    fig.savefig(path, dpi=100, format="png", metadata={"Title": title, "Software": "makemore_cpp"})
-    _pyplot().close(fig)
+    try:
+        _files.check_writable(path, "plot", make_folder=True)  # before a folder is made for it
+        os.makedirs(folder, exist_ok=True)
+        title = fig.axes[0].get_title() if fig.axes else ""
+        meta = {"Title": title, "Software": "makemore_cpp"}
+        _files.atomic_write(
+            path, lambda f: fig.savefig(f, dpi=100, format="png", metadata=meta), mode="wb", what="plot"
+        )
+    finally:
+        _pyplot().close(fig)
     return path
 
 
