@@ -132,3 +132,71 @@ def test_empty_vocabularies_are_refused(words):
         mm.Vocab.from_words(words)
     with pytest.raises(ValueError, match="chars is empty"):
         mm.Vocab([])
+
+
+# -------------------------------------------------------------------------------------------- schedules
+
+BAD_SCHEDULES = {
+    "0.1@0:0.01@0": "step 0 is given two rates, 0.1 and 0.01",
+    "0.1@0:0.01@7:0.02@7": "step 7 is given two rates, 0.01 and 0.02",
+    "cosine:3e-3:min=1": "min = 1 is above the rate 0.003: the schedule would rise",
+    "cosine:3e-3:warmup=-5": "warmup must be >= 0 steps, got -5",
+    "cosine:3e-3:warmup=100": "the warm-up of 100 steps leaves none of the run's 100 steps to decay",
+    "cosine:3e-3:warmup=1.5": "warmup '1.5' is not a whole number",
+    "cosine:3e-3:warmup": "'warmup' is not an option: write warmup=STEPS or min=RATE",
+    "cosine:3e-3:warmup=1:warmup=2": "warmup is given twice",
+    "cosine:3e-3:decay=2": "unknown option 'decay'",
+    "cosine": "cosine needs its peak rate, as cosine:3e-3",
+    "cosine:fast": "the rate 'fast' is not a number",
+    "0.1@0:0.01": "'0.01' is not rate@step (as 0.01@100000)",
+    "0.1@0:@5": "'@5' is not rate@step",
+    "0.1@0@5": "'0.1@0@5' is not rate@step",
+    "0.1@5": "the first rate must start at step 0 (add rate@0), got steps [5]",
+    "0.1@0:0.2@-3": "steps must be >= 0, got -3",
+    "0.1@0:0.2@x": "a step 'x' is not a whole number",
+    "0.1@0:nan@5": "a rate must be finite and >= 0, got nan",
+    "0.1:0.2": "rates from given steps need @step each",
+    "nan": "the rate must be finite and >= 0, got nan",
+    "-0.1": "the rate must be finite and >= 0, got -0.1",
+    "1e400": "the rate must be finite and >= 0, got 1e400",
+    "inf": "the rate must be finite and >= 0, got inf",
+    "fast": "the rate 'fast' is not a number",
+    "": "it is empty; write a rate (0.1)",
+    "  ": "it is empty",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_SCHEDULES))
+def test_schedules_that_cannot_mean_what_they_say_are_refused_plainly(text):
+    with pytest.raises(ValueError) as e:
+        mm.parse_schedule(text, 100)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot read the learning-rate schedule {text!r}: "), msg
+    assert BAD_SCHEDULES[text] in msg, msg
+    assert "unpack" not in msg and "could not convert" not in msg and "invalid literal" not in msg
+
+
+def test_the_schedule_functions_check_their_arguments_too():
+    for make, fragment in [
+        (lambda: mm.step_decay([(0, 0.1), (0, 0.01)]), "step 0 is given two rates"),
+        (lambda: mm.step_decay([(0, 0.1), (-2, 0.01)]), "steps must be >= 0, got -2"),
+        (lambda: mm.step_decay([(0, float("nan"))]), "finite and >= 0"),
+        (lambda: mm.step_decay([(0, -1)]), "finite and >= 0"),
+        (lambda: mm.cosine(3e-3, 100, warmup=-1), "warmup must be >= 0"),
+        (lambda: mm.cosine(3e-3, 100, min_lr=1), "above the rate"),
+        (lambda: mm.cosine(float("inf"), 100), "finite and >= 0"),
+        (lambda: mm.parse_schedule(float("nan")), "the learning rate must be finite and >= 0, got nan"),
+        (lambda: mm.parse_schedule(-0.5), "got -0.5"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            make()
+    for bad in (True, None, b"0.1", [0.1]):
+        with pytest.raises(TypeError, match="a learning-rate schedule is a number or text"):
+            mm.parse_schedule(bad)
+    with pytest.raises(TypeError, match="steps must be an integer"):
+        mm.step_decay([(0.5, 0.1)])
+    # what they accept: any order of distinct steps; integral step texts; a run of 0 steps
+    assert mm.parse_schedule("0.3@0:0.1@9:0.2@5", 10)(6) == 0.2
+    assert mm.parse_schedule("0.1@0:0.01@1e5")(100_000) == 0.01
+    assert mm.parse_schedule("cosine:3e-3:warmup=1000", 0) is not None
+    assert mm.parse_schedule(" 0.1 ")(5) == 0.1 and mm.parse_schedule(0)(0) == 0.0
