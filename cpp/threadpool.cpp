@@ -204,8 +204,16 @@ int pool_threads() {
 }
 
 void pool_set_threads(int n) {
-    std::lock_guard<std::mutex> g(g_mu);
-    g_threads = n < 1 ? 1 : n;
+    // The workers of a pool of another size stop now, not at the next job: a pool grown to 64
+    // threads would otherwise keep them all (spinning between jobs) until something runs. A job in
+    // flight holds its own reference; its pool then ends with it.
+    std::shared_ptr<Pool> old;
+    {
+        std::lock_guard<std::mutex> g(g_mu);
+        g_threads = n < 1 ? 1 : n;
+        if (g_pool && (g_pool->nthreads != g_threads || g_pool->pid != getpid())) old.swap(g_pool);
+    }
+    if (old && old->pid != getpid()) new std::shared_ptr<Pool>(std::move(old));  // after fork: see get_pool
 }
 
 void pool_run(int nparts, TaskFn fn, void* ctx) {

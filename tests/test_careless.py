@@ -200,3 +200,47 @@ def test_the_schedule_functions_check_their_arguments_too():
     assert mm.parse_schedule("0.1@0:0.01@1e5")(100_000) == 0.01
     assert mm.parse_schedule("cosine:3e-3:warmup=1000", 0) is not None
     assert mm.parse_schedule(" 0.1 ")(5) == 0.1 and mm.parse_schedule(0)(0) == 0.0
+
+
+# -------------------------------------------------------------------------------------------- threads
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_thread_counts_above_the_cpus_are_capped_and_the_pool_shrinks():
+    """set_num_threads(64) on 2 CPUs trained twenty times slower, and its 64 threads stayed until the
+    next job: now a count above the CPUs is capped with a warning, and a smaller pool stops the
+    threads it no longer needs at once. Results are the same bits at any count, more threads than
+    CPUs (set in the core directly) included."""
+    cpus = mm._core.default_threads()
+    before = mm.get_num_threads()
+    rng = np.random.default_rng(0)
+    X, Y = rng.integers(0, 27, (5000, 3)), rng.integers(0, 27, 5000)
+    base = mm.MLP(27, 3, 10, 600, seed=3)  # large enough that a step is split between threads
+
+    def digest() -> bytes:
+        m = base.copy()
+        mm.train(m, X, Y, 5, batch_size=512, lr=0.1)
+        return b"".join(a.tobytes() for a in m.get_params().values()) + m.logits(X[:2000]).tobytes()
+
+    try:
+        with pytest.warns(RuntimeWarning, match=rf"set_num_threads\(64\): this process may run on {cpus} "):
+            mm.set_num_threads(64)
+        assert mm.get_num_threads() == cpus
+        with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+            mm.set_num_threads(0)
+        assert mm.get_num_threads() == cpus  # a refused call changes nothing
+        mm.set_num_threads(1)
+        want, idle = digest(), os_threads()
+        mm._core.set_num_threads(7)  # more threads than CPUs: only the core allows it
+        assert digest() == want
+        assert os_threads() >= idle + 6  # the pool's 6 workers
+        mm.set_num_threads(1)
+        assert os_threads() <= idle  # stopped at once, before any other job
+        mm.set_num_threads(min(2, cpus))
+        assert digest() == want
+    finally:
+        mm._core.set_num_threads(before)

@@ -65,10 +65,27 @@ def load(path: str | os.PathLike) -> Model:
 
 def set_num_threads(n: int) -> None:
     """Threads the core may use (default: the CPUs this process may run on). Results do not depend
-    on it: every sum is taken in the same order at any thread count."""
+    on it: every sum is taken in the same order at any thread count.
+
+    More threads than the CPUs this process may run on would only wait for each other (64 threads
+    on 2 CPUs train twenty times slower): such a count is capped at the CPUs, with a
+    ``RuntimeWarning``. The core's pool takes the new size at once (a smaller one stops the threads
+    it no longer needs)."""
+    import warnings
+
     from ._validate import integer
 
-    _core.set_num_threads(integer(n, "n", 1, 1024))
+    n = integer(n, "n", 1)
+    cpus = _core.default_threads()
+    if n > cpus:
+        warnings.warn(
+            f"set_num_threads({n}): this process may run on {cpus} CPU(s); using {cpus} thread(s) "
+            "(more threads than CPUs only slow the core down)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        n = cpus
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:

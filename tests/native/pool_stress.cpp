@@ -1,8 +1,9 @@
 // A stress test of the thread pool (cpp/threadpool.cpp), run by tests/test_threadpool.py: plain
 // with random pauses between the steps of the pool's claim protocol (MM_POOL_TEST_DELAY), and under
 // ThreadSanitizer. Two callers issue jobs of random part counts, some after a pause long enough
-// for the workers to fall asleep, and the pool is resized in between. Every part of every job must
-// run exactly once, with its own job's function and arguments, and before pool_run returns.
+// for the workers to fall asleep; the pool is resized in between, then all the while. Every part
+// of every job must run exactly once, with its own job's function and arguments, and before
+// pool_run returns.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -85,6 +86,22 @@ int main(int argc, char** argv) {
     mm::pool_set_threads(2);
     caller(3, jobs);
     other.join();
+    // A resizer that grows and shrinks the pool (each resize stops the old pool's workers at once,
+    // or when the job in flight on it ends) while two callers issue jobs.
+    std::atomic<bool> quit{false};
+    std::thread resizer([&] {
+        for (int k = 0; !quit.load(); ++k) {
+            mm::pool_set_threads(1 + k % 5);
+            std::this_thread::sleep_for(std::chrono::microseconds(50 + 150 * (k % 3)));
+        }
+    });
+    std::thread second([&] { caller(11, jobs / 8); });
+    caller(5, jobs / 8);
+    second.join();
+    quit.store(true);
+    resizer.join();
+    mm::pool_set_threads(1);  // the pool's workers end here
+    if (mm::pool_threads() != 1) fail("the pool did not take its new size", -1, -1);
     std::printf("ok\n");
     return 0;
 }
