@@ -244,3 +244,80 @@ def test_thread_counts_above_the_cpus_are_capped_and_the_pool_shrinks():
         assert digest() == want
     finally:
         mm._core.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+
+SIZES_CHILD = r"""
+import json, resource, sys
+import numpy as np
+import makemore_cpp as mm
+# were a check missing, the allocation fails here at once instead of the machine running out
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))
+m = mm.MLP(mm.Vocab.from_words(["abc", "cab"]), n_embd=2, n_hidden=4, seed=1)
+before = {k: a.tobytes() for k, a in m.get_params().items()}
+X, Y = np.zeros((3, 3), np.int64), np.zeros(3, np.int64)
+big = np.broadcast_to(np.zeros(3, np.int64), (10**10, 3))   # no memory: a view
+calls = {
+    "sample": lambda: m.sample(10**12),
+    "sample_ids": lambda: m.sample_ids(10**10),
+    "train": lambda: mm.train(m, X, Y, 10**12),
+    "train callable": lambda: mm.train(m, X, Y, 10**11, lr=lambda s: 0.1),
+    "logits": lambda: m.logits(big),
+    "loss": lambda: m.loss(big, np.broadcast_to(np.int64(1), (10**10,))),
+    "build_dataset": lambda: mm.build_dataset(["abc"] * 1000, m.vocab, 10**9),
+    "model": lambda: mm.MLP(27, 3, 10, (10**6, 10**6)),
+}
+out = {}
+for name, f in calls.items():
+    try:
+        f()
+        out[name] = "accepted"
+    except MemoryError as e:
+        out[name] = str(e)
+out["unchanged"] = before == {k: a.tobytes() for k, a in m.get_params().items()}
+print(json.dumps(out))
+"""
+
+SIZE_MESSAGES = {
+    "sample": r"^sample\(n=1,000,000,000,000\) needs 58\.2 TiB at the least \(64 bytes a name\)",
+    "sample_ids": r"^sample_ids\(n=10,000,000,000, max_len=100\) needs 3\.6 TiB for its int32 ids",
+    "train": r"^train\(steps=1,000,000,000,000\) needs 14\.6 TiB for its per-step arrays \(16 bytes",
+    "train callable": r"^train\(steps=100,000,000,000\) needs 5\.1 TiB for its per-step arrays \(56 bytes",
+    "logits": r"^logits\(X\) of 10,000,000,000 rows needs [\d.]+ GiB for its \(10,000,000,000, 4\) float32",
+    "loss": r"^X of shape \(10000000000, 3\) needs 111\.8 GiB as the core's int32 copy",
+    "build_dataset": r"^build_dataset\(block_size=1,000,000,000\) of 4,000 examples needs 14\.6 TiB",
+    "model": r"^a model of these sizes needs 3\.6 TiB for its parameters alone",
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="reads the machine's memory")
+def test_sizes_that_cannot_fit_are_refused_up_front_with_the_figure():
+    """model.sample(10**12) grew until the kernel killed the process: every size that cannot fit in
+    this machine's memory -- names, ids, per-step arrays, logits, copies of views, examples, models
+    -- is refused before anything is allocated, with the figure, naming the argument."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from makemore_cpp._validate import machine_memory
+
+    if machine_memory() > 3 << 40:
+        pytest.skip("this machine has more memory than the sizes asked for here")
+    p = subprocess.run(
+        [sys.executable, "-c", SIZES_CHILD], capture_output=True, text=True, timeout=120, env=child_env()
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out.pop("unchanged") is True
+    for name, pattern in SIZE_MESSAGES.items():
+        assert re.search(pattern, out[name]), (name, out[name])
+        assert "; this machine has " in out[name]
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    src = str(pathlib.Path(mm.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,8 @@ def index_array(
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if core_checks and arr.dtype == np.dtype(np.int32) and arr.flags.c_contiguous and arr.flags.aligned:
         return arr
+    if not (arr.dtype == np.dtype(np.int32) and arr.flags.c_contiguous and arr.flags.aligned):
+        fits(4.0 * arr.size, f"{name} of shape {arr.shape}", " as the core's int32 copy")
     # One pass over the ids: read as unsigned, a negative id is larger than any valid one.
     if (
         arr.size
@@ -147,3 +150,28 @@ def dtype_name(dtype: Any) -> str:
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return name
+
+
+def machine_memory() -> int:
+    """Bytes of memory this machine has (its physical memory)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def size_text(nbytes: float) -> str:
+    """1.5 GiB, 58.2 TiB, ..."""
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 2**10:.1f} KiB"
+
+
+def fits(nbytes: float, what: str, detail: str = "") -> None:
+    """Refuse, before anything is allocated, what needs more than this machine's memory:
+    ``MemoryError: <what> needs <size><detail>; this machine has <size>``. ``what`` names the
+    argument and its value."""
+    total = machine_memory()
+    if nbytes > total:
+        raise MemoryError(f"{what} needs {size_text(nbytes)}{detail}; this machine has {size_text(total)}")

@@ -10,6 +10,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import _validate
+
 __all__ = ["load_names", "load_words", "Vocab", "split_words", "build_dataset"]
 
 END = "."  # id 0: marks the start (as context padding) and the end of every word
@@ -170,7 +172,14 @@ def build_dataset(words: Iterable[str], vocab: Vocab, block_size: int = 3) -> tu
         raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
     block_size = int(block_size)
     _not_one_str(words)
-    ids, lengths = _encode_words(list(words), vocab)
+    words = list(words)
+    rows = sum(len(w) + 1 for w in words if isinstance(w, str))
+    _validate.fits(
+        4.0 * rows * (block_size + 1),
+        f"build_dataset(block_size={block_size:,}) of {rows:,} examples",
+        " for X and Y (int32)",
+    )
+    ids, lengths = _encode_words(words, vocab)
     if len(lengths) == 0:
         return np.zeros((0, block_size), np.int32), np.zeros(0, np.int32)
     # One stream: block_size zeros of context before each word's ids and its final 0.

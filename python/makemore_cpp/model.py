@@ -21,6 +21,9 @@ __all__ = ["Model"]
 
 EVAL_CHUNK = 1 << 18  # rows per call into the core at most (a multiple of _core.SUM_ROWS)
 SAMPLE_CHUNK_CELLS = 1 << 24  # names x max_len per call into the core (64 MiB of int32) at most
+# What a sampled name takes at the least, as a str in a list: the str object (49 bytes for an empty
+# one), its characters and the list's pointer to it.
+SAMPLE_NAME_BYTES = 64
 CHUNK_SECONDS = 0.05  # calls into the core are sized to take about this long, so Ctrl-C is prompt
 FIRST_CHUNK_MACS = 2e7  # the first call's size, before its time is known: a few milliseconds
 # The core computes each distinct context once, always when there are at most _core.DEDUP_ALWAYS of
@@ -234,6 +237,15 @@ class Model:
 
     def logits(self, X: Any) -> np.ndarray:
         """The logits (N, V) of the contexts X (N, block_size), in evaluation mode."""
+        arr = v.to_numpy(X)
+        rows = len(arr) if arr.ndim else 0
+        as_is = arr.dtype == np.int32 and arr.flags.c_contiguous and arr.flags.aligned
+        v.fits(
+            float(rows) * self.vocab_size * np.dtype(self.dtype).itemsize + (0 if as_is else 4.0 * arr.size),
+            f"logits(X) of {rows:,} rows",
+            f" for its ({rows:,}, {self.vocab_size}) {self.dtype} array"
+            + ("" if as_is else " and the int32 copy of X"),
+        )
         X = v.contexts(self, X, core_checks=True)
         try:
             with self._exclusive():
@@ -306,6 +318,9 @@ class Model:
         max_len: int = 100,
     ) -> np.ndarray:
         """``sample`` as ids: an (n, max_len) int32 array, 0-padded after each name."""
+        n = v.integer(n, "n", 0)
+        max_len = v.integer(max_len, "max_len", 1, (1 << 20) - 1)
+        v.fits(4.0 * n * max_len, f"sample_ids(n={n:,}, max_len={max_len:,})", " for its int32 ids")
         with self._exclusive():  # held here, not in the generator: an abandoned generator would keep it
             parts = list(self._sample_chunks(n, seed, temperature, top_k, prefix, max_len, False))
         if not parts:
@@ -333,6 +348,8 @@ class Model:
                 "this model was built from a vocabulary size, not a Vocab: use sample_ids, or build "
                 "it with vocab=Vocab..."
             )
+        n = v.integer(n, "n", 0)
+        v.fits(SAMPLE_NAME_BYTES * n, f"sample(n={n:,})", f" at the least ({SAMPLE_NAME_BYTES} bytes a name)")
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if "." in prefix:
@@ -445,12 +462,4 @@ def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> 
 
 def _check_memory(nbytes: int) -> None:
     """Refuse a model whose parameters alone would not fit in memory, before asking for it."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 1 << 40
-    if nbytes > total:
-        raise MemoryError(
-            f"a model of these sizes needs {nbytes / 2**30:.1f} GiB for its parameters alone; "
-            f"this machine has {total / 2**30:.1f} GiB"
-        )
+    v.fits(nbytes, "a model of these sizes", " for its parameters alone")

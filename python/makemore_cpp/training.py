@@ -298,6 +298,10 @@ def train(
     parameters after the last completed step.
     """
     steps = v.integer(steps, "steps", 0)
+    per_step = 16 + (0 if type(lr) is _StepSchedule or not callable(lr) else 40)  # losses, rates (floats)
+    if diagnostics_every is not None and isinstance(model, Model):
+        per_step += 8 * len(model.trained_names)  # every step's update ratios
+    v.fits(steps * per_step, f"train(steps={steps:,})", f" for its per-step arrays ({per_step} bytes a step)")
     given = TrainOptions(
         batch_size=batch_size,
         seed=seed,
