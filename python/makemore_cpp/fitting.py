@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import nn
+import numpy as np
+
+from . import _core, nn
+from . import _validate as v
 from .data import Vocab, build_dataset, load_names, split_words
 from .mlp import MLP
 from .model import Model
@@ -20,7 +23,16 @@ from .presets import PRESETS
 from .schedules import parse_schedule
 from .training import History, TrainOptions, train
 
-__all__ = ["fit", "FitResult", "resolve", "build_model", "train_options", "bn_layers", "wavenet_layers"]
+__all__ = [
+    "fit",
+    "FitResult",
+    "resolve",
+    "check_config",
+    "build_model",
+    "train_options",
+    "bn_layers",
+    "wavenet_layers",
+]
 
 
 @dataclass
@@ -48,6 +60,74 @@ def resolve(preset: str = "lecture", **overrides: Any) -> dict[str, Any]:
     cfg.update({k: val for k, val in overrides.items() if val is not None})
     cfg["preset"] = preset
     return cfg
+
+
+def check_config(cfg: dict[str, Any], vocab_size: int | None = None) -> None:
+    """Check every setting of a preset's settings (:func:`resolve`) without building anything: the
+    model's sizes and kind, the schedule over ``steps``, the optimizer's settings, the evaluation
+    and split settings; with ``vocab_size``, that the model's parameters, the optimizer's moments
+    and a minibatch's activations fit in this machine's memory. Raises what building and training
+    would raise (``ValueError``, ``TypeError``, ``MemoryError``), naming the setting, before any of
+    it is done."""
+    steps = v.integer(cfg["steps"], "steps", 0)
+    T = v.integer(cfg["block_size"], "block_size", 1, 1 << 16)
+    E = v.integer(cfg["n_embd"], "n_embd", 1, 1 << 20)
+    hidden = cfg["n_hidden"]
+    widths = list(hidden) if hasattr(hidden, "__iter__") and not isinstance(hidden, str) else [hidden]
+    if not 1 <= len(widths) <= _core.MAX_HIDDEN:
+        raise ValueError(f"n_hidden must be a width or 1 to {_core.MAX_HIDDEN} widths, got {hidden!r}")
+    widths = [v.integer(w, "n_hidden", 1, 1 << 20) for w in widths]
+    dtype = v.dtype_name(cfg["dtype"])
+    v.seed(cfg["seed"], "seed")
+    v.real(cfg["out_scale"], "out_scale")
+    kind = cfg["model"]
+    if kind == "mlp":
+        if cfg["init"] not in ("lecture", "kaiming"):
+            raise ValueError(f"init must be 'lecture' or 'kaiming' for model='mlp', got {cfg['init']!r}")
+        if cfg["out_scale"] != 1.0:
+            raise ValueError(
+                f"out_scale applies to layer models; model='mlp' scales by init, got {cfg['out_scale']}"
+            )
+    elif kind in LAYER_MODELS:
+        if cfg["init"] != "layers":
+            raise ValueError(
+                f"init {cfg['init']!r} is for model='mlp'; a layer model starts as its classes do: "
+                "init='layers'"
+            )
+        if len(widths) != 1:
+            raise ValueError(f"model={kind!r} takes one hidden width, got n_hidden={hidden!r}")
+    else:
+        raise ValueError(f"model must be 'mlp' or one of {sorted(LAYER_MODELS)}, got {kind!r}")
+    v.seed(cfg["train_seed"], "train_seed")
+    options = train_options(cfg)
+    lr = cfg["lr"]
+    if not callable(lr):
+        parse_schedule(lr, steps)
+    if cfg["eval_every"] is not None:
+        v.integer(cfg["eval_every"], "eval_every", 0)
+    if not isinstance(cfg["keep_best"], (bool, np.bool_)):
+        raise TypeError(f"keep_best must be True or False, got {cfg['keep_best']!r}")
+    if cfg["split_seed"] is not None:
+        v.integer(cfg["split_seed"], "split_seed")
+    split_words([], cfg["split"])  # checks the fractions
+    if vocab_size is None:
+        return
+    V = v.integer(vocab_size, "vocab_size", 1)
+    if kind == "mlp":
+        sizes = [T * E, *widths, V]
+        params = V * E + sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    else:
+        layers = LAYER_MODELS[kind](V, T, E, widths[0])  # the layer objects only: nothing allocated
+        params = sum(layer.numbers() for layer in layers)
+        sizes = [T * E, widths[0] * T, V]
+    item = 8 if dtype == "float64" else 4
+    copies = 2 + (2 if options.optimizer == "adamw" else 1 if options.momentum else 0)  # + grads, moments
+    activations = 2.0 * options.batch_size * sum(sizes)  # forward values and their gradients
+    v.fits(
+        item * (copies * params + activations),
+        f"a model of {params:,} parameters trained in batches of {options.batch_size:,}",
+        " at the least (parameters, gradients, moments, a minibatch's activations)",
+    )
 
 
 def build_model(cfg: dict[str, Any], vocab: Vocab | int) -> Model:
@@ -131,7 +211,7 @@ def train_options(cfg: dict[str, Any]) -> TrainOptions:
         optimizer=cfg["optimizer"],
         momentum=cfg["momentum"],
         nesterov=cfg["nesterov"],
-        betas=tuple(cfg["betas"]),
+        betas=tuple(cfg["betas"]) if isinstance(cfg["betas"], (list, tuple)) else cfg["betas"],
         eps=cfg["eps"],
         weight_decay=cfg["weight_decay"],
         dropout=cfg["dropout"],
@@ -149,8 +229,10 @@ def fit(
     callable of the step.
     """
     cfg = resolve(preset, **overrides)
+    check_config(cfg)  # before the words are read
     words = load_names() if words is None else list(words)
     vocab = Vocab.from_words(words)
+    check_config(cfg, len(vocab))
     tr, dev, te = split_words(words, cfg["split"], seed=cfg["split_seed"])
     T = cfg["block_size"]
     data = {name: build_dataset(part, vocab, T) for name, part in (("train", tr), ("dev", dev), ("test", te))}

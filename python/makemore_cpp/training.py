@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _core
 from . import _validate as v
+from ._signals import interrupts_deferred
 from .diagnostics import Diagnostics, diagnose
 from .model import Model
 from .reference import batch_indices as drawn_rows
@@ -295,7 +296,8 @@ def train(
         Either way the model keeps the parameters of the last step whose loss and update were finite.
 
     Ctrl-C stops within a fraction of a second with ``KeyboardInterrupt``; the model then holds the
-    parameters after the last completed step.
+    parameters after the last completed step, ``state.step`` counts it, and the exception's
+    ``history`` attribute holds the run up to it (as the History this call would have returned).
     """
     steps = v.integer(steps, "steps", 0)
     per_step = 16 + (0 if type(lr) is _StepSchedule or not callable(lr) else 40)  # losses, rates (floats)
@@ -407,6 +409,12 @@ def train(
             if keep_best:
                 best_params = model.get_params()
 
+    def finish(hist: History, done: int) -> None:
+        hist.seconds = time.perf_counter() - t0
+        hist.loss = losses[:done]
+        hist.lr = lrs[:done]
+        hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+
     try:
         while done < steps:
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
@@ -418,21 +426,24 @@ def train(
                     record(done)
                 end = min(end, done + diagnostics_every - state.step % diagnostics_every)
                 ustats = np.zeros((end - done, len(model.trained_names), 2))
-            n, status = state._t.run(
-                X_run,
-                Y_run,
-                None if bidx is None else bidx[done:end],
-                lrs[done:end],
-                state.step,
-                options.seed,
-                CHUNK_SECONDS,
-                losses[done:end],
-                ustats,
-            )
-            if diag is not None:
-                diag.add_updates(state.step, ustats[:n])
-            done += n
-            state.step += n
+            # Ctrl-C waits for the few statements that count the core's steps (not for the core,
+            # which returns every CHUNK_SECONDS): the state's step is always the model's.
+            with interrupts_deferred():
+                n, status = state._t.run(
+                    X_run,
+                    Y_run,
+                    None if bidx is None else bidx[done:end],
+                    lrs[done:end],
+                    state.step,
+                    options.seed,
+                    CHUNK_SECONDS,
+                    losses[done:end],
+                    ustats,
+                )
+                if diag is not None:
+                    diag.add_updates(state.step, ustats[:n])
+                done += n
+                state.step += n
             if bar is not None:
                 bar.update(n)
                 bar.set_postfix(loss=f"{np.mean(losses[max(0, done - 100) : done]):.4f}", refresh=False)
@@ -452,13 +463,17 @@ def train(
                 break
             if eval_every is not None and (done % eval_every == 0 or done == steps):
                 evaluate()
+    except KeyboardInterrupt as e:
+        # The run up to the last completed step goes with the interrupt, as e.history (a second
+        # Ctrl-C meanwhile is part of this one).
+        with interrupts_deferred(merge=True):
+            finish(hist, done)
+            e.history = hist  # type: ignore[attr-defined]
+        raise
     finally:
         if bar is not None:
             bar.close()
-    hist.seconds = time.perf_counter() - t0
-    hist.loss = losses[:done]
-    hist.lr = lrs[:done]
-    hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+    finish(hist, done)
     if (
         X_val is not None
         and hist.stopped is None

@@ -13,7 +13,7 @@ from typing import IO, Any, Callable
 import numpy as np
 
 from .. import checkpoint
-from .._files import atomic_write
+from .._files import atomic_write, check_folder, check_writable
 from ..model import Model
 from ..training import TrainState
 from .common import PROG, CLIError, jsonable, load_input, words_digest
@@ -64,6 +64,7 @@ class Run:
         self.resumed = resumed
         self.elapsed0 = elapsed
         self.best = best
+        self.evaluated: int | None = None  # the last step whose dev loss (and checkpoint) is written
         self._log: IO | None = None
         self._start = 0.0
 
@@ -146,7 +147,23 @@ class Run:
             elapsed=float(extra.get("elapsed", 0.0)),
             best=extra.get("best"),
         )
+        evaluated = extra.get("evaluated", done)  # (older checkpoints were written after their evaluation)
+        run.evaluated = evaluated if isinstance(evaluated, int) else done
         return run, ck.model, ck.state
+
+    def check_files(self, diagnostics: bool = False) -> None:
+        """Before anything is written: the run's folder is a folder or can be made, and each file
+        the run writes is a regular file or not there yet (a symbolic link, a folder or a device in
+        its place is refused, naming it)."""
+        try:
+            check_folder(self.workdir, "the run")
+            names = list(self.paths.values())
+            if diagnostics:
+                names += [os.path.join(self.workdir, f) for f in ("diagnostics.json", "update_ratio.npz")]
+            for path in names:
+                check_writable(path, "run's file", make_folder=True)
+        except OSError as e:
+            raise CLIError(str(e)) from None
 
     def elapsed(self) -> float:
         """Seconds in all sessions of the run so far."""
@@ -205,13 +222,24 @@ class Run:
             "elapsed": self.elapsed(),
             "best": self.best,
             "log_every": self.log_every,
+            "evaluated": self.evaluated,
         }
 
-    def save(self, model: Model, state: TrainState | None, losses: np.ndarray) -> None:
-        """The checkpoint, and the losses of its steps."""
-        checkpoint.save(self.paths["checkpoint"], model, state, self.extra())
+    def save(
+        self,
+        model: Model,
+        state: TrainState | None,
+        losses: np.ndarray,
+        extra_files: Callable[[], Any] | None = None,
+    ) -> None:
+        """The losses of the checkpoint's steps and ``extra_files()`` (what else goes with it),
+        then the checkpoint: whatever stops the run between them, the files beside the checkpoint
+        hold at least its steps (a resumed run reads only those)."""
         step = state.step if state else 0
-        atomic_write(self.paths["losses"], lambda f: np.save(f, losses[:step]), mode="wb")
+        atomic_write(self.paths["losses"], lambda f: np.save(f, losses[:step]), mode="wb", what="losses")
+        if extra_files is not None:
+            extra_files()
+        checkpoint.save(self.paths["checkpoint"], model, state, self.extra())
 
     def save_best(self, model: Model, step: int, dev_loss: float) -> None:
         self.best = {"step": step, "dev_loss": dev_loss}

@@ -6,19 +6,32 @@ import datetime
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from .. import _validate as v
 from .. import checkpoint, get_num_threads, plots, set_num_threads
+from .._signals import interrupts_deferred
 from ..data import Vocab, build_dataset, split_words
 from ..diagnostics import Diagnostics
 from ..experiments import mark_samples
-from ..fitting import build_model, resolve, train_options
-from ..model import Model
+from ..fitting import build_model, check_config, resolve, train_options
+from ..model import SAMPLE_NAME_BYTES, Model
 from ..schedules import parse_schedule
-from ..training import train
-from .common import PROG, CLIError, describe_input, hidden_text, jsonable, model_overrides, printer
+from ..training import History, TrainState, train
+from .common import (
+    PROG,
+    CLIError,
+    as_options,
+    describe_input,
+    hidden_text,
+    jsonable,
+    model_overrides,
+    option,
+    printer,
+    threads_to_use,
+)
 from .run import LOSS_PNG, Run, read_log
 
 CHUNK_SECONDS = 0.25  # training runs in chunks this long, between progress and log updates
@@ -75,6 +88,7 @@ def run_train(
         them with ``makemore-cpp diagnose WORKDIR``); a resumed run keeps its own.
     """
     say = printer(quiet)
+    # Every option is checked before anything is written: a run that cannot finish fails here.
     overrides = model_overrides(overrides)
     if "lr" in overrides:
         if callable(overrides["lr"]):
@@ -82,8 +96,14 @@ def run_train(
                 "lr must be a number or schedule text (it is stored in the checkpoint), not a callable"
             )
         overrides["lr"] = str(overrides["lr"])
-    if threads is not None:
-        set_num_threads(threads)
+    threads = threads_to_use(threads, say)
+    log_every = option(log_every, "--log-every", 1)
+    samples = option(samples, "--samples", 0)
+    sample_seed = option(sample_seed, "sample_seed", 0, 2**64 - 1)
+    diagnostics = option(diagnostics, "--diagnostics", 1)
+    for name, flag in (("plot", plot), ("resume", resume), ("progress", progress)):
+        if flag is not None and not isinstance(flag, (bool, np.bool_)):
+            raise CLIError(f"{name} must be True or False, got {flag!r}")
 
     # The run: a new one, or the one in workdir with its model and training state.
     if resume:
@@ -94,17 +114,28 @@ def run_train(
         if callable(cfg["lr"]):
             raise CLIError("lr must be a number or schedule text")
         cfg["lr"] = str(cfg["lr"])
+        _check(cfg)  # the settings alone, before the words are read
         run = Run.new(workdir, cfg, input, log_every)
-        model, state = build_model(cfg, Vocab.from_words(run.words)), None
+        vocab = Vocab.from_words(run.words)
+        _check(cfg, len(vocab))
+        model, state = _built(lambda: build_model(cfg, vocab)), None
     cfg, total, done = run.cfg, run.total, state.step if state else 0
-    lr_fn = parse_schedule(cfg["lr"], total)  # bad settings fail before any file is written
-    options = train_options(cfg)
     if total < 1:
-        raise CLIError("steps must be at least 1")
+        raise CLIError(f"--steps must be >= 1, got {total}")
+    lr_fn = parse_schedule(cfg["lr"], total)
+    options = train_options(cfg)
     vocab = Vocab.from_words(run.words)
     if model.vocab != vocab:
         raise CLIError("the input's characters differ from the checkpoint's vocabulary")
-    os.makedirs(run.workdir, exist_ok=True)
+    diag = None
+    if resume and os.path.exists(os.path.join(run.workdir, "diagnostics.json")):
+        diag = Diagnostics.load(run.workdir).until(done)
+        diagnostics = diagnostics or diag.every
+    if diagnostics is not None and options.batch_size < 2:
+        raise CLIError("--diagnostics needs --batch-size >= 2 (the statistics' standard deviations)")
+    per_step = 4 + (8 * len(model.trained_names) if diagnostics else 0)  # the losses, the update ratios
+    fits(total * per_step, f"--steps {total:,}", f" for every step's loss ({per_step} bytes a step)")
+    fits(SAMPLE_NAME_BYTES * samples, f"--samples {samples:,}", " at the least")
 
     # The lecture's data: the 80/10/10 split and the examples of each part.
     T = model.block_size
@@ -116,22 +147,13 @@ def run_train(
         raise CLIError("the training split is empty: give more words")
     eval_every = int(cfg["eval_every"] or 0) if len(Xdev) else 0
     keep_best = bool(cfg.get("keep_best")) and len(Xdev) > 0
+    if state is None:
+        state = _built(lambda: TrainState(model, options))  # the core's training workspace
+    run.check_files(diagnostics is not None or diag is not None)  # nothing there but regular files
+    if threads is not None:
+        set_num_threads(threads)
 
     losses, known = run.previous_losses(done)  # losses[known:] are this session's
-    diag = None
-    if resume and os.path.exists(os.path.join(run.workdir, "diagnostics.json")):
-        diag = Diagnostics.load(run.workdir).until(done)
-        diagnostics = diagnostics or diag.every
-    if diagnostics is not None and (
-        isinstance(diagnostics, bool) or not isinstance(diagnostics, int) or diagnostics < 1
-    ):
-        raise CLIError(f"--diagnostics must be a positive number of steps, got {diagnostics!r}")
-
-    def save() -> None:
-        run.save(model, state, losses)
-        if diag is not None:
-            diag.save(run.workdir)
-
     settings = jsonable(cfg)
     event = {
         "event": "resume" if resume else "start",
@@ -142,41 +164,105 @@ def run_train(
     }
     if not resume:
         event.update(settings=settings, input=run.input_path, params=model.num_params)
-    run.begin(event, done)
-    say(
-        f"{PROG} train: {'resuming ' if resume else ''}the {preset!r} preset on "
-        f"{describe_input(run.input_path, run.words)}; {model.num_params:,} parameters"
-    )
-    say(
-        f"  block_size {cfg['block_size']}, n_embd {cfg['n_embd']}, n_hidden "
-        f"{hidden_text(cfg['n_hidden'])}, "
-        f"batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['optimizer']}, {total:,} steps"
-        f"{f' from step {done:,}' if resume else ''}, {cfg['dtype']}, {get_num_threads()} thread(s)"
-    )
-    say(f"  writing to {run.workdir}{os.sep}")
-
-    # The loop: chunks of steps of about CHUNK_SECONDS; a log record every log_every steps; the
-    # dev loss and a checkpoint every eval_every steps and at the end.
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=total,
-        initial=done,
-        unit="step",
-        dynamic_ncols=True,
-        leave=False,
-        file=sys.stderr,
-        disable=None if progress is None else not progress,
-        desc="train",
-    )
+    saved = done if resume else None  # the step of the checkpoint in the folder
+    if run.evaluated is None and resume:
+        run.evaluated = done  # a checkpoint of an earlier version: written after its evaluation
     dev_loss = run.best.get("dev_loss") if run.best is not None else None
-    chunk = 100
     step_start = done
+    bar = None
+
+    def save() -> None:
+        """The checkpoint of step ``done``, written last (after the losses and diagnostics that
+        go with it): whatever stops the run meanwhile, the checkpoint in the folder is whole and
+        the files beside it hold at least its steps."""
+        nonlocal saved
+        run.save(model, state, losses, extra_files=(lambda: diag.save(run.workdir)) if diag else None)
+        saved = done
+
+    def take(hist: History) -> None:
+        """A call of train()'s steps into the run: losses, log records, diagnostics, the bar."""
+        nonlocal done, diag
+        k = len(hist.loss)
+        t1 = run.elapsed()
+        t0 = t1 - hist.seconds
+        losses[done : done + k] = hist.loss
+        for i in range(k):  # one record each log_every steps; elapsed interpolated within the call
+            s = done + i + 1
+            if s % run.log_every == 0 or s == total:
+                lo = max(known, s - run.log_every)
+                run.log(
+                    {
+                        "step": s,
+                        "loss": float(hist.loss[i]),
+                        "loss_mean": float(np.mean(losses[lo:s])),
+                        "lr": float(hist.lr[i]),
+                        "elapsed": round(t0 + (t1 - t0) * (i + 1) / k, 4),
+                    }
+                )
+        if hist.diagnostics is not None:
+            if diag is None:
+                diag = hist.diagnostics
+            else:
+                diag.extend(hist.diagnostics)
+        done += k
+        if bar is not None:
+            post = {"loss": f"{np.mean(losses[max(known, done - 100) : done]):.4f}"}
+            if dev_loss is not None:
+                post["dev"] = f"{dev_loss:.4f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(k)
+
     try:
-        while done < total:
+        os.makedirs(run.workdir, exist_ok=True)
+        run.begin(event, done)
+        say(
+            f"{PROG} train: {'resuming ' if resume else ''}the {preset!r} preset on "
+            f"{describe_input(run.input_path, run.words)}; {model.num_params:,} parameters"
+        )
+        say(
+            f"  block_size {cfg['block_size']}, n_embd {cfg['n_embd']}, n_hidden "
+            f"{hidden_text(cfg['n_hidden'])}, "
+            f"batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['optimizer']}, {total:,} steps"
+            f"{f' from step {done:,}' if resume else ''}, {cfg['dtype']}, {get_num_threads()} thread(s)"
+        )
+        say(f"  writing to {run.workdir}{os.sep}")
+
+        # The loop: calls of about CHUNK_SECONDS; a log record every log_every steps; the dev loss
+        # and a checkpoint every eval_every steps and at the end. Ctrl-C stops it with a checkpoint
+        # of the last completed step (below).
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=total,
+            initial=done,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+            file=sys.stderr,
+            disable=None if progress is None else not progress,
+            desc="train",
+        )
+        chunk = 100
+        while True:
+            if (
+                done > 0
+                and (done == total or (eval_every and done % eval_every == 0))
+                and (run.evaluated != done)
+            ):
+                # An evaluation and its checkpoint are written together (Ctrl-C waits for them).
+                with interrupts_deferred():
+                    if len(Xdev):
+                        dev_loss = model.loss(Xdev, Ydev)
+                        run.log({"step": done, "dev_loss": dev_loss, "elapsed": run.elapsed()})
+                        if keep_best and (run.best is None or dev_loss < run.best["dev_loss"]):
+                            run.save_best(model, done, dev_loss)
+                    run.evaluated = done
+                    run.flush()
+                    save()
+            if done >= total:
+                break
             stop = total if not eval_every else min(total, (done // eval_every + 1) * eval_every)
             n = min(chunk, stop - done)
-            t0 = run.elapsed()
             hist = train(
                 model,
                 Xtr,
@@ -188,66 +274,137 @@ def run_train(
                 on_divergence="stop",
                 diagnostics_every=diagnostics,
             )
-            if hist.diagnostics is not None:
-                if diag is None:
-                    diag = hist.diagnostics
-                else:
-                    diag.extend(hist.diagnostics)
-            t1 = run.elapsed()
-            state = hist.state
-            k = len(hist.loss)
-            losses[done : done + k] = hist.loss
-            chunk = max(1, int(k / max(t1 - t0, 1e-6) * CHUNK_SECONDS))
-            for i in range(k):  # one record each log_every steps; elapsed interpolated within the chunk
-                s = done + i + 1
-                if s % run.log_every == 0 or s == total:
-                    lo = max(known, s - run.log_every)
-                    run.log(
-                        {
-                            "step": s,
-                            "loss": float(hist.loss[i]),
-                            "loss_mean": float(np.mean(losses[lo:s])),
-                            "lr": float(hist.lr[i]),
-                            "elapsed": round(t0 + (t1 - t0) * (i + 1) / k, 4),
-                        }
-                    )
-            done = state.step
-            post = {"loss": f"{np.mean(losses[max(known, done - 100) : done]):.4f}"}
-            if dev_loss is not None:
-                post["dev"] = f"{dev_loss:.4f}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(k)
+            with interrupts_deferred():
+                take(hist)
+            chunk = max(1, int(len(hist.loss) / max(hist.seconds, 1e-6) * CHUNK_SECONDS))
             if hist.stopped is not None:
-                run.log(
-                    {"event": "diverged", "step": done, "message": hist.stopped, "elapsed": run.elapsed()}
-                )
-                run.flush()
-                save()
+                with interrupts_deferred():
+                    run.log(
+                        {"event": "diverged", "step": done, "message": hist.stopped, "elapsed": run.elapsed()}
+                    )
+                    run.flush()
+                    save()
                 raise CLIError(
                     f"training diverged: {hist.stopped}. Try a smaller learning rate (see '{PROG} lr-find')"
                 )
-            if done == total or (eval_every and done % eval_every == 0):
-                if len(Xdev):
-                    dev_loss = model.loss(Xdev, Ydev)
-                    run.log({"step": done, "dev_loss": dev_loss, "elapsed": run.elapsed()})
-                    if keep_best and (run.best is None or dev_loss < run.best["dev_loss"]):
-                        run.save_best(model, done, dev_loss)
-                run.flush()
-                save()
-    except KeyboardInterrupt:
-        bar.close()
-        run.close()
-        path = run.paths["checkpoint"]
-        last = checkpoint.load(path).state.step if os.path.exists(path) else 0
-        say(
-            f"\ninterrupted. The checkpoint in {run.workdir} is at step {last:,}; continue with: "
-            f"{PROG} train --resume -o {run.workdir}",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as e:
+        with interrupts_deferred(merge=True):  # a second Ctrl-C is part of this one
+            if bar is not None:
+                bar.close()
+            _interrupted(e, run, state, done, saved, take, save, say)
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         run.flush()
+    return _finish(
+        run,
+        model,
+        cfg,
+        preset,
+        done,
+        step_start,
+        total,
+        keep_best,
+        diag,
+        settings,
+        losses,
+        samples,
+        sample_seed,
+        plot,
+        say,
+        (tr, dev, te),
+        ((Xtr, Ytr), (Xdev, Ydev), (Xte, Yte)),
+    )
+
+
+def _check(cfg: dict, vocab_size: int | None = None) -> None:
+    """check_config, its refusals as usage errors (exit status 2) naming the options."""
+    try:
+        check_config(cfg, vocab_size)
+    except MemoryError as e:
+        raise CLIError(str(e)) from None
+    except (ValueError, TypeError) as e:
+        raise CLIError(as_options(str(e))) from None
+
+
+def _built(make: Callable[[], Any]) -> Any:
+    """What ``make`` builds; a refusal for memory as a usage error (exit status 2)."""
+    try:
+        return make()
+    except MemoryError as e:
+        raise CLIError(str(e)) from None
+
+
+def fits(nbytes: float, what: str, detail: str = "") -> None:
+    try:
+        v.fits(nbytes, what, detail)
+    except MemoryError as e:
+        raise CLIError(str(e)) from None
+
+
+def _interrupted(
+    e: KeyboardInterrupt,
+    run: Run,
+    state: TrainState,
+    done: int,
+    saved: int | None,
+    take: Callable[[History], None],
+    save: Callable[[], None],
+    say: Callable[..., None],
+) -> None:
+    """Ctrl-C: the steps the interrupted call completed join the run, and a checkpoint of the last
+    completed step is written, so that ``--resume`` goes on from there; when the run's record of
+    its steps cannot be trusted (a second Ctrl-C at the wrong moment), the checkpoint in the
+    folder is kept as it is, and --resume redoes the steps after it."""
+    hist = getattr(e, "history", None)
+    if hist is not None and hist.state is state and done + len(hist.loss) == state.step:
+        take(hist)
+        done = state.step
+    if done == state.step and saved != done:
+        try:
+            run.close()
+            save()
+            saved = done
+        except OSError as err:
+            say(f"\ncould not write the checkpoint of step {done:,}: {err}", file=sys.stderr)
+    run.close()
+    if saved is None:
+        say(
+            f"\ninterrupted before step {done:,} was saved; nothing to resume in {run.workdir}",
+            file=sys.stderr,
+        )
+        return
+    say(
+        f"\ninterrupted. The checkpoint in {run.workdir} is at step {saved:,} of {run.total:,}; "
+        f"continue with: {PROG} train --resume -o {run.workdir}",
+        file=sys.stderr,
+    )
+
+
+def _finish(
+    run: Run,
+    model: Model,
+    cfg: dict,
+    preset: str,
+    done: int,
+    step_start: int,
+    total: int,
+    keep_best: bool,
+    diag: Diagnostics | None,
+    settings: dict,
+    losses: np.ndarray,
+    samples: int,
+    sample_seed: int,
+    plot: bool,
+    say: Callable[..., None],
+    splits: tuple,
+    data: tuple,
+) -> TrainResult:
+    """After the last step: the losses of the final (or best) model, samples marked as makemore.py
+    does, the summary and the plot."""
+    tr, dev, te = splits
+    (Xtr, Ytr), (Xdev, Ydev), (Xte, Yte) = data
     seconds = run.elapsed()
     trained = done - step_start
     session = run.session_seconds()
@@ -260,7 +417,6 @@ def run_train(
             "--steps to go on)"
         )
 
-    # The result: the losses of the final (or best) model, samples marked as makemore.py does.
     final = model
     best = run.best
     if keep_best and best is not None and best["step"] != done and os.path.exists(run.paths["best"]):
