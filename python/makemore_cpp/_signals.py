@@ -42,3 +42,35 @@ def interrupts_deferred(merge: bool = False) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if arrived and not merge:
             signal.raise_signal(signal.SIGINT)  # the previous handler runs now: KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def first_interrupt_only(leave_ignored: bool = False) -> Iterator[None]:
+    """Inside the block, the first SIGINT raises ``KeyboardInterrupt`` as usual and any later one
+    is ignored: a command that is stopping (killing its workers, writing its last checkpoint) is
+    not cut short by a second Ctrl-C, wherever it lands, and exits promptly all the same.
+
+    leave_ignored: after an interrupt, leave SIGINT ignored when the block ends (a program that
+    is about to exit: a Ctrl-C during the interpreter's own shutdown would print a traceback)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        yield
+        return
+    seen = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        seen[0] += 1
+        if seen[0] == 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if seen[0] and leave_ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGINT, previous)

@@ -11,7 +11,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from . import _validate as v
 from .mlp import MLP
+from .model import Model
 from .training import train
 
 __all__ = [
@@ -100,9 +102,12 @@ def lr_find(
     log10(lr_max), steps)``, one minibatch step at each rate ``10**lre`` in turn, recording each
     step's loss. Stops early if the loss diverges. ``train_kw``: more of :func:`train`'s arguments,
     such as ``optimizer`` or ``options`` (a :class:`TrainOptions`, batch size and seed included)."""
-    if not (0 < lr_min < lr_max):
+    steps = v.integer(steps, "steps", 2)
+    lr_min = v.real(lr_min, "lr_min", 0.0, low_open=True)
+    lr_max = v.real(lr_max, "lr_max", 0.0, low_open=True)
+    if not lr_min < lr_max:
         raise ValueError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}")
-    lre = np.linspace(math.log10(lr_min), math.log10(lr_max), int(steps))
+    lre = np.linspace(math.log10(lr_min), math.log10(lr_max), steps)
     lrs = 10**lre
     hist = train(
         model, X, Y, len(lrs), batch_size=batch_size, lr=lrs, seed=seed, on_divergence="stop", **train_kw
@@ -159,9 +164,15 @@ def overfit(
 ) -> OverfitResult:
     """Train ``model`` on all of (X, Y) at every step (full batch), as the lecture does with its
     first five names, until the loss is within ``tol`` of :func:`loss_floor` or ``max_steps``."""
-    X = np.ascontiguousarray(X, np.int32)
-    Y = np.ascontiguousarray(Y, np.int32)
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a makemore_cpp model, got {type(model).__name__}")
+    X, Y = v.rows(model, X, Y)
     n = len(X)
+    if n == 0:
+        raise ValueError("X and Y are empty: there is nothing to memorise")
+    max_steps = v.integer(max_steps, "max_steps", 0)
+    tol = v.real(tol, "tol", 0.0)
+    check_every = v.integer(check_every, "check_every", 1)
     floor = loss_floor(X, Y)
     initial = model.loss(X, Y)
     state, done, losses = None, 0, []

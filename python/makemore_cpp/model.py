@@ -266,9 +266,11 @@ class Model:
         prefix: Sequence[int],
         max_len: int,
         compact: bool,
+        start: int = 0,
     ):
-        """Validate, then yield the core's output for names 0 .. n-1 in order: (n_i, max_len) id
-        arrays, or with compact each chunk's names as ids one after another, each ended by 0."""
+        """Validate, then yield the core's output for names start .. start+n-1 in order: (n_i,
+        max_len) id arrays, or with compact each chunk's names as ids one after another, each ended
+        by 0."""
         n = v.integer(n, "n", 0)
         seed = v.seed(seed)
         temperature = v.real(temperature, "temperature", 0.0)
@@ -306,7 +308,7 @@ class Model:
         # still fits: the same parameters, instruction set, temperature and top_k).
         table = _core.SampleTable() if least > 1 else None
         for a, b in _chunks(n, first, most, least=least):
-            yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact, table)
+            yield self._m.sample(seed, start + a, b - a, temperature, top_k, prefix, max_len, compact, table)
 
     def sample_ids(
         self,
@@ -350,6 +352,13 @@ class Model:
             )
         n = v.integer(n, "n", 0)
         v.fits(SAMPLE_NAME_BYTES * n, f"sample(n={n:,})", f" at the least ({SAMPLE_NAME_BYTES} bytes a name)")
+        return self._names(0, n, seed, temperature, top_k, prefix, max_len)
+
+    def _names(
+        self, start: int, n: int, seed: int, temperature: float, top_k: int | None, prefix: str, max_len: int
+    ) -> list[str]:
+        """Names start .. start+n-1 of a draw (what sample(start + n)[start:] gives, without the
+        first ones)."""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         if "." in prefix:
@@ -359,7 +368,7 @@ class Model:
         names: list[str] = []
         with self._exclusive():
             for flat in self._sample_chunks(
-                n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True
+                n, seed, temperature, top_k, self.vocab.encode(prefix), max_len, True, start
             ):
                 names += _core.decode_names(flat, codes)
         return names

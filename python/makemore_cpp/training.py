@@ -29,9 +29,14 @@ class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or parameter. ``history`` holds the run up to the last
     finite step; the model keeps the parameters after it."""
 
-    def __init__(self, message: str, history: "History"):
+    def __init__(self, message: str, history: "History | None" = None):
         super().__init__(message)
         self.history = history
+
+    def __reduce__(self) -> tuple:
+        # The history holds the core's training state, which cannot be pickled: another process
+        # (multiprocessing) receives the message, without it.
+        return (DivergenceError, (str(self), None))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from .._signals import first_interrupt_only
 from ..experiments import LRFindResult, OverfitResult, loss_floor, lr_find, mark_samples, overfit, suggest_lr
 from ..training import DivergenceError
 from .common import PROG, CLIError, parse_hidden
@@ -36,6 +37,7 @@ from .train import TrainResult, run_train
 
 __all__ = [
     "main",
+    "console",
     "CLIError",
     "run_train",
     "TrainResult",
@@ -59,8 +61,24 @@ __all__ = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The console script: ``makemore-cpp <command> [options]``. Returns the exit status."""
+def console() -> None:
+    """The ``makemore-cpp`` program (and ``python -m makemore_cpp``): :func:`main` on the command
+    line's arguments, then exit with its status. After a Ctrl-C, SIGINT stays ignored until the
+    process has exited (no traceback from a second one during the interpreter's shutdown)."""
+    sys.exit(main(exiting=True))
+
+
+def main(argv: Sequence[str] | None = None, *, exiting: bool = False) -> int:
+    """``makemore-cpp <command> [options]``; returns the exit status: 0, 1 (a failure of the work:
+    a sweep's run failed, overfit did not get there, a file could not be written), 2 (a usage
+    error, reported before anything is written) or 130 (Ctrl-C). While a command runs, the first
+    Ctrl-C stops it and later ones are ignored while it stops (it ends promptly all the same).
+    ``exiting``: the process exits after this (see :func:`console`)."""
+    with first_interrupt_only(leave_ignored=exiting):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":  # its own parser, with all of its options
         try:
@@ -168,7 +186,7 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    run_sweep(
+    rows = run_sweep(
         {k: getattr(args, k) for k in SWEEP_KEYS if getattr(args, k)},
         args.input,
         args.preset,
@@ -178,7 +196,7 @@ def _sweep(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
     )
-    return 0
+    return 1 if any(r["error"] for r in rows) else 0
 
 
 def _diagnose(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from .. import checkpoint, plots
 from ..data import Vocab, build_dataset, load_names, load_words, split_words
 from ..diagnostics import Diagnostics, diagnose
-from .common import CLIError, printer
+from .common import CLIError, option, output_file, output_folder, printer
 from .run import find_checkpoint
 
 FIGURES = ("diag_activations.png", "diag_gradients.png", "diag_weights.png", "diag_updates.png")
@@ -31,9 +31,13 @@ def run_diagnose(
     the run's folder) and returns their paths, and prints each Tanh layer's saturation and each
     weight's grad:data ratio."""
     say = printer(quiet)
+    rows = option(rows, "--rows", 2)
     run = os.fspath(path) if path is not None else os.path.dirname(find_checkpoint(None))
     folder = run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
     output = os.fspath(output) if output is not None else folder
+    output_folder(output, "the figures")
+    for name in FIGURES:
+        output_file(os.path.join(output, name), "figure")
     diag = None
     if os.path.isdir(run) and os.path.exists(os.path.join(run, "diagnostics.json")):
         diag = Diagnostics.load(run)

@@ -6,11 +6,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import _validate as v
 from .. import plots, set_num_threads
 from ..data import Vocab, build_dataset, split_words
 from ..experiments import LRFindResult, OverfitResult, lr_find, overfit
 from ..fitting import build_model, resolve, train_options
-from .common import PROG, CLIError, describe_input, load_input, model_overrides, printer
+from .common import (
+    PROG,
+    CLIError,
+    describe_input,
+    load_input,
+    model_overrides,
+    option,
+    output_file,
+    printer,
+    threads_to_use,
+)
+from .train import _built, _check
 
 
 def run_lr_find(
@@ -30,14 +42,29 @@ def run_lr_find(
     (with overrides such as ``n_hidden``, ``batch_size``), on the training split of ``input``; writes
     the plot of loss against log10(lr) to ``output`` and prints the suggested rate and why."""
     say = printer(quiet)
-    if threads is not None:
-        set_num_threads(threads)
-    cfg = resolve(preset, **model_overrides(overrides))
+    # Every option, before any work.
+    threads = threads_to_use(threads, say)
+    steps = option(steps, "--steps", 2)
+    try:
+        lr_min = v.real(lr_min, "--lr-min", 0.0, low_open=True)
+        lr_max = v.real(lr_max, "--lr-max", 0.0, low_open=True)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if not lr_min < lr_max:
+        raise CLIError(f"--lr-min must be below --lr-max, got {lr_min:g} and {lr_max:g}")
+    if plot:
+        output = output_file(output, "plot")
+    cfg = _config(preset, overrides, steps)
     words, input_path = load_input(input)
     vocab = Vocab.from_words(words)
+    _check(cfg, len(vocab))
     tr, _, _ = split_words(words, cfg["split"], seed=cfg["split_seed"])
     X, Y = build_dataset(tr, vocab, cfg["block_size"])
-    model = build_model(cfg, vocab)
+    if len(X) == 0:
+        raise CLIError("the training split is empty: give more words")
+    model = _built(lambda: build_model(cfg, vocab))
+    if threads is not None:
+        set_num_threads(threads)
     say(
         f"{PROG} lr-find: {model!r} on {describe_input(input_path, words)} (training split); "
         f"one step of batch {cfg['batch_size']} at each of {steps:,} rates from {lr_min:g} to {lr_max:g}"
@@ -77,16 +104,24 @@ def run_overfit(
     every step, and report whether the loss came within ``tol`` of the lowest loss possible on
     them (which is above zero where one context has several next characters)."""
     say = printer(quiet)
-    if threads is not None:
-        set_num_threads(threads)
-    cfg = resolve(preset, **model_overrides(overrides))
+    # Every option, before any work.
+    threads = threads_to_use(threads, say)
+    words = option(words, "--words", 1)
+    max_steps = option(max_steps, "--max-steps", 1)
+    try:
+        lr = v.real(lr, "--lr", 0.0)
+        tol = v.real(tol, "--tol", 0.0)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    cfg = _config(preset, overrides, max_steps)
     all_words, input_path = load_input(input)
-    if words < 1:
-        raise CLIError("--words must be at least 1")
     few = all_words[:words]
     vocab = Vocab.from_words(all_words)
     X, Y = build_dataset(few, vocab, cfg["block_size"])
-    model = build_model(cfg, vocab)
+    _check(dict(cfg, batch_size=max(1, len(X))), len(vocab))
+    model = _built(lambda: build_model(cfg, vocab))
+    if threads is not None:
+        set_num_threads(threads)
     say(
         f"{PROG} overfit: {model!r} on the first {len(few)} words of "
         f"{describe_input(input_path, all_words)} "
@@ -111,3 +146,15 @@ def run_overfit(
             f"(tolerance {tol:g}); try more --max-steps or another --lr"
         )
     return res
+
+
+def _config(preset: str, overrides: dict, steps: int) -> dict:
+    """The preset's settings with the options given, checked (a usage error names the option)."""
+    try:
+        cfg = resolve(preset, **model_overrides(overrides))
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    cfg["steps"] = steps
+    cfg["lr"] = 0.1  # (the command gives its own rates)
+    _check(cfg)
+    return cfg

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from .. import _validate as v
 from .. import checkpoint, plots, set_num_threads
 from ..data import load_names, load_words, split_words
 from ..experiments import mark_samples
-from .common import CLIError, printer, words_digest
+from ..model import SAMPLE_NAME_BYTES
+from .common import CLIError, option, output_file, printer, threads_to_use, words_digest
 from .run import find_checkpoint
 
 
@@ -32,26 +34,50 @@ def run_sample(
     split seed) or ``new``. ``unique`` drops repeats and draws on until ``n`` distinct names (or
     gives up after ``100 * n`` draws). Returns (name, mark) pairs."""
     say = printer(quiet)
-    if threads is not None:
-        set_num_threads(threads)
-    if not isinstance(n, int) or n < 0:
-        raise CLIError(f"-n must be a non-negative integer, got {n!r}")
+    # The options, before the checkpoint is read.
+    threads = threads_to_use(threads, say)
+    n = option(n, "-n", 0)
+    try:
+        seed = v.seed(seed, "--seed")
+        temperature = v.real(temperature, "--temperature", 0.0)
+        top_k = None if top_k is None else v.integer(top_k, "--top-k", 1)
+        max_len = v.integer(max_len, "--max-len", 1, (1 << 20) - 1)
+        v.fits(SAMPLE_NAME_BYTES * n, f"-n {n:,} names", " at the least")
+    except (TypeError, ValueError, MemoryError) as e:
+        raise CLIError(str(e)) from None
+    if not isinstance(prefix, str):
+        raise CLIError(f"--prefix must be text, got {type(prefix).__name__} {prefix!r}")
     file = find_checkpoint(path)
     ck = checkpoint.load(file)
     model = ck.model
     if model.vocab is None:
         raise CLIError(f"{file} holds a model without a vocabulary: it cannot write names")
+    if "." in prefix:
+        raise CLIError(f"--prefix {prefix!r} contains '.', which ends a name")
+    try:
+        model.vocab.encode(prefix)
+    except ValueError as e:
+        raise CLIError(f"--prefix: {e}") from None
+    if threads is not None:
+        set_num_threads(threads)
     if unique:
+        # Batches of new draws (name i depends only on the seed and i), doubling, until n distinct
+        # names; it gives up after 100 * n draws, or when a batch as large as all the draws before
+        # it brings no new name. Only the distinct names are kept.
         names: list[str] = []
         seen: set[str] = set()
         drawn, batch = 0, max(n, 16)
         while len(names) < n and drawn < 100 * max(n, 1):
-            for name in model.sample(drawn + batch, seed, temperature, top_k, prefix, max_len)[drawn:]:
+            new = 0
+            for name in model._names(drawn, batch, seed, temperature, top_k, prefix, max_len):
                 if name not in seen and len(names) < n:
                     seen.add(name)
                     names.append(name)
+                    new += 1
             drawn += batch
-            batch *= 2
+            if new == 0 and batch >= 64:  # (with doubling, a batch is as large as all before it)
+                break
+            batch = min(batch * 2, 100 * max(n, 1) - drawn) or 1
         if len(names) < n:
             say(f"note: only {len(names)} distinct names in {drawn:,} draws", file=sys.stderr)
     else:
@@ -87,10 +113,12 @@ def run_embeddings(
     ``n_embd > 2`` the first two principal components (the plot says so). Writes ``output``
     (default ``embeddings.png`` beside the checkpoint) and returns its path."""
     say = printer(quiet)
+    if output is not None:
+        output = output_file(output, "plot")
     file = find_checkpoint(path)
     model = checkpoint.load(file).model
     if output is None:
-        output = os.path.join(os.path.dirname(os.path.abspath(file)), "embeddings.png")
+        output = output_file(os.path.join(os.path.dirname(os.path.abspath(file)), "embeddings.png"), "plot")
     written = plots.embeddings_plot(model, output, title=None)
     how = (
         "its two columns"
