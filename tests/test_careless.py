@@ -321,3 +321,269 @@ def child_env() -> dict:
     src = str(pathlib.Path(mm.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+# -------------------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> pathlib.Path:
+    """A small words file and a 20-step run on it: what sample, diagnose and embeddings read."""
+    from makemore_cpp import cli
+
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "words.txt").write_text("\n".join(mm.load_names()[:300]) + "\n")
+    cli.run_train(
+        root / "run",
+        root / "words.txt",
+        steps=20,
+        n_hidden=8,
+        eval_every=10,
+        samples=0,
+        plot=False,
+        quiet=True,
+    )
+    return root
+
+
+def tree(root: pathlib.Path) -> dict[str, bytes | None]:
+    """Every path under root, with the bytes of regular files (None for folders and the like)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+    return out
+
+
+def run_main(args: list[str], cwd: pathlib.Path, capsys) -> tuple[int, str]:
+    """cli.main in this process, in cwd: (exit status, stderr). argparse's usage errors exit 2."""
+    from makemore_cpp import cli
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
+REFUSED_BEFORE_ANY_WORK = [
+    # train: found after the whole run, after the folder was made, or as numpy's error (exit 1)
+    (["train", "--samples", "-1"], "--samples must be >= 0, got -1"),
+    (["train", "--lr", "nan"], "--lr: cannot read the learning-rate schedule 'nan'"),
+    (["train", "--lr", "0.1@0:0.01@0"], "step 0 is given two rates"),
+    (["train", "--lr", "cosine:3e-3:min=1"], "the schedule would rise"),
+    (["train", "--eval-every", "-5"], "--eval-every must be >= 0, got -5"),
+    (["train", "--train-seed", "-1"], "--train-seed must be >= 0, got -1"),
+    (["train", "--diagnostics", "1", "--batch-size", "1"], "--diagnostics needs --batch-size >= 2"),
+    (["train", "--steps", str(10**13)], "--steps 10,000,000,000,000 needs"),
+    (["train", "--samples", str(10**13)], "--samples 10,000,000,000,000 needs"),
+    (["train", "--n-hidden", "100000x100000"], "needs 74.6 GiB at the least"),
+    (["train", "--batch-size", "10000000", "--n-hidden", "100000"], "trained in batches of 10,000,000 needs"),
+    (["train", "--momentum", "1"], "momentum must be < 1.0, got 1.0"),
+    (["train", "--dropout", "nan"], "dropout must be finite, got nan"),
+    (["train", "--n-hidden", "8x"], "--n-hidden: expected a width"),
+    (["train", "-i", "missing.txt"], "missing.txt does not exist"),
+    (["train", "-i", "afolder"], "is a folder"),
+    (["train", "-i", "empty.txt"], "holds no words"),
+    (["train", "-o", "afile"], "afile is a file, not a folder"),
+    (["train", "-o", "linked"], "linked is a file, not a folder"),
+    (
+        ["train", "--preset", "best", "--steps", "500"],
+        "the warm-up of 1,000 steps leaves none of the run's 500",
+    ),
+    # sample, lr-find, overfit, diagnose, embeddings
+    (["sample", "RUN", "-n", "-1"], "-n must be >= 0, got -1"),
+    (["sample", "RUN", "-n", str(10**13)], "-n 10,000,000,000,000 names needs"),
+    (["sample", "RUN", "--temperature", "nan"], "--temperature must be finite, got nan"),
+    (["sample", "RUN", "--prefix", "Z"], "--prefix: character 'Z'"),
+    (["sample", "RUN", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["lr-find", "--lr-max", "inf", "-o", "x.png"], "--lr-max must be finite, got inf"),
+    (["lr-find", "--lr-min", "1", "--lr-max", "0.1", "-o", "x.png"], "--lr-min must be below --lr-max"),
+    (["lr-find", "--steps", "1", "-o", "x.png"], "--steps must be >= 2, got 1"),
+    (["lr-find", "-o", "afolder"], "it is a folder"),
+    (["overfit", "--lr", "nan"], "--lr must be finite, got nan"),
+    (["overfit", "--tol", "-1"], "--tol must be >= 0.0, got -1.0"),
+    (["diagnose", "RUN", "--rows", "1"], "--rows must be >= 2, got 1"),
+    (["diagnose", "RUN", "-o", "afile"], "afile is a file, not a folder"),
+    (["embeddings", "RUN", "-o", "linked"], "it is a symbolic link"),
+    (["embeddings", "RUN", "-o", "afile/e.png"], "afile is a file, not a folder"),
+    # sweep: a bad value anywhere in the grid refuses the whole sweep before any run
+    (["sweep", "--lr", "0.05,0.1,-0.1,0.2", "--n-hidden", "8"], "n_hidden=8 lr=-0.1: --lr: cannot read"),
+    (["sweep", "--n-hidden", "8,100000x100000"], "n_hidden=100000x100000: a model of"),
+    (["sweep", "--block-size", "2,3", "--jobs", "0"], "argument -j/--jobs: expected a positive integer"),
+    (["sweep", "--n-hidden", "8", "-o", "afolder"], "it is a folder"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, message", REFUSED_BEFORE_ANY_WORK, ids=[" ".join(a)[:50] for a, _ in REFUSED_BEFORE_ANY_WORK]
+)
+def test_options_that_can_only_fail_are_refused_before_anything_is_written(
+    tiny_run, tmp_path, args, message, capsys
+):
+    """Each of these was noticed only after work began (a whole run, a made folder), or not at all:
+    now each is refused with exit status 2 and a message naming the option and its value, and
+    nothing is written."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "empty.txt").write_text("\n \n")
+    os.symlink(tmp_path / "afile", tmp_path / "linked")
+    run_dir = tiny_run / "run"
+    args = [str(run_dir) if a == "RUN" else a for a in args]
+    if args[0] in ("train", "lr-find", "overfit", "sweep") and "-i" not in args:
+        args += ["-i", str(tiny_run / "words.txt")]
+    if args[0] == "train" and "-o" not in args:
+        args += ["-o", "r"]
+    before, run_before = tree(tmp_path), tree(tiny_run)
+    code, err = run_main(args, tmp_path, capsys)
+    assert code == 2, (code, err)
+    assert message in err, err
+    assert "Traceback" not in err
+    assert tree(tmp_path) == before and tree(tiny_run) == run_before
+
+
+# --------------------------------------------------------------------------------------------- sweeps
+
+
+def read_csv(path: pathlib.Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_sweep_keeps_its_finished_runs_and_lists_the_failed_ones(tiny_run, tmp_path, capsys):
+    """A run that fails (here it diverges) no longer throws the finished runs away: the table and
+    the CSV hold every finished run, sorted by dev loss, then the failed one with its reason in one
+    line; the exit status is 1."""
+    words = tiny_run / "words.txt"
+    args = ["sweep", "-i", words, "--lr", "0.05,1e30,0.1", "--n-hidden", "8", "--steps", "30", "-j", "1"]
+    code, err = run_main([*args, "-o", "s.csv"], tmp_path, capsys)
+    assert code == 1, err
+    rows = read_csv(tmp_path / "s.csv")
+    assert [r["lr"] for r in rows[:2]] and {r["lr"] for r in rows[:2]} == {"0.05", "0.1"}
+    assert all(r["error"] == "" and float(r["dev_loss"]) > 0 for r in rows[:2])
+    assert rows[2]["lr"] == "1e30" and rows[2]["dev_loss"] == ""
+    assert rows[2]["error"].startswith("DivergenceError: the minibatch loss became nan at step")
+    assert "FAILED: DivergenceError" in err
+    assert sorted(os.listdir(tmp_path)) == ["s.csv"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes in /proc")
+def test_a_sweep_across_processes_survives_failing_and_killed_workers(tiny_run, tmp_path):
+    """With 2 jobs, a run that raised in a worker ended in a pickling traceback. Now its reason comes
+    back in one line; a worker killed outright (as the kernel kills one out of memory) fails its
+    run, is replaced, and the other runs finish."""
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "makemore_cpp", "sweep", "-i", str(tiny_run / "words.txt"), "-j", "2"]
+    args += ["--lr", "1e30,1e31,0.1,0.05,0.2", "--n-hidden", "16", "--steps", "300", "-o", "s.csv"]
+    p = subprocess.Popen(
+        args, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        killed = None
+        deadline = time.time() + 60
+        while killed is None and time.time() < deadline and p.poll() is None:
+            for pid in children(p.pid):
+                cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"multiprocessing" in cmd and b"resource_tracker" not in cmd:
+                    os.kill(pid, 9)  # a worker always holds a run (the parent gives it one at once)
+                    killed = pid
+                    break
+            time.sleep(0.05)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert killed is not None, "no worker process was found"
+    assert p.returncode == 1, (p.returncode, err[-3000:])
+    rows = read_csv(tmp_path / "s.csv")
+    assert len(rows) == 5 and "Traceback" not in err
+    errors = sorted(r["error"] for r in rows if r["error"])
+    assert any(e.startswith("DivergenceError: the minibatch loss became nan") for e in errors), errors
+    assert any("killed by SIGKILL (perhaps out of memory)" in e for e in errors), errors
+    assert sum(1 for r in rows if not r["error"]) >= 2
+    assert "run(s) failed:" in out
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------ interrupts
+
+TRAIN_INTERRUPTS_CHILD = r"""
+import json, random, signal, sys, threading, time
+import numpy as np
+import makemore_cpp as mm
+
+words = mm.load_names()[:2000]
+vocab = mm.Vocab.from_words(words)
+X, Y = mm.build_dataset(words, vocab, 3)
+opts = dict(batch_size=64, lr=0.05, seed=5, optimizer="adamw")
+model = mm.MLP(vocab, n_hidden=64, seed=3)
+state = mm.train(model, X, Y, 0, **opts).state
+rng = random.Random(int(sys.argv[1]))
+main = threading.main_thread().ident
+out = {"interrupts": 0, "consistent": True, "losses": []}
+for k in range(12):
+    delay = rng.uniform(0.0, 0.15)
+    threading.Timer(delay, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+    step0 = state.step
+    try:
+        h = mm.train(model, X, Y, 10**6, state=state, **opts)
+        raise SystemExit("finished before the signal")
+    except KeyboardInterrupt as e:
+        h = getattr(e, "history", None)
+    time.sleep(0.2)  # (no signal left in flight)
+    out["interrupts"] += 1
+    if h is None or h.state is not state or state.step != step0 + len(h.loss) or h.step0 != step0:
+        out["consistent"] = False
+    else:
+        out["losses"] += h.loss.tolist()
+# One straight run of as many steps gives the same parameters and losses.
+straight = mm.MLP(vocab, n_hidden=64, seed=3)
+hs = mm.train(straight, X, Y, state.step, **opts)
+out["steps"] = state.step
+a, b = model.get_params(), straight.get_params()
+out["same_params"] = all(np.array_equal(a[k], b[k]) for k in a)
+out["same_losses"] = hs.loss.tolist() == out.pop("losses")
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_train_counts_its_steps_whenever_ctrl_c_lands():
+    """Ctrl-C at random moments of train(): each time the state counts exactly the steps the model
+    took, and the KeyboardInterrupt carries the history of those steps (e.history), so that calls
+    interrupted again and again add up to one uninterrupted run, bit for bit. (The step count
+    could lag the core's by a chunk of steps when the signal landed between the two.)"""
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-c", TRAIN_INTERRUPTS_CHILD, "7"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["interrupts"] == 12 and out["consistent"], out
+    assert out["steps"] > 0 and out["same_params"] and out["same_losses"], out

@@ -363,62 +363,68 @@ def train(
                 + ", ".join(f"{k}={a!r} (this call: {b!r})" for k, (a, b) in diff.items())
             )
     step0 = state.step
-    lrs = _lr_array(lr, steps, step0)
-    bidx = None
-    if batch_indices is not None:
-        bidx = v.index_array(
-            batch_indices, "batch_indices", (steps, options.batch_size), len(X), "the number of rows in X"
-        )
-        bidx = bidx.astype(np.int64)
+    try:  # (Ctrl-C before the first step: e.history holds no step)
+        lrs = _lr_array(lr, steps, step0)
+        bidx = None
+        if batch_indices is not None:
+            bidx = v.index_array(
+                batch_indices, "batch_indices", (steps, options.batch_size), len(X), "the number of rows in X"
+            )
+            bidx = bidx.astype(np.int64)
 
-    # The core reads the minibatch rows at random: as bytes they take a quarter of the memory, and
-    # more of them stay in cache (the lecture's step 1-2% faster). The copy pays for itself when
-    # the run reads rows of the order of an eighth of X or more.
-    X_run, Y_run = X, Y
-    if model.vocab_size <= 256 and steps * options.batch_size * 8 >= len(X):
-        X_run, Y_run = X.astype(np.uint8), Y.astype(np.uint8)
+        # The core reads the minibatch rows at random: as bytes they take a quarter of the memory, and
+        # more of them stay in cache (the lecture's step 1-2% faster). The copy pays for itself when
+        # the run reads rows of the order of an eighth of X or more.
+        X_run, Y_run = X, Y
+        if model.vocab_size <= 256 and steps * options.batch_size * 8 >= len(X):
+            X_run, Y_run = X.astype(np.uint8), Y.astype(np.uint8)
 
-    losses = np.full(steps, np.nan)
-    hist = History(loss=losses, lr=lrs, step0=step0, state=state)
-    diag = None
-    if diagnostics_every is not None:
-        diag = hist.diagnostics = Diagnostics(every=diagnostics_every, names=list(model.trained_names))
+        losses = np.full(steps, np.nan)
+        hist = History(loss=losses, lr=lrs, step0=step0, state=state)
+        diag = None
+        if diagnostics_every is not None:
+            diag = hist.diagnostics = Diagnostics(every=diagnostics_every, names=list(model.trained_names))
 
-    def record(step_index: int) -> None:
-        """Part 3's statistics of the minibatch of global step state.step, before its update."""
-        rows = (
-            bidx[step_index]
-            if bidx is not None
-            else drawn_rows(options.seed, 1, options.batch_size, len(X), step0=state.step)[0]
-        )
-        stats = diagnose(model, X[rows], Y[rows], dropout=options.dropout, seed=options.seed, step=state.step)
-        diag.records.append((state.step, stats))
+        def record(step_index: int) -> None:
+            """Part 3's statistics of the minibatch of global step state.step, before its update."""
+            rows = (
+                bidx[step_index]
+                if bidx is not None
+                else drawn_rows(options.seed, 1, options.batch_size, len(X), step0=state.step)[0]
+            )
+            stats = diagnose(
+                model, X[rows], Y[rows], dropout=options.dropout, seed=options.seed, step=state.step
+            )
+            diag.records.append((state.step, stats))
 
-    best_params = None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+        best_params = None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
-    done = 0
-    t0 = time.perf_counter()
+            bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
+        done = 0
+        t0 = time.perf_counter()
 
-    def evaluate() -> None:
-        nonlocal best_params
-        val = model.loss(X_val, Y_val)
-        hist.eval_step.append(state.step)
-        hist.eval_loss.append(val)
-        hist.eval_seconds.append(time.perf_counter() - t0)
-        if hist.best_loss is None or val < hist.best_loss:
-            hist.best_loss, hist.best_step = val, state.step
-            if keep_best:
-                best_params = model.get_params()
+        def evaluate() -> None:
+            nonlocal best_params
+            val = model.loss(X_val, Y_val)
+            hist.eval_step.append(state.step)
+            hist.eval_loss.append(val)
+            hist.eval_seconds.append(time.perf_counter() - t0)
+            if hist.best_loss is None or val < hist.best_loss:
+                hist.best_loss, hist.best_step = val, state.step
+                if keep_best:
+                    best_params = model.get_params()
 
-    def finish(hist: History, done: int) -> None:
-        hist.seconds = time.perf_counter() - t0
-        hist.loss = losses[:done]
-        hist.lr = lrs[:done]
-        hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+        def finish(hist: History, done: int) -> None:
+            hist.seconds = time.perf_counter() - t0
+            hist.loss = losses[:done]
+            hist.lr = lrs[:done]
+            hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+    except KeyboardInterrupt as e:
+        e.history = History(loss=np.zeros(0), lr=np.zeros(0), step0=step0, state=state)  # type: ignore
+        raise
 
     try:
         while done < steps:
