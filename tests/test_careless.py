@@ -587,3 +587,295 @@ def test_train_counts_its_steps_whenever_ctrl_c_lands():
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["interrupts"] == 12 and out["consistent"], out
     assert out["steps"] > 0 and out["same_params"] and out["same_losses"], out
+
+
+def campaign_module():
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "interrupt_campaign.py"
+    spec = importlib.util.spec_from_file_location("interrupt_campaign", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="POSIX signals and /proc")
+@pytest.mark.parametrize("command, signals, seed", [("train", 2, 3), ("sweep", 2, 4), ("sample", 1, 5)])
+def test_ctrl_c_at_a_random_moment_ends_promptly_and_cleanly(tiny_run, tmp_path, command, signals, seed):
+    """A few trials of scripts/interrupt_campaign.py: SIGINT (twice, for train and sweep) to the
+    process group at a random moment. Each ends within 2 s with status 130, leaves no process and
+    no temporary file; train's message names the checkpoint of its last completed step, and
+    --resume from it equals an uninterrupted run (the log and losses.npy included); a sweep of
+    large models does not hang on its workers."""
+    import random
+
+    c = campaign_module()
+    rng = random.Random(seed)
+    if command == "train":
+        r = c.trial_train(tmp_path, rng, signals, "ready", check_resume=True)
+    elif command == "sweep":
+        r = c.trial_sweep(tmp_path, rng, signals, "ready", jobs=2, target="group")
+    else:
+        (tmp_path / "keep").mkdir()
+        r = c.trial_sample(tmp_path, rng, signals, "ready", tiny_run / "run", n=100_000)
+    assert r["outcome"] == "interrupted" and r["code"] == 130, r
+    assert r["problems"] == [], r
+
+
+# --------------------------------------------------------------------------------------------- hunting
+# Hypothesis on the command line's options and on schedule texts. MM_CARELESS_EXAMPLES scales the
+# number of examples (the test suite runs a few dozen; a campaign, thousands).
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EXAMPLES = int(os.environ.get("MM_CARELESS_EXAMPLES", "1"))
+
+
+def hunt(n: int):
+    return settings(
+        max_examples=n * EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        derandomize=EXAMPLES == 1,  # the suite runs the same examples each time
+        database=None,
+    )
+
+
+NUMBERS = ["-1", "0", "1", "2", "3", "1e-3", "0.5", "nan", "inf", "-inf", "1e400", "-0", "1_0", "x", "", " 3"]
+RATE_PARTS = ["0.1", "0.01", "3e-3", "0", "-0.1", "nan", "inf", "1e400", "x", "", "1e5", "٣"]
+STEP_PARTS = ["0", "1", "5", "100", "-3", "1e3", "1.5", "x", "", "10000000000000000000000"]
+
+
+@st.composite
+def schedule_texts(draw) -> str:
+    kind = draw(st.sampled_from(["rate", "steps", "cosine", "raw"]))
+    if kind == "rate":
+        return draw(st.sampled_from(RATE_PARTS))
+    if kind == "steps":
+        parts = draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(RATE_PARTS), st.sampled_from(["@", "", "@@"]), st.sampled_from(STEP_PARTS)
+                ),
+                min_size=1,
+                max_size=4,
+            )
+        )
+        return ":".join(a + b + c for a, b, c in parts)
+    if kind == "cosine":
+        opts = draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["warmup", "min", "max", "", "warm up"]),
+                    st.sampled_from(["=", "", "=="]),
+                    st.sampled_from(STEP_PARTS + RATE_PARTS),
+                ),
+                max_size=3,
+            )
+        )
+        head = draw(st.sampled_from(["cosine", "COSINE", "cosine ", "cos"]))
+        return ":".join([head, draw(st.sampled_from(RATE_PARTS))] + [a + b + c for a, b, c in opts])
+    return draw(st.text(alphabet="0123456789.@:e-+=xcosinewarmupINFaN ", max_size=24))
+
+
+PYTHON_INTERNALS = ("unpack", "could not convert", "invalid literal", "object is not", "index out of range")
+
+
+@hunt(300)
+@given(text=schedule_texts(), steps=st.integers(1, 10**6))
+def test_hunt_every_schedule_text_works_or_says_plainly_why_not(text, steps):
+    """Any text: a schedule whose every rate is finite and >= 0, or a ValueError that quotes the
+    text and says what is wrong in words, never in Python's."""
+    import math
+
+    try:
+        f = mm.parse_schedule(text, steps)
+        event("accepted")
+    except ValueError as e:
+        event("refused")
+        msg = str(e)
+        assert msg.startswith(f"cannot read the learning-rate schedule {text!r}: "), msg
+        assert not any(w in msg for w in PYTHON_INTERNALS), msg
+        return
+    for s in {0, 1, steps // 2, steps - 1, steps}:
+        rate = f(s)
+        assert math.isfinite(rate) and rate >= 0, (text, s, rate)
+
+
+TRAIN_OPTIONS = {
+    "--steps": ["-1", "0", "1", "3", "x", "1e3", "10000000000000"],
+    "--lr": None,  # schedule_texts
+    "--n-hidden": ["0", "8", "8x8", "x", "8x", "-4", "100000x100000", "1x1x1x1x1x1x1x1x1x1"],
+    "--n-embd": ["0", "2", "2000000"],
+    "--block-size": ["0", "1", "4", "70000"],
+    "--batch-size": ["0", "1", "2", "100000000"],
+    "--samples": ["-1", "0", "2", "x", "10000000000000"],
+    "--eval-every": ["-5", "0", "2", "x"],
+    "--log-every": ["0", "1", "x"],
+    "--diagnostics": ["0", "1", "2"],
+    "--threads": ["0", "1", "64", "x"],
+    "--momentum": ["-0.5", "0", "0.9", "1", "nan"],
+    "--dropout": ["-0.1", "0", "0.5", "1", "inf"],
+    "--weight-decay": ["-1", "0", "1e-3", "nan"],
+    "--optimizer": ["sgd", "adamw", "adam"],
+    "--dtype": ["float32", "float64", "float16"],
+    "--init": ["lecture", "kaiming", "layers"],
+    "--preset": ["lecture", "kaiming", "bn", "wavenet", "best", "nope"],
+    "--seed": ["-1", "0", "18446744073709551616"],
+    "--train-seed": ["-1", "0", "18446744073709551616"],
+    "--split-seed": ["-3", "0", "x"],
+    "-i": ["words.txt", "missing.txt", "empty.txt", "afolder", "pipe"],
+    "-o": ["r", "afile", "afolder", "linked", "r/sub"],
+}
+FLAGS = ["--keep-best", "--no-keep-best", "--resume", "--no-plot", "--progress"]
+
+
+def playground(root: pathlib.Path, words: pathlib.Path) -> None:
+    """What the options may name: words, an empty file, a folder, a file, a link, a pipe."""
+    import shutil
+
+    shutil.copy(words, root / "words.txt")
+    (root / "empty.txt").write_text("\n")
+    (root / "afolder").mkdir()
+    (root / "afile").write_text("x")
+    os.symlink(root / "afile", root / "linked")
+    os.mkfifo(root / "pipe")
+
+
+@hunt(30)
+@given(data=st.data())
+def test_hunt_train_options_work_or_fail_before_anything_is_written(tiny_run, data, capsys):
+    """Random options of `train`, the nastier values included: either the run works (a folder with
+    its checkpoint, no temporary file), or exit status 2 with a one-line message and nothing
+    written; or, for a run that diverges, exit status 1 with a checkpoint of its last finite step."""
+    import tempfile
+
+    keys = data.draw(st.lists(st.sampled_from(sorted(TRAIN_OPTIONS)), max_size=6, unique=True))
+    args = ["train"]
+    for k in keys:
+        value = data.draw(schedule_texts()) if k == "--lr" else data.draw(st.sampled_from(TRAIN_OPTIONS[k]))
+        args += [k, value]
+    args += data.draw(st.lists(st.sampled_from(FLAGS), max_size=2, unique=True))
+    args += [] if "--steps" in keys else ["--steps", "3"]
+    args += [] if "-i" in keys else ["-i", "words.txt"]
+    args += [] if "-o" in keys else ["-o", "r"]
+    args += [] if "--samples" in keys else ["--samples", "0"]
+    with tempfile.TemporaryDirectory() as d:
+        root = pathlib.Path(d)
+        playground(root, tiny_run / "words.txt")
+        before = tree_meta(root)
+        code, err = run_main(args, root, capsys)
+        event(f"exit status {code}")
+        after = tree_meta(root)
+        assert "Traceback" not in err, (args, err)
+        assert not [p for p in after if ".tmp-" in p], (args, after)
+        if code == 2:
+            assert after == before, (args, err, set(after) ^ set(before))
+            assert err.strip().splitlines()[-1].startswith("makemore-cpp train: error: "), (args, err)
+        elif code == 1:
+            assert "training diverged" in err, (args, err)
+            assert any(p.endswith("model.npz") for p in after), (args, after)
+        else:
+            assert code == 0, (args, code, err)
+            folder = args[args.index("-o") + 1]
+            assert f"{folder}/model.npz" in after and f"{folder}/summary.json" in after, (args, after)
+
+
+def tree_meta(root: pathlib.Path) -> dict[str, tuple]:
+    """Every path under root with its kind and, for a file, its size and contents' hash."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[rel] = ("file", hashlib.sha1(p.read_bytes()).hexdigest())
+        else:
+            out[rel] = ("dir" if p.is_dir() else "other",)
+    return out
+
+
+OTHER_COMMANDS = {
+    "sample": {
+        "-n": ["-1", "0", "3", "x", "10000000000000"],
+        "--temperature": ["-1", "0", "0.5", "nan", "inf", "1e-320"],
+        "--top-k": ["0", "1", "100"],
+        "--prefix": ["", "a", ".", "Z", "ab"],
+        "--max-len": ["0", "1", "5", "2000000"],
+        "--seed": ["-1", "0", "18446744073709551616"],
+        "--threads": ["0", "64"],
+    },
+    "lr-find": {
+        "--steps": ["1", "2", "5", "x"],
+        "--lr-min": ["0", "1e-3", "nan", "-1", "2"],
+        "--lr-max": ["1", "inf", "1e-4", "0"],
+        "-o": ["x.png", "afolder", "linked", "afile/x.png", "pipe"],
+        "--batch-size": ["0", "4", "100000000"],
+        "--n-hidden": ["8", "0", "x"],
+    },
+    "overfit": {
+        "--words": ["0", "1", "3", "1000000"],
+        "--max-steps": ["0", "1", "5"],
+        "--lr": ["nan", "-1", "0.1", "1e30"],
+        "--tol": ["-1", "0", "0.5", "inf"],
+        "--n-hidden": ["8", "0"],
+    },
+    "sweep": {
+        "--lr": ["0.05,0.1", "0.1,-0.1", "nan", "0.1,1e30", ","],
+        "--n-hidden": ["8", "8,9", "0", "8,x", "8,100000x100000"],
+        "--block-size": ["2,3", "0", "x"],
+        "--steps": ["0", "5", "x"],
+        "-j": ["0", "1", "x"],
+        "--threads-per-job": ["0", "1", "64"],
+        "-o": ["s.csv", "afolder", "linked", "pipe", "afile/s.csv"],
+    },
+    "diagnose": {"--rows": ["0", "1", "2", "x"], "-o": ["d", "afile", "linked", "pipe"]},
+    "embeddings": {"-o": ["e.png", "afolder", "linked", "pipe", "afile/e.png"]},
+}
+
+
+@hunt(40)
+@given(data=st.data())
+def test_hunt_other_commands_work_or_fail_before_anything_is_written(tiny_run, data, capsys):
+    """The same for sample, lr-find, overfit, sweep (in this process: one job), diagnose and
+    embeddings. Exit status 1 is a failure of the work (a sweep's run failed, overfit did not
+    memorise) and comes with its files written whole."""
+    import shutil
+    import tempfile
+
+    command = data.draw(st.sampled_from(sorted(OTHER_COMMANDS)))
+    opts = OTHER_COMMANDS[command]
+    keys = data.draw(st.lists(st.sampled_from(sorted(opts)), max_size=4, unique=True))
+    args = [command]
+    for k in keys:
+        args += [k, data.draw(st.sampled_from(opts[k]))]
+    with tempfile.TemporaryDirectory() as d:
+        root = pathlib.Path(d)
+        playground(root, tiny_run / "words.txt")
+        if command in ("sample", "diagnose", "embeddings"):
+            shutil.copytree(tiny_run / "run", root / "run")
+            args.insert(1, "run")
+        else:
+            args += ["-i", "words.txt"]
+            if command in ("lr-find", "sweep") and "-o" not in keys:
+                args += ["-o", "out.png" if command == "lr-find" else "s.csv"]
+            if command == "sweep":
+                args += [] if "-j" in keys else ["-j", "1"]
+                args += [] if "--steps" in keys else ["--steps", "5"]
+            if command == "overfit":
+                args += [] if "--max-steps" in keys else ["--max-steps", "5"]
+                args += [] if "--n-hidden" in keys else ["--n-hidden", "8"]
+        before = tree_meta(root)
+        code, err = run_main(args, root, capsys)
+        event(f"{command}: exit status {code}")
+        after = tree_meta(root)
+        assert "Traceback" not in err, (args, err)
+        assert not [p for p in after if ".tmp-" in p], (args, after)
+        if code == 2:
+            assert after == before, (args, err, set(after) ^ set(before))
+            assert err.strip().splitlines()[-1].startswith(f"makemore-cpp {command}: error: "), (args, err)
+        else:
+            assert code == 0 or (code == 1 and command in ("sweep", "overfit")), (args, code, err)

@@ -19,7 +19,7 @@ from ..experiments import mark_samples
 from ..fitting import build_model, check_config, resolve, train_options
 from ..model import SAMPLE_NAME_BYTES, Model
 from ..schedules import parse_schedule
-from ..training import History, TrainState, train
+from ..training import DivergenceError, History, TrainState, train
 from .common import (
     PROG,
     CLIError,
@@ -284,8 +284,11 @@ def run_train(
                     )
                     run.flush()
                     save()
-                raise CLIError(
-                    f"training diverged: {hist.stopped}. Try a smaller learning rate (see '{PROG} lr-find')"
+                # A failure of the work, not of the options (exit status 1): the folder holds the
+                # checkpoint of the last finite step.
+                raise DivergenceError(
+                    f"training diverged: {hist.stopped}. Try a smaller learning rate (see '{PROG} lr-find')",
+                    hist,
                 )
     except KeyboardInterrupt as e:
         with interrupts_deferred(merge=True):  # a second Ctrl-C is part of this one
