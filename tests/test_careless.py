@@ -268,6 +268,8 @@ calls = {
     "build_dataset": lambda: mm.build_dataset(["abc"] * 1000, m.vocab, 10**9),
     "model": lambda: mm.MLP(27, 3, 10, (10**6, 10**6)),
 }
+if len(sys.argv) > 1:
+    calls["load_words"] = lambda: mm.load_words(sys.argv[1])
 out = {}
 for name, f in calls.items():
     try:
@@ -288,14 +290,16 @@ SIZE_MESSAGES = {
     "loss": r"^X of shape \(10000000000, 3\) needs 111\.8 GiB as the core's int32 copy",
     "build_dataset": r"^build_dataset\(block_size=1,000,000,000\) of 4,000 examples needs 14\.6 TiB",
     "model": r"^a model of these sizes needs 3\.6 TiB for its parameters alone",
+    "load_words": r"^\S+sparse\.txt \(1\.0 TiB\) needs 3\.0 TiB to read as words at the least",
 }
 
 
 @pytest.mark.skipif(not hasattr(os, "sysconf"), reason="reads the machine's memory")
-def test_sizes_that_cannot_fit_are_refused_up_front_with_the_figure():
+def test_sizes_that_cannot_fit_are_refused_up_front_with_the_figure(tmp_path):
     """model.sample(10**12) grew until the kernel killed the process: every size that cannot fit in
     this machine's memory -- names, ids, per-step arrays, logits, copies of views, examples, models
-    -- is refused before anything is allocated, with the figure, naming the argument."""
+    -- and a file of words too large to read is refused before anything is allocated, with the
+    figure, naming the argument."""
     import json
     import re
     import subprocess
@@ -305,13 +309,26 @@ def test_sizes_that_cannot_fit_are_refused_up_front_with_the_figure():
 
     if machine_memory() > 3 << 40:
         pytest.skip("this machine has more memory than the sizes asked for here")
+    sparse = tmp_path / "sparse.txt"
+    try:
+        with open(sparse, "wb") as f:
+            f.truncate(1 << 40)  # 1 TiB that takes no room on disk
+        words = [str(sparse)]
+    except OSError:  # a file system without sparse files of that size
+        words = []
     p = subprocess.run(
-        [sys.executable, "-c", SIZES_CHILD], capture_output=True, text=True, timeout=120, env=child_env()
+        [sys.executable, "-c", SIZES_CHILD, *words],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
     )
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out.pop("unchanged") is True
     for name, pattern in SIZE_MESSAGES.items():
+        if name == "load_words" and not words:
+            continue
         assert re.search(pattern, out[name]), (name, out[name])
         assert "; this machine has " in out[name]
 
@@ -411,6 +428,10 @@ REFUSED_BEFORE_ANY_WORK = [
     (["diagnose", "RUN", "-o", "afile"], "afile is a file, not a folder"),
     (["embeddings", "RUN", "-o", "linked"], "it is a symbolic link"),
     (["embeddings", "RUN", "-o", "afile/e.png"], "afile is a file, not a folder"),
+    (["train", "-o", ""], "cannot write the run: the folder's path is empty"),
+    (["diagnose", "RUN", "-o", ""], "cannot write the figures: the folder's path is empty"),
+    (["sample", "pipe"], "pipe: not a checkpoint file: it is a pipe"),  # (reading it blocked for good)
+    (["sample", "afolder/x.npz"], "no such checkpoint file or run folder"),
     # sweep: a bad value anywhere in the grid refuses the whole sweep before any run
     (["sweep", "--lr", "0.05,0.1,-0.1,0.2", "--n-hidden", "8"], "n_hidden=8 lr=-0.1: --lr: cannot read"),
     (["sweep", "--n-hidden", "8,100000x100000"], "n_hidden=100000x100000: a model of"),
@@ -432,6 +453,7 @@ def test_options_that_can_only_fail_are_refused_before_anything_is_written(
     (tmp_path / "afolder").mkdir()
     (tmp_path / "empty.txt").write_text("\n \n")
     os.symlink(tmp_path / "afile", tmp_path / "linked")
+    os.mkfifo(tmp_path / "pipe")
     run_dir = tiny_run / "run"
     args = [str(run_dir) if a == "RUN" else a for a in args]
     if args[0] in ("train", "lr-find", "overfit", "sweep") and "-i" not in args:
@@ -726,7 +748,7 @@ TRAIN_OPTIONS = {
     "--train-seed": ["-1", "0", "18446744073709551616"],
     "--split-seed": ["-3", "0", "x"],
     "-i": ["words.txt", "missing.txt", "empty.txt", "afolder", "pipe"],
-    "-o": ["r", "afile", "afolder", "linked", "r/sub"],
+    "-o": ["r", "afile", "afolder", "linked", "r/sub", ""],
 }
 FLAGS = ["--keep-best", "--no-keep-best", "--resume", "--no-plot", "--progress"]
 
@@ -812,7 +834,7 @@ OTHER_COMMANDS = {
         "--steps": ["1", "2", "5", "x"],
         "--lr-min": ["0", "1e-3", "nan", "-1", "2"],
         "--lr-max": ["1", "inf", "1e-4", "0"],
-        "-o": ["x.png", "afolder", "linked", "afile/x.png", "pipe"],
+        "-o": ["x.png", "afolder", "linked", "afile/x.png", "pipe", ""],
         "--batch-size": ["0", "4", "100000000"],
         "--n-hidden": ["8", "0", "x"],
     },
@@ -830,10 +852,10 @@ OTHER_COMMANDS = {
         "--steps": ["0", "5", "x"],
         "-j": ["0", "1", "x"],
         "--threads-per-job": ["0", "1", "64"],
-        "-o": ["s.csv", "afolder", "linked", "pipe", "afile/s.csv"],
+        "-o": ["s.csv", "afolder", "linked", "pipe", "afile/s.csv", ""],
     },
-    "diagnose": {"--rows": ["0", "1", "2", "x"], "-o": ["d", "afile", "linked", "pipe"]},
-    "embeddings": {"-o": ["e.png", "afolder", "linked", "pipe", "afile/e.png"]},
+    "diagnose": {"--rows": ["0", "1", "2", "x"], "-o": ["d", "afile", "linked", "pipe", ""]},
+    "embeddings": {"-o": ["e.png", "afolder", "linked", "pipe", "afile/e.png", ""]},
 }
 
 

@@ -62,6 +62,10 @@ def check_folder(folder: str | os.PathLike, what: str, make: bool = True) -> str
     """That ``folder`` is a folder, or (with ``make``) can be made: the nearest part of it that
     exists is a folder. Nothing is made. ``what`` names what the folder is for, in errors."""
     folder = os.fspath(folder)
+    if isinstance(folder, bytes):
+        folder = os.fsdecode(folder)
+    if not folder:
+        raise os_error(errno.ENOENT, f"cannot write {what}: the folder's path is empty")
     if os.path.isdir(folder):
         return folder
     if not make:
@@ -174,6 +178,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such checkpoint file")
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):  # a folder; a pipe or a device would block or read without end
+        raise ValueError(f"{path}: not a checkpoint file: it is {_kind(mode)}")
     try:
         with open(path, "rb") as f:
             magic = f.read(4)

@@ -37,6 +37,9 @@ def load_words(path: str | os.PathLike) -> list[str]:
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        # the bytes, their text and the words as str objects: three times the file at the least
+        _validate.fits(3.0 * size, f"{path} ({_validate.size_text(size)})", " to read as words at the least")
         raw = f.read()
     try:
         text = raw.decode("utf-8-sig")
