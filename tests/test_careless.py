@@ -901,3 +901,75 @@ def test_hunt_other_commands_work_or_fail_before_anything_is_written(tiny_run, d
             assert err.strip().splitlines()[-1].startswith(f"makemore-cpp {command}: error: "), (args, err)
         else:
             assert code == 0 or (code == 1 and command in ("sweep", "overfit")), (args, code, err)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX")
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tiny_run, tmp_path):
+    """Two `train` on one folder at once interleaved their checkpoints and logs: the second is now
+    refused while the first holds the folder, and changes nothing in it."""
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "makemore_cpp", "train", "-i", str(tiny_run / "words.txt"), "-o", "r"]
+    first = subprocess.Popen(
+        [*args, "--steps", "10000000", "--samples", "0", "--no-plot", "--eval-every", "0"],
+        cwd=tmp_path,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in first.stdout:
+            if line.startswith("  writing"):
+                break
+        time.sleep(0.3)
+        before = tree_meta(tmp_path / "r")
+        # (no checkpoint yet, with --eval-every 0) a new run in the same folder
+        p = subprocess.run(
+            [*args, "--steps", "5"], cwd=tmp_path, env=child_env(), capture_output=True, text=True
+        )
+        assert p.returncode == 2 and "another process is training the run in r" in p.stderr, p.stderr
+        assert tree_meta(tmp_path / "r").keys() == before.keys()
+    finally:
+        first.send_signal(2)
+        first.communicate(timeout=60)
+    assert first.returncode == 130
+    at = mm.checkpoint.load(tmp_path / "r" / "model.npz").state.step  # (the interrupt's checkpoint)
+    p = subprocess.run(
+        [*args, "--resume", "--samples", "0", "--no-plot", "--steps", str(at + 5)],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr  # the folder is free again
+
+
+def test_a_run_folder_is_checked_again_once_it_is_held(tiny_run, tmp_path):
+    """Between the checks of the folder and its lock, another process may finish a run there: a
+    new run then finds a checkpoint, a resumed one a checkpoint other than the one it read, and
+    each is refused instead of overwriting it."""
+    import shutil
+
+    from makemore_cpp.cli import CLIError
+    from makemore_cpp.cli.run import Run
+
+    words = tiny_run / "words.txt"
+    (tmp_path / "r").mkdir()
+    run = Run.new(tmp_path / "r", {"steps": 5}, words, None)
+    shutil.copy(tiny_run / "run" / "model.npz", tmp_path / "r" / "model.npz")  # (the other process)
+    with pytest.raises(CLIError, match="already holds a run"):
+        run.lock()
+    assert not run.holds_lock()
+
+    run, _, _ = Run.resume(tmp_path / "r", {}, None, None, print)
+    shutil.copy(tiny_run / "run" / "model.npz", tmp_path / "copy.npz")
+    os.replace(tmp_path / "copy.npz", tmp_path / "r" / "model.npz")
+    with pytest.raises(CLIError, match="model.npz changed while it was read"):
+        run.lock()
+    run, _, _ = Run.resume(tmp_path / "r", {}, None, None, print)
+    run.lock()
+    assert run.holds_lock()
+    run.unlock()

@@ -12,6 +12,11 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
 from .. import checkpoint
 from .._files import atomic_write, check_folder, check_writable
 from ..model import Model
@@ -67,6 +72,9 @@ class Run:
         self.evaluated: int | None = None  # the last step whose dev loss (and checkpoint) is written
         self._log: IO | None = None
         self._start = 0.0
+        self._lock_fd: int | None = None
+        self._locked = False
+        self._checkpoint_id: tuple | None = None  # the checkpoint read (None: none), see lock()
 
     @classmethod
     def new(
@@ -105,6 +113,7 @@ class Run:
         path = os.path.join(workdir, CHECKPOINT)
         if not os.path.exists(path):
             raise CLIError(f"nothing to resume: {path} does not exist")
+        checkpoint_id = _identity(path)  # (before it is read: a checkpoint written meanwhile differs)
         ck = checkpoint.load(path)
         extra = ck.extra
         if ck.state is None or "settings" not in extra:
@@ -147,6 +156,7 @@ class Run:
             elapsed=float(extra.get("elapsed", 0.0)),
             best=extra.get("best"),
         )
+        run._checkpoint_id = checkpoint_id
         evaluated = extra.get("evaluated", done)  # (older checkpoints were written after their evaluation)
         run.evaluated = evaluated if isinstance(evaluated, int) else done
         return run, ck.model, ck.state
@@ -164,6 +174,46 @@ class Run:
                 check_writable(path, "run's file", make_folder=True)
         except OSError as e:
             raise CLIError(str(e)) from None
+
+    def lock(self) -> None:
+        """Hold the run's folder for this process (an advisory lock on the folder itself, released
+        by :meth:`unlock` or when the process ends): a second ``train`` on the same folder at the
+        same time is refused instead of interleaving its checkpoints and log with this one's. With
+        the lock held, the folder is checked again: a new run finds no checkpoint there, a resumed
+        one the checkpoint it read (another process may have written one meanwhile). Where the
+        file system has no such locks, the run goes on without."""
+        fd = os.open(self.workdir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if fcntl else None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                fd = None
+                if isinstance(e, BlockingIOError):
+                    raise CLIError(
+                        f"another process is training the run in {self.workdir}: wait for it to end, "
+                        "or choose another -o"
+                    ) from None
+                # (any other error: this file system has no such locks)
+        self._lock_fd, self._locked = fd, True
+        path = self.paths["checkpoint"]
+        if _identity(path) != self._checkpoint_id:
+            self.unlock()
+            if not self.resumed:
+                raise CLIError(
+                    f"{self.workdir} already holds a run ({CHECKPOINT}): continue it with --resume, or "
+                    "choose another -o"
+                )
+            raise CLIError(f"{path} changed while it was read (another process wrote it): try again")
+
+    def holds_lock(self) -> bool:
+        """Whether this process holds the run's folder (:meth:`lock`, :meth:`unlock`)."""
+        return self._locked
+
+    def unlock(self) -> None:
+        fd, self._lock_fd, self._locked = self._lock_fd, None, False
+        if fd is not None:
+            os.close(fd)
 
     def elapsed(self) -> float:
         """Seconds in all sessions of the run so far."""
@@ -264,6 +314,16 @@ def read_log(path: str) -> list[dict]:
             except json.JSONDecodeError:
                 break  # a line cut short by a crash: the records after the checkpoint are redone anyway
     return records
+
+
+def _identity(path: str) -> tuple | None:
+    """What tells one file at ``path`` from another written there (checkpoints are replaced whole,
+    by a rename), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _new_workdir() -> str:

@@ -213,112 +213,122 @@ def run_train(
             bar.update(k)
 
     try:
-        os.makedirs(run.workdir, exist_ok=True)
-        run.begin(event, done)
-        say(
-            f"{PROG} train: {'resuming ' if resume else ''}the {preset!r} preset on "
-            f"{describe_input(run.input_path, run.words)}; {model.num_params:,} parameters"
-        )
-        say(
-            f"  block_size {cfg['block_size']}, n_embd {cfg['n_embd']}, n_hidden "
-            f"{hidden_text(cfg['n_hidden'])}, "
-            f"batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['optimizer']}, {total:,} steps"
-            f"{f' from step {done:,}' if resume else ''}, {cfg['dtype']}, {get_num_threads()} thread(s)"
-        )
-        say(f"  writing to {run.workdir}{os.sep}")
-
-        # The loop: calls of about CHUNK_SECONDS; a log record every log_every steps; the dev loss
-        # and a checkpoint every eval_every steps and at the end. Ctrl-C stops it with a checkpoint
-        # of the last completed step (below).
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=total,
-            initial=done,
-            unit="step",
-            dynamic_ncols=True,
-            leave=False,
-            file=sys.stderr,
-            disable=None if progress is None else not progress,
-            desc="train",
-        )
-        chunk = 100
-        while True:
-            if (
-                done > 0
-                and (done == total or (eval_every and done % eval_every == 0))
-                and (run.evaluated != done)
-            ):
-                # An evaluation and its checkpoint are written together (Ctrl-C waits for them).
-                with interrupts_deferred():
-                    if len(Xdev):
-                        dev_loss = model.loss(Xdev, Ydev)
-                        run.log({"step": done, "dev_loss": dev_loss, "elapsed": run.elapsed()})
-                        if keep_best and (run.best is None or dev_loss < run.best["dev_loss"]):
-                            run.save_best(model, done, dev_loss)
-                    run.evaluated = done
-                    run.flush()
-                    save()
-            if done >= total:
-                break
-            stop = total if not eval_every else min(total, (done // eval_every + 1) * eval_every)
-            n = min(chunk, stop - done)
-            hist = train(
-                model,
-                Xtr,
-                Ytr,
-                n,
-                lr=lr_fn,
-                options=options,
-                state=state,
-                on_divergence="stop",
-                diagnostics_every=diagnostics,
+        try:
+            os.makedirs(run.workdir, exist_ok=True)
+            run.lock()
+            run.begin(event, done)
+            say(
+                f"{PROG} train: {'resuming ' if resume else ''}the {preset!r} preset on "
+                f"{describe_input(run.input_path, run.words)}; {model.num_params:,} parameters"
             )
-            with interrupts_deferred():
-                take(hist)
-            chunk = max(1, int(len(hist.loss) / max(hist.seconds, 1e-6) * CHUNK_SECONDS))
-            if hist.stopped is not None:
-                with interrupts_deferred():
-                    run.log(
-                        {"event": "diverged", "step": done, "message": hist.stopped, "elapsed": run.elapsed()}
-                    )
-                    run.flush()
-                    save()
-                # A failure of the work, not of the options (exit status 1): the folder holds the
-                # checkpoint of the last finite step.
-                raise DivergenceError(
-                    f"training diverged: {hist.stopped}. Try a smaller learning rate (see '{PROG} lr-find')",
-                    hist,
+            say(
+                f"  block_size {cfg['block_size']}, n_embd {cfg['n_embd']}, n_hidden "
+                f"{hidden_text(cfg['n_hidden'])}, "
+                f"batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['optimizer']}, {total:,} steps"
+                f"{f' from step {done:,}' if resume else ''}, {cfg['dtype']}, {get_num_threads()} thread(s)"
+            )
+            say(f"  writing to {run.workdir}{os.sep}")
+
+            # The loop: calls of about CHUNK_SECONDS; a log record every log_every steps; the dev loss
+            # and a checkpoint every eval_every steps and at the end. Ctrl-C stops it with a checkpoint
+            # of the last completed step (below).
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=total,
+                initial=done,
+                unit="step",
+                dynamic_ncols=True,
+                leave=False,
+                file=sys.stderr,
+                disable=None if progress is None else not progress,
+                desc="train",
+            )
+            chunk = 100
+            while True:
+                if (
+                    done > 0
+                    and (done == total or (eval_every and done % eval_every == 0))
+                    and (run.evaluated != done)
+                ):
+                    # An evaluation and its checkpoint are written together (Ctrl-C waits for them).
+                    with interrupts_deferred():
+                        if len(Xdev):
+                            dev_loss = model.loss(Xdev, Ydev)
+                            run.log({"step": done, "dev_loss": dev_loss, "elapsed": run.elapsed()})
+                            if keep_best and (run.best is None or dev_loss < run.best["dev_loss"]):
+                                run.save_best(model, done, dev_loss)
+                        run.evaluated = done
+                        run.flush()
+                        save()
+                if done >= total:
+                    break
+                stop = total if not eval_every else min(total, (done // eval_every + 1) * eval_every)
+                n = min(chunk, stop - done)
+                hist = train(
+                    model,
+                    Xtr,
+                    Ytr,
+                    n,
+                    lr=lr_fn,
+                    options=options,
+                    state=state,
+                    on_divergence="stop",
+                    diagnostics_every=diagnostics,
                 )
-    except KeyboardInterrupt as e:
-        with interrupts_deferred(merge=True):  # a second Ctrl-C is part of this one
+                with interrupts_deferred():
+                    take(hist)
+                chunk = max(1, int(len(hist.loss) / max(hist.seconds, 1e-6) * CHUNK_SECONDS))
+                if hist.stopped is not None:
+                    with interrupts_deferred():
+                        run.log(
+                            {
+                                "event": "diverged",
+                                "step": done,
+                                "message": hist.stopped,
+                                "elapsed": run.elapsed(),
+                            }
+                        )
+                        run.flush()
+                        save()
+                    # A failure of the work, not of the options (exit status 1): the folder holds the
+                    # checkpoint of the last finite step.
+                    raise DivergenceError(
+                        f"training diverged: {hist.stopped}. Try a smaller learning rate "
+                        f"(see '{PROG} lr-find')",
+                        hist,
+                    )
+        except KeyboardInterrupt as e:
+            with interrupts_deferred(merge=True):  # a second Ctrl-C is part of this one
+                if bar is not None:
+                    bar.close()
+                _interrupted(e, run, state, done, saved, take, save, say)
+            raise
+        finally:
             if bar is not None:
                 bar.close()
-            _interrupted(e, run, state, done, saved, take, save, say)
-        raise
+            run.flush()
+        return _finish(
+            run,
+            model,
+            cfg,
+            preset,
+            done,
+            step_start,
+            total,
+            keep_best,
+            diag,
+            settings,
+            losses,
+            samples,
+            sample_seed,
+            plot,
+            say,
+            (tr, dev, te),
+            ((Xtr, Ytr), (Xdev, Ydev), (Xte, Yte)),
+        )
     finally:
-        if bar is not None:
-            bar.close()
-        run.flush()
-    return _finish(
-        run,
-        model,
-        cfg,
-        preset,
-        done,
-        step_start,
-        total,
-        keep_best,
-        diag,
-        settings,
-        losses,
-        samples,
-        sample_seed,
-        plot,
-        say,
-        (tr, dev, te),
-        ((Xtr, Ytr), (Xdev, Ydev), (Xte, Yte)),
-    )
+        run.unlock()
 
 
 def _check(cfg: dict, vocab_size: int | None = None) -> None:
@@ -364,7 +374,7 @@ def _interrupted(
     if hist is not None and hist.state is state and done + len(hist.loss) == state.step:
         take(hist)
         done = state.step
-    if done == state.step and saved != done:
+    if done == state.step and saved != done and run.holds_lock():
         try:
             run.close()
             save()
