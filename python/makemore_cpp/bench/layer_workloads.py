@@ -260,7 +260,7 @@ def diagnostics_workload(args) -> dict:
                 "name": f"{name} training with diagnostics_every=1000 (target: under 5% more time)",
                 "ours": f"{name}, plain",
                 "others": [f"{name}, diagnostics_every=1000"],
-                "why": "update statistics beside the core's update at every step; a diagnose pass every 1,000",
+                "why": "update statistics in the core's update pass, every step; a diagnose pass every 1,000",
             }
         )
     return out
