@@ -152,7 +152,7 @@ class Model:
         rows.append(("total", "", f"{self.num_params:,}"))
         w0, w1 = (max(len(r[k]) for r in rows) for k in (0, 1))
         w2 = max(len(r[2]) for r in rows)
-        return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}" for a, b, c in rows)
+        return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}".rstrip() for a, b, c in rows)
 
     def _row_macs(self) -> float:
         """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead:
