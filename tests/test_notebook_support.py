@@ -79,6 +79,12 @@ def test_loss_curve_of_a_history_shows_its_evaluations(run):
     assert any(label.startswith("dev loss") for label in labels), labels
 
 
+needs_plain_python = pytest.mark.skipif(
+    os.environ.get("MAKEMORE_SANITIZE_RUN") == "1",
+    reason="matplotlib's backends in child interpreters: no C++ of this package to check under the sanitizer",
+)
+
+
 def backend_after(code: str, **env: str) -> str:
     child = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     child.update(env)
@@ -94,6 +100,7 @@ def backend_after(code: str, **env: str) -> str:
     return p.stdout.split()
 
 
+@needs_plain_python
 def test_the_backend_is_the_sessions_and_agg_otherwise():
     # a script or the command line: Agg, which needs no display
     assert backend_after("")[0] == "agg"
@@ -102,6 +109,7 @@ def test_the_backend_is_the_sessions_and_agg_otherwise():
     assert backend_after("", MPLBACKEND="svg")[0] == "svg"
 
 
+@needs_plain_python
 def test_under_the_inline_backend_a_returned_figure_is_shown_once():
     pytest.importorskip("matplotlib_inline")
     backend, open_figures = backend_after("", MPLBACKEND="module://matplotlib_inline.backend_inline")

@@ -182,7 +182,11 @@ def loss_curve(
     _log_y(ax)
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    # steps in thousands past 10,000 ("150k"), short enough not to run together on a narrow Axes
+    thousands = len(steps) > 0 and steps[-1] >= 10_000
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if thousands and x else f"{x:,.0f}")
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (log scale)")
     if len(means):
