@@ -124,7 +124,7 @@ def _param_stats(data: np.ndarray, grad: np.ndarray) -> dict:
     return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Diagnostics:
     """What ``train(..., diagnostics_every=N)`` recorded.
 
@@ -139,6 +139,14 @@ class Diagnostics:
     records: list[tuple[int, dict]] = field(default_factory=list)
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     update_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __repr__(self) -> str:
+        at = [s for s, _ in self.records]
+        where = f" (steps {at[0]:,}-{at[-1]:,})" if len(at) > 1 else (f" (step {at[0]:,})" if at else "")
+        return (
+            f"Diagnostics(every={self.every:,}, {len(self.records)} records{where}, update ratios of "
+            f"{len(self.steps):,} steps x {len(self.names)} parameters)"
+        )
 
     def add_updates(self, first_step: int, stats: np.ndarray) -> None:
         """Rows of the core's (steps, names, 2) update statistics: (std of the update, std of the

@@ -116,6 +116,44 @@ class Model:
         BatchNorm1d's running statistics are not parameters)."""
         return int(sum(math.prod(self._shapes[n]) for n in self.trained_names))
 
+    def out_shapes(self, batch_size: int = 4) -> list[tuple[int, ...]]:
+        """The shape of each layer's output for ``batch_size`` contexts, in the order of
+        :attr:`layers`: the lecture's ``[tuple(layer.out.shape) for layer in model.layers]``."""
+        B = v.integer(batch_size, "batch_size", 1)
+        shape: tuple[int, ...] = (B, self.block_size)
+        shapes = []
+        for layer in self.layers:
+            name = type(layer).__name__
+            if name == "Embedding":
+                shape = (*shape, layer.embedding_dim)
+            elif name == "Flatten":
+                shape = (B, math.prod(shape[1:]))
+            elif name == "FlattenConsecutive":
+                T, C = shape[1] // layer.n, shape[2] * layer.n
+                shape = (B, T, C) if T > 1 else (B, C)
+            elif name == "Linear":
+                shape = (*shape[:-1], layer.fan_out)
+            shapes.append(shape)  # BatchNorm1d and Tanh keep their input's shape
+        return shapes
+
+    def summary(self, batch_size: int = 4) -> str:
+        """A table of the layers: each one's output shape for ``batch_size`` contexts and how many
+        trained numbers it holds (BatchNorm1d's running statistics are not counted)."""
+        rows = [("layer", "output shape", "parameters")]
+        for i, (layer, shape) in enumerate(zip(self.layers, self.out_shapes(batch_size))):
+            name, n = type(layer).__name__, 0
+            if name == "Embedding":
+                n = layer.num_embeddings * layer.embedding_dim
+            elif name == "Linear":
+                n = layer.numbers()
+            elif name == "BatchNorm1d":
+                n = 2 * layer.dim
+            rows.append((f"({i}) {layer!r}", str(shape), f"{n:,}" if n else ""))
+        rows.append(("total", "", f"{self.num_params:,}"))
+        w0, w1 = (max(len(r[k]) for r in rows) for k in (0, 1))
+        w2 = max(len(r[2]) for r in rows)
+        return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}".rstrip() for a, b, c in rows)
+
     def _row_macs(self) -> float:
         """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead:
         an Embedding's Linear as table lookups, every other Linear in full."""
