@@ -75,13 +75,11 @@ if [ "$arch" = x86_64 ] && [ -z "${CHECK_DIST_NO_QEMU:-}" ]; then
     [ -n "$qemu" ] || fail "no qemu-x86_64 for the CPU without AVX (apt-get install qemu-user; or CHECK_DIST_NO_QEMU=1)"
 fi
 
-first_sdist=""
-versions=()
-artefacts=()
-for py in "${pythons[@]}"; do
-    v="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-    versions+=(--python "$v")
-    out="$work/$v"
+# One Python's part: build, the extension's needs, the manylinux wheel and the sdist installed and
+# smoke-tested. Its output goes to $work/<X.Y>.log; the Pythons run side by side (the builds leave
+# a core idle while one source compiles alone), CHECK_DIST_SERIAL=1 runs them one after the other.
+check_python() {
+    local py="$1" v="$2" out="$work/$2" sdist wheel so needed newest plat mwheel smoke
     mkdir -p "$out"
     step "Python $v ($py): python -m build"
     "$py" -m venv "$out/build-env"
@@ -91,12 +89,6 @@ for py in "${pythons[@]}"; do
     wheel="$(ls "$out"/dist/*.whl)"
     echo "  sdist $(basename "$sdist"): $(stat -c %s "$sdist") bytes, $(tar tzf "$sdist" | grep -vc '/$') files"
     echo "  wheel $(basename "$wheel"): $(stat -c %s "$wheel") bytes"
-    if [ -z "$first_sdist" ]; then
-        first_sdist="$sdist"
-    else
-        cmp -s "$first_sdist" "$sdist" || fail "the sdists built by two Pythons differ: $first_sdist $sdist"
-        echo "  the same sdist, byte for byte, as the first Python's"
-    fi
 
     step "Python $v: the extension's needs of the system"
     mkdir -p "$out/unpacked"
@@ -139,11 +131,36 @@ for py in "${pythons[@]}"; do
     grep -q "Building wheel for makemore_cpp" "$work/logs/install-sdist-$v.log" ||
         fail "pip did not build the sdist (log: $work/logs/install-sdist-$v.log)"
     (cd "$work" && "$out/sdist-env/bin/python" "$root/scripts/smoke_installed.py") || fail "smoke test of the sdist, Python $v"
-    artefacts+=("$sdist" "$wheel" "$mwheel")
+    step "Python $v: passed"
+}
+
+pids=()
+versions=()
+for py in "${pythons[@]}"; do
+    v="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    versions+=("$v")
+    check_python "$py" "$v" > "$work/$v.log" 2>&1 &
+    pids+=($!)
+    [ -z "${CHECK_DIST_SERIAL:-}" ] || wait "${pids[-1]}" || true
 done
+failed=()
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failed+=("${versions[$i]}")
+done
+for v in "${versions[@]}"; do cat "$work/$v.log"; done
+[ "${#failed[@]}" -eq 0 ] || fail "Python ${failed[*]} (output above)"
+
+artefacts=()
+first_sdist="$(ls "$work/${versions[0]}"/dist/*.tar.gz)"
+for v in "${versions[@]}"; do
+    sdist="$(ls "$work/$v"/dist/*.tar.gz)"
+    cmp -s "$first_sdist" "$sdist" || fail "the sdists built by Python ${versions[0]} and $v differ"
+    artefacts+=("$sdist" "$work/$v"/dist/*.whl "$work/$v"/wheelhouse/*.whl)
+done
+echo "check_dist: the ${#versions[@]} Pythons' sdists are the same, byte for byte"
 step "what a package index shows"
 logged twine twine check --strict "${artefacts[@]}"
 echo "  twine check --strict: passed (${#artefacts[@]} artefacts)"
-"$work/tools/bin/python" "$root/scripts/check_metadata.py" "${versions[@]}" "$first_sdist" "$mwheel" ||
+"$work/tools/bin/python" "$root/scripts/check_metadata.py" "${versions[@]/#/--python=}" "${artefacts[@]}" ||
     fail "the metadata a package index shows"
 step "passed: Pythons ${pythons[*]}"
