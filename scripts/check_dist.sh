@@ -21,6 +21,7 @@
 #   bash scripts/check_dist.sh ~/.pyenv/versions/3.12.1/bin/python3   # these Pythons instead
 #   CHECK_DIST_KEEP=1 bash scripts/check_dist.sh                 # keep the work folder (printed)
 #   CHECK_DIST_NO_QEMU=1 bash scripts/check_dist.sh              # without the emulated CPU (says so)
+#   CHECK_DIST_SERIAL=1 bash scripts/check_dist.sh               # one Python after the other
 #
 # Needs: the Pythons (found on PATH as pythonX.Y or under $(pyenv root)/versions), a C++ compiler,
 # binutils (objdump), qemu-x86_64 on x86-64 (Debian: apt-get install qemu-user; .ci/run installs
