@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # (the README's speed figures and their code) and scripts/ (the checks the README's Development
 # section runs). PKG-INFO is written by the build.
 TOP = {"pyproject.toml", "CMakeLists.txt", "README.md", "PKG-INFO"}
-TOP_DIRS = {"cpp", "python", "tests", "docs", "benchmarks", "scripts"}
+TOP_DIRS = {"cpp", "python", "tests", "docs", "benchmarks", "scripts", "notebooks"}
 MUST_HOLD = [
     "python/makemore_cpp/__init__.py",
     "python/makemore_cpp/_core.pyi",
