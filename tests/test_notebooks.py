@@ -3,7 +3,7 @@ counts, and the package behaves in a kernel as a notebook user expects: each fig
 a progress bar that is one widget (no flood of lines), and a kernel interrupt that stops training
 within a fraction of a second, leaving the model at a completed step and the run resumable.
 
-Needs the notebook extra (pip install ".[notebook]"); skipped with the reason otherwise. The
+Needs the test extra's notebook runners (pip install ".[test]"); skipped with the reason otherwise. The
 notebooks run with scripts/run_notebooks.py's code (the kernel is this Python)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ LATENCY_BOUND = 2.0  # seconds from the kernel's interrupt to the cell's end; ty
 pytestmark = [
     pytest.mark.skipif(
         bool(MISSING),
-        reason=f"the notebook extra is not installed (no {', '.join(MISSING)}): pip install '.[notebook]'",
+        reason=f"the notebook runners are not installed (no {', '.join(MISSING)}): pip install '.[test]'",
     ),
     pytest.mark.skipif(
         os.environ.get("MAKEMORE_SANITIZE_RUN") == "1",
