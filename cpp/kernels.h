@@ -215,8 +215,32 @@ struct EpSgd {
     }
     void check(vec<T> c) { chk += c; }
 };
+// With the update's statistics (STATS): the sums of the update u and of the parameter x after it,
+// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits).
+template <class T>
+struct UpdateSums {
+    vec<T> u, u2, x, x2;
+    inline vec<T> apply(T* p, vec<T> lr, vec<T> d) {
+        const vec<T> before = vload(p), after = before - lr * d, du = after - before;
+        vstore(p, after);
+        u += du, u2 += du * du, x += after, x2 += after * after;
+        return after * T(0);
+    }
+};
+template <class T>
+struct EpSgdStats {
+    T* p;
+    int64_t ld;
+    vec<T> lr, chk;
+    int64_t off;  // the block's place in the arena (SgdOut finds its parameter by it)
+    UpdateSums<T> sums;
+    inline vec<T> operator()(int m, int n, vec<T> acc) { return sums.apply(p + m * ld + n, lr, acc); }
+    void check(vec<T> c) { chk += c; }
+};
+
 // update(p, g, n): the update of n parameters from a gradient computed whole (C's, in the MLP
-// plan), and ok(): whether every parameter updated so far is finite.
+// plan), ok(): whether every parameter updated so far is finite, and part(k): the Out of part k of
+// a phase.
 template <class T>
 struct GradOut {
     static constexpr bool updates = false;
@@ -225,16 +249,53 @@ struct GradOut {
     void take(const EpStore<T>&) {}
     bool update(T*, const T*, int64_t) const { return true; }
     bool ok() const { return true; }
+    GradOut part(int) const { return *this; }
 };
-template <class T>
+// With STATS, each part adds its updates' sums to sums[part][q][4] (q the parameter of spans the
+// block lies in): UpdateSums' u, u^2, x, x^2, each hsum added in double.
+template <class T, bool STATS = false>
 struct SgdOut {
     static constexpr bool updates = true;
+    typedef typename std::conditional<STATS, EpSgdStats<T>, EpSgd<T>>::type Ep;
     T* p;
     vec<T> lr, chk;
-    EpSgd<T> ep(int64_t off, int64_t ld) const { return EpSgd<T>{p + off, ld, lr, vec<T>{}}; }
-    void take(const EpSgd<T>& e) { chk += e.chk; }
-    bool update(T* q, const T* g, int64_t n) const { return sgd_update<T>(q, g, n, lr[0]); }
+    double* sums = nullptr;
+    const ParamSpan* spans = nullptr;
+    int nspans = 0;
+    Ep ep(int64_t off, int64_t ld) const {
+        if constexpr (STATS)
+            return Ep{p + off, ld, lr, vec<T>{}, off, UpdateSums<T>{}};
+        else
+            return Ep{p + off, ld, lr, vec<T>{}};
+    }
+    void take(const Ep& e) {
+        chk += e.chk;
+        if constexpr (STATS) add(e.off, e.sums);
+    }
+    bool update(T* q, const T* g, int64_t n) {
+        if constexpr (STATS) {
+            UpdateSums<T> us{};
+            vec<T> c = vec<T>{};
+            for (int64_t i = 0; i < n; i += VT<T>::W) c += us.apply(q + i, lr, vload(g + i));
+            add(q - p, us);
+            return all_zero<T>(c);
+        } else {
+            return sgd_update<T>(q, g, n, lr[0]);
+        }
+    }
     bool ok() const { return all_zero<T>(chk); }
+    SgdOut part(int k) const {
+        SgdOut o = *this;
+        o.chk = vec<T>{};
+        if (sums) o.sums = sums + (int64_t)k * nspans * 4;
+        return o;
+    }
+    void add(int64_t off, const UpdateSums<T>& us) {
+        int q = 0;
+        while (q + 1 < nspans && off >= spans[q].off + spans[q].span) ++q;
+        double* s = sums + 4 * q;
+        s[0] += hsum<T>(us.u), s[1] += hsum<T>(us.u2), s[2] += hsum<T>(us.x), s[3] += hsum<T>(us.x2);
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
