@@ -10,8 +10,6 @@
 // ---------------------------------------------------------------------------------------------
 // Work splitting.
 
-static constexpr int MAX_PARTS = 64;  // parts of a job at most
-
 // The parts a phase of `macs` multiply-adds is split into: below a few million multiply-adds,
 // waking a second thread costs more than it saves (measured: benchmarks/NOTES.md).
 static inline int parts_for(double macs) {
