@@ -353,7 +353,7 @@ class MLP:
         if "." in prefix:
             raise ValueError(f"prefix {prefix!r} contains '.', which ends a name")
         # The names come as ids, each ended by 0; the core makes each one a str from the code points.
-        codes = np.array([0] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
+        codes = np.frombuffer(("\0" + "".join(self.vocab.chars)).encode("utf-32-le"), np.uint32)
         names: list[str] = []
         with self._exclusive():
             for flat in self._sample_chunks(
