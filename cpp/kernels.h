@@ -10,8 +10,6 @@
 // ---------------------------------------------------------------------------------------------
 // Work splitting.
 
-static constexpr int MAX_PARTS = 64;  // parts of a job at most
-
 // The parts a phase of `macs` multiply-adds is split into: below a few million multiply-adds,
 // waking a second thread costs more than it saves (measured: benchmarks/NOTES.md).
 static inline int parts_for(double macs) {
@@ -304,7 +302,10 @@ struct SgdOut {
 // then ep(m, n, s). Rows of both operands are loaded as vectors and each output is a dot product:
 // the shape for h @ W^T with W stored as rows of length K (the output layer, and dx = dy @ W^T).
 // A tile of MR x NR = W outputs keeps W vector accumulators and reduces them together (vreduce).
-// Rows past the end of a tile repeat the last row (computed, not stored).
+// The last rows, fewer than MR, go one at a time in tiles of 1 x W outputs: each output's lanes are
+// summed in one order whatever its tile (the same bits), where a tile of MR rows would compute rows
+// that are not there (4 times the work for a single row, the sampler's usual batch at its end).
+// Columns past the end of a tile repeat the last column (computed, not stored).
 
 // The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
 // for s < n, each segment at least one vector (kern_dot reads one before its test). One block
@@ -331,13 +332,13 @@ static inline Rows<T> rows_of(const T* a, int64_t lda, int Kp) {
 // Not inlined: inlined into a loop over positions (embed_backward_rows) it spilled an accumulator.
 // SEG false: one block (A.n == 1), which the compiler then reads as plain arguments.
 template <class T, int MR, int NR, class Ep, bool SEG>
-__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int mr,
-                                               int n0, int nr, Ep& ep) {
+__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int n0,
+                                               int nr, Ep& ep) {
     typedef vec<T> V;
     constexpr int W = VT<T>::W;
     static_assert(MR * NR == W, "one accumulator per lane");
     const T* bp[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) bp[j] = b + (n0 + (j < nr ? j : nr - 1)) * ldb;
     V acc[W];
 #pragma GCC unroll 16
@@ -347,18 +348,18 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
     do {  // do-while loops: with a test before the first pass, GCC kept acc in memory
         const T* ap[MR];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + (i < mr ? i : mr - 1)) * A.ld[sg];
+        for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + i) * A.ld[sg];
         const int k1 = A.k[sg + 1];
         int k = A.k[sg];
         do {
             V av[MR], bv[NR];
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int j = 0; j < NR; ++j) bv[j] = vload(bp[j] + k);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
             k += W;
         } while (k < k1);
@@ -367,9 +368,9 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
     T t[W];
     vstore(t, s);
     if (nr == NR)  // whole rows of the tile: loops of fixed length, which the compiler vectorises
-        ep.template tile<MR, NR>(m0, n0, mr, t);
+        ep.template tile<MR, NR>(m0, n0, MR, t);
     else
-        for (int i = 0; i < mr; ++i)
+        for (int i = 0; i < MR; ++i)
             for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, t[i * NR + j]);
 }
 
@@ -382,17 +383,25 @@ struct DotTile {
 
 template <class T, class Ep>
 static void gemm_dot(int m0, int m1, int N, const Rows<T>& A, const T* b, int64_t ldb, Ep& ep) {
-    constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR;
+    constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR, W = VT<T>::W;
+    const int full = m1 - m0 < MR ? m0 : m0 + (m1 - m0) / MR * MR;
     for (int n = 0; n < N; n += NR) {
-        int nr = N - n < NR ? N - n : NR;
-        for (int m = m0; m < m1; m += MR) {
-            int mr = m1 - m < MR ? m1 - m : MR;
+        const int nr = N - n < NR ? N - n : NR;
+        for (int m = m0; m < full; m += MR) {
             if (A.n == 1)
-                kern_dot<T, MR, NR, Ep, false>(A, b, ldb, m, mr, n, nr, ep);
+                kern_dot<T, MR, NR, Ep, false>(A, b, ldb, m, n, nr, ep);
             else
-                kern_dot<T, MR, NR, Ep, true>(A, b, ldb, m, mr, n, nr, ep);
+                kern_dot<T, MR, NR, Ep, true>(A, b, ldb, m, n, nr, ep);
         }
     }
+    for (int m = full; m < m1; ++m)
+        for (int n = 0; n < N; n += W) {
+            const int nr = N - n < W ? N - n : W;
+            if (A.n == 1)
+                kern_dot<T, 1, W, Ep, false>(A, b, ldb, m, n, nr, ep);
+            else
+                kern_dot<T, 1, W, Ep, true>(A, b, ldb, m, n, nr, ep);
+        }
 }
 template <class T, class Ep>
 static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb,

@@ -173,7 +173,10 @@ def _sample(logits, V, T, n, seed, temperature, top_k, prefix, max_len, first) -
                 ch = int(np.argmax(lg))
             else:
                 thr = np.sort(lg)[::-1][top_k - 1] if top_k and top_k < V else -np.inf
-                e = np.where(lg >= thr, np.exp((lg - lg.max()) * (1.0 / temperature)), 0.0)
+                x = lg - lg.max()
+                with np.errstate(invalid="ignore"):  # 1 / temperature may be inf: 0 * inf at the max
+                    x = np.where(x == 0, 0.0, x * (1.0 / temperature))
+                e = np.where(lg >= thr, np.exp(x), 0.0)
                 cum = np.cumsum(e)
                 ch = int(np.searchsorted(cum, u * cum[-1], side="right"))
                 ch = min(ch, int(np.nonzero(e)[0][-1]))
