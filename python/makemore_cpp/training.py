@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from .model import Model
 from .reference import batch_indices as drawn_rows
 from .schedules import _StepSchedule
 
-__all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError"]
+__all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError", "TrainingInterrupted"]
 
 OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
@@ -37,6 +38,17 @@ class DivergenceError(FloatingPointError):
         # The history holds the core's training state, which cannot be pickled: another process
         # (multiprocessing) receives the message, without it.
         return (DivergenceError, (str(self), None))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's interrupt) stopped :func:`train`: a ``KeyboardInterrupt`` that
+    carries the run so far. The model holds the parameters after the last completed step;
+    ``history`` holds that step's losses, and ``history.state`` continues the run from there
+    (``train(model, X, Y, steps, state=e.history.state)``)."""
+
+    def __init__(self, message: str, history: "History"):
+        super().__init__(message)
+        self.history = history
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,13 @@ class TrainState:
         """The options as a JSON-ready dict."""
         return self.options.as_dict()
 
+    def __repr__(self) -> str:
+        o = self.options
+        return (
+            f"TrainState(step={self.step:,}, optimizer={o.optimizer!r}, batch_size={o.batch_size}, "
+            f"seed={o.seed}, model={type(self.model).__name__} of {self.model.num_params:,} parameters)"
+        )
+
     def meta(self) -> dict:
         """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
         return {"settings": self.settings, "step": self.step, "updates": self._t.t}
@@ -160,7 +179,7 @@ class TrainState:
         return st
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """What a call of :func:`train` did.
 
@@ -188,6 +207,26 @@ class History:
     @property
     def steps(self) -> int:
         return len(self.loss)
+
+    def __repr__(self) -> str:
+        n = len(self.loss)
+        parts = [f"{n:,} steps" + (f" from step {self.step0:,}" if self.step0 else "")]
+        if n:
+            k = min(n, 1000)
+            parts.append(
+                f"last loss {self.loss[-1]:.4f} (mean of the last {k:,}: {np.mean(self.loss[-k:]):.4f})"
+            )
+            parts.append(f"lr {self.lr[-1]:.3g}")
+        parts.append(f"{self.seconds:.2f} s ({self.steps_per_second:,.0f} steps/s)")
+        if self.eval_step:
+            parts.append(f"val loss {self.eval_loss[-1]:.4f} at step {self.eval_step[-1]:,}")
+            if len(self.eval_step) > 1:
+                parts.append(f"best {self.best_loss:.4f} at step {self.best_step:,}")
+        if self.diagnostics is not None:
+            parts.append(f"diagnostics every {self.diagnostics.every:,} steps")
+        if self.stopped:
+            parts.append(f"stopped: {self.stopped}")
+        return f"History({', '.join(parts)})"
 
 
 def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
@@ -229,6 +268,32 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
         i = int(np.argmax(bad))
         raise ValueError(f"learning rates must be finite and >= 0: lr at step {start + i} is {arr[i]}")
     return v.core_array(arr, np.float64)
+
+
+def _in_kernel() -> bool:
+    """Whether this is a Jupyter kernel (IPython under ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm.auto bar of ``total`` steps: a widget in a Jupyter kernel, kept when done (red when
+    interrupted); in a terminal a line cleared when done; nothing when the output is not a terminal
+    (a log file or CI: no flood of lines). In a kernel without ipywidgets (tqdm.auto then falls
+    back to text, and warns), a text line on stdout that the notebook redraws in place."""
+    from tqdm.auto import tqdm
+
+    if not _in_kernel():
+        return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, disable=None)
+    try:
+        from tqdm.notebook import tqdm as widget
+    except ImportError:  # pragma: no cover - tqdm.notebook imports without ipywidgets
+        widget = None
+    if widget is not None and issubclass(tqdm, widget):
+        return tqdm(total=total, unit="step", leave=True)
+    return tqdm(total=total, unit="step", leave=True, file=sys.stdout, mininterval=0.5, disable=False)
 
 
 def _holding_model(f: Callable) -> Callable:
@@ -296,13 +361,15 @@ def train(
     diagnostics_every: every this many global steps, part 3's statistics of that step's minibatch
         (:func:`makemore_cpp.diagnose`, before the step's update), and at every step the
         update:data ratio of every trained parameter, into ``History.diagnostics``.
-    progress: show a tqdm progress bar (steps/s and the running loss).
+    progress: show a tqdm.auto progress bar (steps/s and the running loss): a widget in Jupyter,
+        a line in a terminal, nothing when the output is not a terminal.
     on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
         Either way the model keeps the parameters of the last step whose loss and update were finite.
 
-    Ctrl-C stops within a fraction of a second with ``KeyboardInterrupt``; the model then holds the
-    parameters after the last completed step, ``state.step`` counts it, and the exception's
-    ``history`` attribute holds the run up to it (as the History this call would have returned).
+    Ctrl-C (or a notebook's interrupt) stops within a fraction of a second with
+    :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` whose ``history`` is the run so far; the
+    model then holds the parameters after the last completed step, and ``history.state``
+    continues the run.
     """
     steps = v.integer(steps, "steps", 0)
     per_step = 16 + (0 if type(lr) is _StepSchedule or not callable(lr) else 40)  # losses, rates (floats)
@@ -363,7 +430,13 @@ def train(
                 + ", ".join(f"{k}={a!r} (this call: {b!r})" for k, (a, b) in diff.items())
             )
     step0 = state.step
-    try:  # (Ctrl-C before the first step: e.history holds no step)
+    hist = None
+    bar = None
+    done = 0
+    updates0 = state._t.t
+    interrupted = False
+    t0 = time.perf_counter()
+    try:  # (a Ctrl-C from here on, before the first step included, carries the run so far)
         lrs = _lr_array(lr, steps, step0)
         bidx = None
         if batch_indices is not None:
@@ -398,13 +471,7 @@ def train(
             diag.records.append((state.step, stats))
 
         best_params = None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
-        done = 0
-        t0 = time.perf_counter()
+        bar = _progress_bar(steps) if progress else None
 
         def evaluate() -> None:
             nonlocal best_params
@@ -417,16 +484,6 @@ def train(
                 if keep_best:
                     best_params = model.get_params()
 
-        def finish(hist: History, done: int) -> None:
-            hist.seconds = time.perf_counter() - t0
-            hist.loss = losses[:done]
-            hist.lr = lrs[:done]
-            hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
-    except KeyboardInterrupt as e:
-        e.history = History(loss=np.zeros(0), lr=np.zeros(0), step0=step0, state=state)  # type: ignore
-        raise
-
-    try:
         while done < steps:
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
             ustats = None
@@ -437,8 +494,9 @@ def train(
                     record(done)
                 end = min(end, done + diagnostics_every - state.step % diagnostics_every)
                 ustats = np.zeros((end - done, len(model.trained_names), 2))
-            # Ctrl-C waits for the few statements that count the core's steps (not for the core,
-            # which returns every CHUNK_SECONDS): the state's step is always the model's.
+            # Ctrl-C waits for the statements that count the core's steps (not for the core, which
+            # returns every CHUNK_SECONDS): the run's count, its diagnostics and the state's step
+            # always agree with the model.
             with interrupts_deferred():
                 n, status = state._t.run(
                     X_run,
@@ -474,17 +532,31 @@ def train(
                 break
             if eval_every is not None and (done % eval_every == 0 or done == steps):
                 evaluate()
-    except KeyboardInterrupt as e:
-        # The run up to the last completed step goes with the interrupt, as e.history (a second
-        # Ctrl-C meanwhile is part of this one).
-        with interrupts_deferred(merge=True):
-            finish(hist, done)
-            e.history = hist  # type: ignore[attr-defined]
-        raise
+    except KeyboardInterrupt:
+        # Where Ctrl-C cannot be held back (another thread's handler), Python may raise it before
+        # the loop above counted the last call's steps: the core's count of updates says how many
+        # were completed.
+        interrupted = True
+        done = state._t.t - updates0
+        state.step = step0 + done
+        if hist is None:  # before the first step
+            hist = History(loss=np.zeros(0), lr=np.zeros(0), step0=step0, state=state)
+            losses = lrs = np.zeros(0)
     finally:
         if bar is not None:
             bar.close()
-    finish(hist, done)
+    hist.seconds = time.perf_counter() - t0
+    hist.loss = losses[:done]
+    hist.lr = lrs[:done]
+    hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+    if interrupted:
+        hist.stopped = "interrupted"
+        raise TrainingInterrupted(
+            f"training interrupted after {done:,} of {steps:,} steps (global step {state.step:,}): "
+            f"the model holds the parameters after that step; this exception's .history holds the "
+            f"run so far, and train(..., state=e.history.state) continues it",
+            hist,
+        ) from None
     if (
         X_val is not None
         and hist.stopped is None

@@ -32,6 +32,7 @@ WORKLOADS = [
     "bn",
     "seqmlp",
     "wavenet-run",
+    "diagnostics",
 ]
 OPT_IN = ["wavenet-run-torch"]  # about 5 minutes: only when asked for by name
 
@@ -59,6 +60,8 @@ def run_one(w: str, args) -> dict:
         return {f"{w} step, 1 thread": lw.layer_step_workload(w, args, jax)}
     if w == "seqmlp":
         return {"nn.Sequential MLP step, 1 thread": lw.seqmlp_workload(args)}
+    if w == "diagnostics":
+        return {"diagnostics, 1 thread": lw.diagnostics_workload(args)}
     if w == "wavenet-run":
         return {"wavenet run": lw.wavenet_run_workload(args)}
     if w == "wavenet-run-torch":
