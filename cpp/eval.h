@@ -325,9 +325,8 @@ static bool evaluate_rows(const M& m, const int32_t* X, const int32_t* Y, int64_
             // On several threads, each first requests the cache lines it will gather from: the
             // logits and lse of the contexts another part computed, then those of its own, and the
             // contexts' indices. Requested in order, many at a time, they arrive sooner than when
-            // each gather waits for its own. Its own lines too: on this project's host the gathers
-            // behave as if a line this core wrote and another core then read had left this core's
-            // cache; fetching them back made the gathers 0.7 of their time (benchmarks/NOTES.md).
+            // each gather waits for its own. Its own lines too: a line this core wrote and another core
+            // then read may have left this core's cache (measured in benchmarks/NOTES.md).
             // Only when they fit a core's L2 cache (the lecture's: 0.7 MB): more would push each
             // other out.
             const int npr = parts_for((double)N * (out ? V * 4 : 64));
