@@ -17,9 +17,23 @@ import makemore_cpp as mm
 from makemore_cpp import _files
 
 
-@pytest.fixture(scope="module")
-def model() -> mm.MLP:
-    return mm.MLP(mm.Vocab.from_words(["abc", "cab"]), n_embd=2, n_hidden=4, seed=1)
+@pytest.fixture(scope="module", params=["mlp", "layers"])
+def model(request) -> mm.Model:
+    """The lecture's MLP, and a model of the layer classes (nn.Sequential): the same Model methods
+    (save, sample, ...) and the same checks."""
+    vocab = mm.Vocab.from_words(["abc", "cab"])
+    if request.param == "mlp":
+        return mm.MLP(vocab, n_embd=2, n_hidden=4, seed=1)
+    nn = mm.nn
+    layers = [
+        nn.Embedding(4, 2),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+        nn.BatchNorm1d(4),
+        nn.Tanh(),
+        nn.Linear(4, 4),
+    ]
+    return nn.Sequential(layers, vocab=vocab, block_size=3, seed=1)
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -102,7 +116,10 @@ def test_save_replaces_a_regular_file_and_keeps_its_hard_links_apart(tmp_path, m
     path.write_bytes(b"old")
     os.link(path, tmp_path / "other")
     model.save(path)
-    assert mm.MLP.load(path).get_params()["C"].tolist() == model.get_params()["C"].tolist()
+    loaded = mm.load(path).get_params()
+    assert {k: a.tolist() for k, a in loaded.items()} == {
+        k: a.tolist() for k, a in model.get_params().items()
+    }
     assert (tmp_path / "other").read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["m.npz", "other"]
 
@@ -255,10 +272,21 @@ import makemore_cpp as mm
 # were a check missing, the allocation fails here at once instead of the machine running out
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))
 m = mm.MLP(mm.Vocab.from_words(["abc", "cab"]), n_embd=2, n_hidden=4, seed=1)
-before = {k: a.tobytes() for k, a in m.get_params().items()}
+nn = mm.nn
+layers = [nn.Embedding(4, 2), nn.FlattenConsecutive(3), nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Tanh(),
+          nn.Linear(4, 4)]
+seq = mm.nn.Sequential(layers, vocab=m.vocab, block_size=3, seed=1)
+before = {k: a.tobytes() for k, a in [*m.get_params().items(), *seq.get_params().items()]}
 X, Y = np.zeros((3, 3), np.int64), np.zeros(3, np.int64)
 big = np.broadcast_to(np.zeros(3, np.int64), (10**10, 3))   # no memory: a view
 calls = {
+    "layers sample": lambda: seq.sample(10**12),
+    "layers sample_ids": lambda: seq.sample_ids(10**10),
+    "layers train": lambda: mm.train(seq, X, Y, 10**12),
+    "layers logits": lambda: seq.logits(big),
+    "layers model": lambda: mm.nn.Sequential(
+        [nn.Embedding(4, 2), nn.Flatten(), nn.Linear(6, 10**6), nn.Linear(10**6, 10**6)], vocab=4,
+        block_size=3),
     "sample": lambda: m.sample(10**12),
     "sample_ids": lambda: m.sample_ids(10**10),
     "train": lambda: mm.train(m, X, Y, 10**12),
@@ -277,7 +305,9 @@ for name, f in calls.items():
         out[name] = "accepted"
     except MemoryError as e:
         out[name] = str(e)
-out["unchanged"] = before == {k: a.tobytes() for k, a in m.get_params().items()}
+out["unchanged"] = before == {
+    k: a.tobytes() for k, a in [*m.get_params().items(), *seq.get_params().items()]
+}
 print(json.dumps(out))
 """
 
@@ -290,6 +320,11 @@ SIZE_MESSAGES = {
     "loss": r"^X of shape \(10000000000, 3\) needs 111\.8 GiB as the core's int32 copy",
     "build_dataset": r"^build_dataset\(block_size=1,000,000,000\) of 4,000 examples needs 14\.6 TiB",
     "model": r"^a model of these sizes needs 3\.6 TiB for its parameters alone",
+    "layers sample": r"^sample\(n=1,000,000,000,000\) needs 58\.2 TiB at the least \(64 bytes a name\)",
+    "layers sample_ids": r"^sample_ids\(n=10,000,000,000, max_len=100\) needs 3\.6 TiB for its int32 ids",
+    "layers train": r"^train\(steps=1,000,000,000,000\) needs 14\.6 TiB for its per-step arrays \(16 bytes",
+    "layers logits": r"^logits\(X\) of 10,000,000,000 rows needs [\d.]+ GiB for its \(10,000,000,000, 4\)",
+    "layers model": r"^a model of these sizes needs 3\.6 TiB for its parameters alone",
     "load_words": r"^\S+sparse\.txt \(1\.0 TiB\) needs 3\.0 TiB to read as words at the least",
 }
 
