@@ -380,29 +380,28 @@ def child_env() -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> pathlib.Path:
-    """A small words file and a 20-step run on it: what sample, diagnose and embeddings read."""
+    """A small words file and two 20-step runs on it, what sample, diagnose and embeddings read:
+    ``run``, the lecture's MLP, and ``layers``, part 5's model of layer classes (nn.Sequential) with
+    its diagnostics."""
     from makemore_cpp import cli
 
     root = tmp_path_factory.mktemp("tiny")
     (root / "words.txt").write_text("\n".join(mm.load_names()[:300]) + "\n")
+    common = dict(steps=20, eval_every=10, samples=0, plot=False, quiet=True)
+    cli.run_train(root / "run", root / "words.txt", n_hidden=8, **common)
     cli.run_train(
-        root / "run",
-        root / "words.txt",
-        steps=20,
-        n_hidden=8,
-        eval_every=10,
-        samples=0,
-        plot=False,
-        quiet=True,
+        root / "layers", root / "words.txt", "wavenet", n_embd=4, n_hidden=8, diagnostics=5, **common
     )
     return root
 
 
-def tree(root: pathlib.Path) -> dict[str, bytes | None]:
+def tree(root: pathlib.Path) -> dict[str, bytes | int | None]:
     """Every path under root, with the bytes of regular files (None for folders and the like)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() and not p.is_symlink() else None
+        regular = p.is_file() and not p.is_symlink()
+        big = regular and p.stat().st_size > 1 << 24  # (a sparse file of 1 TiB: its size)
+        out[str(p.relative_to(root))] = p.stat().st_size if big else p.read_bytes() if regular else None
     return out
 
 
@@ -441,6 +440,8 @@ REFUSED_BEFORE_ANY_WORK = [
     (["train", "-i", "missing.txt"], "missing.txt does not exist"),
     (["train", "-i", "afolder"], "is a folder"),
     (["train", "-i", "empty.txt"], "holds no words"),
+    (["train", "-i", "huge.txt"], "huge.txt (1.0 TiB) needs 3.0 TiB to read as words at the least"),
+    (["train", "--resume", "-o", "RUN", "--eval-every", "-5"], "--eval-every must be >= 0, got -5"),
     (["train", "-o", "afile"], "afile is a file, not a folder"),
     (["train", "-o", "linked"], "linked is a file, not a folder"),
     (
@@ -489,6 +490,12 @@ def test_options_that_can_only_fail_are_refused_before_anything_is_written(
     (tmp_path / "empty.txt").write_text("\n \n")
     os.symlink(tmp_path / "afile", tmp_path / "linked")
     os.mkfifo(tmp_path / "pipe")
+    if "huge.txt" in args:
+        try:
+            with open(tmp_path / "huge.txt", "wb") as f:
+                f.truncate(1 << 40)  # 1 TiB that takes no room on disk
+        except OSError:
+            pytest.skip("this file system has no sparse files of 1 TiB")
     run_dir = tiny_run / "run"
     args = [str(run_dir) if a == "RUN" else a for a in args]
     if args[0] in ("train", "lr-find", "overfit", "sweep") and "-i" not in args:
@@ -904,6 +911,7 @@ def test_hunt_other_commands_work_or_fail_before_anything_is_written(tiny_run, d
     import tempfile
 
     command = data.draw(st.sampled_from(sorted(OTHER_COMMANDS)))
+    source = data.draw(st.sampled_from(["run", "layers"]))  # (for the commands that read a run)
     opts = OTHER_COMMANDS[command]
     keys = data.draw(st.lists(st.sampled_from(sorted(opts)), max_size=4, unique=True))
     args = [command]
@@ -913,7 +921,7 @@ def test_hunt_other_commands_work_or_fail_before_anything_is_written(tiny_run, d
         root = pathlib.Path(d)
         playground(root, tiny_run / "words.txt")
         if command in ("sample", "diagnose", "embeddings"):
-            shutil.copytree(tiny_run / "run", root / "run")
+            shutil.copytree(tiny_run / source, root / "run")
             args.insert(1, "run")
         else:
             args += ["-i", "words.txt"]
@@ -1008,3 +1016,53 @@ def test_a_run_folder_is_checked_again_once_it_is_held(tiny_run, tmp_path):
     run.lock()
     assert run.holds_lock()
     run.unlock()
+
+
+RESUME_OPTIONS = {
+    **{k: val for k, val in TRAIN_OPTIONS.items() if k != "-o"},
+    "--steps": ["-1", "0", "10", "20", "23", "x", "10000000000000"],
+    "-i": None,  # (drawn in the test: the run's own input among others)
+}
+
+
+@hunt(20)
+@given(data=st.data())
+def test_hunt_resume_goes_on_or_changes_nothing(tiny_run, data, capsys):
+    """`train --resume` of a finished run (an MLP, or a model of layer classes) with random options:
+    either it goes on to the total asked for, or exit status 2 with a one-line message, and the
+    run's folder is as it was, byte for byte."""
+    import shutil
+    import tempfile
+
+    source = data.draw(st.sampled_from(["run", "layers"]))
+    keys = data.draw(st.lists(st.sampled_from(sorted(RESUME_OPTIONS)), max_size=4, unique=True))
+    args = ["train", "--resume", "-o", "r"]
+    for k in keys:
+        if k == "--lr":
+            value = data.draw(st.sampled_from(["0.1@0:0.01@100000", "0.1", "nan"]))
+        elif k == "-i":
+            value = data.draw(
+                st.sampled_from([str(tiny_run / "words.txt"), "words.txt", "missing.txt", "pipe"])
+            )
+        else:
+            value = data.draw(st.sampled_from(RESUME_OPTIONS[k]))
+        args += [k, value]
+    args += data.draw(st.lists(st.sampled_from(FLAGS), max_size=2, unique=True))
+    args += [] if "--samples" in keys else ["--samples", "0"]
+    with tempfile.TemporaryDirectory() as d:
+        root = pathlib.Path(d)
+        playground(root, tiny_run / "words.txt")
+        shutil.copytree(tiny_run / source, root / "r")
+        before = tree_meta(root)
+        code, err = run_main(args, root, capsys)
+        event(f"{source}: exit status {code}")
+        after = tree_meta(root)
+        assert "Traceback" not in err, (args, err)
+        assert not [p for p in after if ".tmp-" in p], (args, after)
+        if code == 2:
+            assert after == before, (args, err, set(after) ^ set(before))
+            assert err.strip().splitlines()[-1].startswith("makemore-cpp train: error: "), (args, err)
+        else:
+            assert code == 0, (args, code, err)
+            total = int(args[args.index("--steps") + 1]) if "--steps" in keys else 20
+            assert mm.checkpoint.load(root / "r" / "model.npz").state.step == total, (args, err)

@@ -44,6 +44,8 @@ def load_input(path: str | os.PathLike | None) -> tuple[list[str], str | None]:
         words = load_words(path)
     except OSError as e:
         raise CLIError(f"cannot read the input file {path}: {e.strerror or e}") from None
+    except MemoryError as e:  # (refused before it was read)
+        raise CLIError(f"input file {e}") from None
     if not words:
         raise CLIError(f"input file {path} holds no words")
     return words, path

@@ -109,6 +109,7 @@ def run_train(
     if resume:
         run, model, state = Run.resume(workdir, overrides, input, log_every, say)
         preset = run.cfg.get("preset", preset)
+        _check(run.cfg)  # the checkpoint's settings with the new --steps and --eval-every
     else:
         cfg = resolve(preset, **overrides)
         if callable(cfg["lr"]):
