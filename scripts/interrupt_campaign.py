@@ -168,7 +168,8 @@ def trial_train(work: pathlib.Path, rng: random.Random, signals: int, when: str,
             if ck.exists():
                 problems.append("it says there is nothing to resume, but a checkpoint exists")
         elif not m:
-            problems.append("no message naming the checkpoint's step")
+            if (work / "a").exists():  # (no folder: stopped during the checks, nothing written)
+                problems.append("no message naming the checkpoint's step")
         elif not ck.exists():
             problems.append(f"it names a checkpoint at step {m.group(1)} that does not exist")
         else:

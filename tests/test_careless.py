@@ -578,6 +578,52 @@ def test_a_sweep_across_processes_survives_failing_and_killed_workers(tiny_run, 
     assert "run(s) failed:" in out
 
 
+POOL_CHILD = r"""
+import json, signal, sys, time
+from makemore_cpp.cli.sweep import _Pool
+
+pool = _Pool(1, sys.argv[1], 1)
+worker = pool._start()  # the first worker process: multiprocessing starts its resource tracker too
+bit = 1 << (signal.SIGINT - 1)
+samples = []
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        with open(f"/proc/{worker.process.pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    except OSError:
+        break
+    samples.append((bool(int(fields["SigBlk"], 16) & bit), bool(int(fields["SigIgn"], 16) & bit)))
+    if samples[-1] == (False, True):  # the worker ignores SIGINT now
+        break
+pool.kill()
+print(json.dumps(samples))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the worker's signal masks in /proc")
+def test_a_sweep_worker_never_takes_a_ctrl_c_for_its_own(tiny_run):
+    """Ctrl-C in a terminal reaches every process of the group. A sweep's worker leaves it to the
+    parent: from its start it has SIGINT blocked, then ignored. The first worker of a sweep started
+    with SIGINT unblocked (multiprocessing, starting its resource tracker, unblocked it in the
+    parent), and a Ctrl-C early in a sweep printed its traceback."""
+    import json
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-c", POOL_CHILD, str(tiny_run / "words.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    samples = [tuple(s) for s in json.loads(p.stdout.strip().splitlines()[-1])]
+    assert samples and samples[-1] == (False, True), samples
+    assert all(blocked or ignored for blocked, ignored in samples), samples
+
+
 def children(pid: int) -> list[int]:
     out = []
     for task in pathlib.Path(f"/proc/{pid}/task").iterdir():

@@ -119,6 +119,14 @@ class _Pool:
         import multiprocessing as mp  # here: its import costs every other command's start
 
         self.ctx = mp.get_context("spawn")  # the core's thread pool does not survive a fork
+        # multiprocessing starts its resource tracker with the first process, and then unblocks
+        # SIGINT in the calling thread whatever was blocked before (_start): start it first.
+        try:
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+        except (ImportError, AttributeError):  # pragma: no cover - no tracker on this platform
+            pass
         self.jobs, self.input_path, self.threads = jobs, input_path, threads
         self.workers: list[_Worker] = []
 
