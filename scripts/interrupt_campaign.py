@@ -6,6 +6,7 @@ message names equals a run that was never interrupted, bit for bit.
 
     python scripts/interrupt_campaign.py --trials 60 --seed 1        # a few minutes
     python scripts/interrupt_campaign.py --commands train --trials 20 --json report.json
+    python scripts/interrupt_campaign.py --commands train-bn,train-wavenet --trials 20  # layer models
 
 A signal that arrives while Python itself is still starting (importing the package, before the
 command runs) ends the process the interpreter's way, killed by SIGINT (a shell reports 130) with
@@ -156,10 +157,17 @@ def judge(r: dict) -> list[str]:
     return problems
 
 
-def trial_train(work: pathlib.Path, rng: random.Random, signals: int, when: str, check_resume: bool) -> dict:
-    r = interrupt(
-        cli("train", "-o", "a", "--steps", 10_000_000, *TRAIN), work, rng, when, signals, "group", "  writing"
-    )
+def trial_train(
+    work: pathlib.Path,
+    rng: random.Random,
+    signals: int,
+    when: str,
+    check_resume: bool,
+    preset: str = "lecture",
+) -> dict:
+    """``train`` of ``preset`` (the MLP; "bn" or "wavenet", models of layer classes)."""
+    args = ["--steps", 10_000_000, "--preset", preset, *TRAIN]
+    r = interrupt(cli("train", "-o", "a", *args), work, rng, when, signals, "group", "  writing")
     problems = judge(r)
     ck = work / "a" / "model.npz"
     m = re.search(r"is at step ([\d,]+) of", r["stderr"])
@@ -181,14 +189,14 @@ def trial_train(work: pathlib.Path, rng: random.Random, signals: int, when: str,
             if at != int(m.group(1).replace(",", "")):
                 problems.append(f"the message says step {m.group(1)}, the checkpoint is at {at}")
             if check_resume:
-                problems += resume_equals_straight(work, at)
+                problems += resume_equals_straight(work, at, preset)
     elif r["outcome"] == "startup" and (work / "a").exists():
         problems.append("a run folder was made before the command began")
     r["problems"] = problems
     return r
 
 
-def resume_equals_straight(work: pathlib.Path, at: int) -> list[str]:
+def resume_equals_straight(work: pathlib.Path, at: int, preset: str = "lecture") -> list[str]:
     """--resume to ``at + 300`` steps equals a run of ``at + 300`` steps straight."""
     import numpy as np
 
@@ -197,7 +205,7 @@ def resume_equals_straight(work: pathlib.Path, at: int) -> list[str]:
     total = str(at + 300)
     for args in (
         cli("train", "-o", "a", "--resume", "--steps", total),
-        cli("train", "-o", "b", "--steps", total, *TRAIN),
+        cli("train", "-o", "b", "--steps", total, "--preset", preset, *TRAIN),
     ):
         p = subprocess.run(args, cwd=work, env=env(), capture_output=True, text=True, timeout=600)
         if p.returncode != 0:
@@ -270,8 +278,9 @@ def campaign(trials: int, seed: int, commands: list[str], check_resume: bool = T
             (work / "keep").mkdir()
             signals = rng.choice([1, 1, 2, 2, 3])
             when = rng.choice(["ready", "ready", "ready", "start"])
-            if command == "train":
-                r = trial_train(work, rng, signals, when, check_resume)
+            if command.startswith("train"):  # train, train-bn, train-wavenet
+                preset = command.partition("-")[2] or "lecture"
+                r = trial_train(work, rng, signals, when, check_resume, preset)
             elif command == "sweep":
                 r = trial_sweep(
                     work, rng, signals, when, rng.choice([1, 2, 2]), rng.choice(["group", "parent"])

@@ -645,7 +645,18 @@ words = mm.load_names()[:2000]
 vocab = mm.Vocab.from_words(words)
 X, Y = mm.build_dataset(words, vocab, 3)
 opts = dict(batch_size=64, lr=0.05, seed=5, optimizer="adamw")
-model = mm.MLP(vocab, n_hidden=64, seed=3)
+
+
+def make():
+    if sys.argv[2] == "mlp":
+        return mm.MLP(vocab, n_hidden=64, seed=3)
+    nn = mm.nn  # BatchNorm1d's running statistics move at every step too
+    layers = [nn.Embedding(27, 10), nn.Flatten(), nn.Linear(30, 64, bias=False), nn.BatchNorm1d(64),
+              nn.Tanh(), nn.Linear(64, 27)]
+    return nn.Sequential(layers, vocab=vocab, block_size=3, seed=3)
+
+
+model = make()
 state = mm.train(model, X, Y, 0, **opts).state
 rng = random.Random(int(sys.argv[1]))
 main = threading.main_thread().ident
@@ -657,8 +668,10 @@ for k in range(12):
     try:
         h = mm.train(model, X, Y, 10**6, state=state, **opts)
         raise SystemExit("finished before the signal")
-    except KeyboardInterrupt as e:
-        h = getattr(e, "history", None)
+    except mm.TrainingInterrupted as e:
+        h = e.history
+    except KeyboardInterrupt:
+        h = None
     time.sleep(0.2)  # (no signal left in flight)
     out["interrupts"] += 1
     if h is None or h.state is not state or state.step != step0 + len(h.loss) or h.step0 != step0:
@@ -666,7 +679,7 @@ for k in range(12):
     else:
         out["losses"] += h.loss.tolist()
 # One straight run of as many steps gives the same parameters and losses.
-straight = mm.MLP(vocab, n_hidden=64, seed=3)
+straight = make()
 hs = mm.train(straight, X, Y, state.step, **opts)
 out["steps"] = state.step
 a, b = model.get_params(), straight.get_params()
@@ -677,17 +690,20 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_train_counts_its_steps_whenever_ctrl_c_lands():
-    """Ctrl-C at random moments of train(): each time the state counts exactly the steps the model
-    took, and the KeyboardInterrupt carries the history of those steps (e.history), so that calls
-    interrupted again and again add up to one uninterrupted run, bit for bit. (The step count
-    could lag the core's by a chunk of steps when the signal landed between the two.)"""
+@pytest.mark.parametrize("kind", ["mlp", "layers"])
+def test_train_counts_its_steps_whenever_ctrl_c_lands(kind):
+    """Ctrl-C at random moments of train(), of the MLP and of a model of layer classes with batch
+    normalisation: each time it raises TrainingInterrupted (before the first step too), the state
+    counts exactly the steps the model took and e.history holds them, so that calls interrupted
+    again and again add up to one uninterrupted run, bit for bit (running statistics included).
+    (The step count could lag the core's by a chunk of steps when the signal landed between the
+    two.)"""
     import json
     import subprocess
     import sys
 
     p = subprocess.run(
-        [sys.executable, "-c", TRAIN_INTERRUPTS_CHILD, "7"],
+        [sys.executable, "-c", TRAIN_INTERRUPTS_CHILD, "7", kind],
         capture_output=True,
         text=True,
         timeout=300,
@@ -697,6 +713,50 @@ def test_train_counts_its_steps_whenever_ctrl_c_lands():
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["interrupts"] == 12 and out["consistent"], out
     assert out["steps"] > 0 and out["same_params"] and out["same_losses"], out
+
+
+def test_every_ctrl_c_in_train_carries_the_run_so_far():
+    """A Ctrl-C while train() checked its arguments was a bare KeyboardInterrupt, and one during its
+    last evaluation lost the run's history though its steps were done: each is a TrainingInterrupted
+    now, whose history holds the steps taken (none, or all) and the state given. (The Ctrl-C is
+    raised by what train() calls at that moment.)"""
+    words = mm.load_names()[:50]
+    vocab = mm.Vocab.from_words(words)
+    X, Y = mm.build_dataset(words, vocab, 3)
+    m = mm.MLP(vocab, n_hidden=8, seed=1)
+
+    class CtrlC:  # ids that are interrupted while train() reads them
+        def __array__(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def interrupted(call) -> mm.TrainingInterrupted:
+        try:
+            call()
+        except KeyboardInterrupt as e:  # (a bare one must not end the test session)
+            assert isinstance(e, mm.TrainingInterrupted), repr(e)
+            return e
+        raise AssertionError("not interrupted")
+
+    before = {k: a.tobytes() for k, a in m.get_params().items()}
+    e = interrupted(lambda: mm.train(m, CtrlC(), Y, 5))
+    assert "before its first step" in str(e)
+    assert len(e.history.loss) == 0 and e.history.state is None
+    assert {k: a.tobytes() for k, a in m.get_params().items()} == before
+    state = mm.train(m, X, Y, 3).state
+    for call in (
+        lambda: mm.train(m, CtrlC(), Y, 5, state=state),  # reading X
+        lambda: mm.train(m, X, Y, 5, lr=ctrl_c, state=state),  # the rates, before the first step
+    ):
+        h = interrupted(call).history
+        assert len(h.loss) == 0 and h.state is state and h.step0 == 3 and state.step == 3
+    m.loss = ctrl_c  # the last evaluation
+    e = interrupted(lambda: mm.train(m, X, Y, 4, X_val=X, Y_val=Y, state=state))
+    assert "after 4 of 4 steps" in str(e)
+    h = e.history
+    assert len(h.loss) == 4 and h.state is state and state.step == 7 and h.stopped == "interrupted"
 
 
 def campaign_module():
@@ -710,19 +770,22 @@ def campaign_module():
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="POSIX signals and /proc")
-@pytest.mark.parametrize("command, signals, seed", [("train", 2, 3), ("sweep", 2, 4), ("sample", 1, 5)])
+@pytest.mark.parametrize(
+    "command, signals, seed", [("train", 2, 3), ("train-bn", 2, 8), ("sweep", 2, 4), ("sample", 1, 5)]
+)
 def test_ctrl_c_at_a_random_moment_ends_promptly_and_cleanly(tiny_run, tmp_path, command, signals, seed):
     """A few trials of scripts/interrupt_campaign.py: SIGINT (twice, for train and sweep) to the
     process group at a random moment. Each ends within 2 s with status 130, leaves no process and
     no temporary file; train's message names the checkpoint of its last completed step, and
-    --resume from it equals an uninterrupted run (the log and losses.npy included); a sweep of
-    large models does not hang on its workers."""
+    --resume from it equals an uninterrupted run (the log and losses.npy included), for the MLP
+    and for a model of layer classes (batch normalisation's running statistics); a sweep of large
+    models does not hang on its workers."""
     import random
 
     c = campaign_module()
     rng = random.Random(seed)
-    if command == "train":
-        r = c.trial_train(tmp_path, rng, signals, "ready", check_resume=True)
+    if command.startswith("train"):
+        r = c.trial_train(tmp_path, rng, signals, "ready", True, command.partition("-")[2] or "lecture")
     elif command == "sweep":
         r = c.trial_sweep(tmp_path, rng, signals, "ready", jobs=2, target="group")
     else:

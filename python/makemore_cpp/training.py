@@ -296,6 +296,41 @@ def _progress_bar(total: int) -> Any:
     return tqdm(total=total, unit="step", leave=True, file=sys.stdout, mininterval=0.5, disable=False)
 
 
+def _interrupted(hist: History, steps: int | None) -> TrainingInterrupted:
+    """The TrainingInterrupted of a call of ``steps`` steps (None: before the first) whose run so
+    far is ``hist``."""
+    hist.stopped = "interrupted"
+    if steps is None:
+        return TrainingInterrupted("training interrupted before its first step: the model is unchanged", hist)
+    return TrainingInterrupted(
+        f"training interrupted after {len(hist.loss):,} of {steps:,} steps (global step "
+        f"{hist.state.step:,}): the model holds the parameters after that step; this exception's "
+        ".history holds the run so far, and train(..., state=e.history.state) continues it",
+        hist,
+    )
+
+
+def _interrupts_carry_the_run(f: Callable) -> Callable:
+    """A Ctrl-C while ``train`` checks its arguments, before its first step, is a
+    TrainingInterrupted too, whose history holds no step (and the ``state`` given, if any): every
+    Ctrl-C in train carries the run so far. (From the first step on, train raises it itself.)"""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except TrainingInterrupted:
+            raise
+        except KeyboardInterrupt:
+            state = kwargs.get("state")
+            state = state if isinstance(state, TrainState) else None
+            step0 = state.step if state is not None else 0
+            hist = History(loss=np.zeros(0), lr=np.zeros(0), step0=step0, state=state)
+            raise _interrupted(hist, None) from None
+
+    return wrapper
+
+
 def _holding_model(f: Callable) -> Callable:
     """Check the model, and hold it for the whole call (see Model._exclusive): a model is trained,
     evaluated or sampled by one thread at a time; a second thread's call is refused."""
@@ -312,6 +347,7 @@ def _holding_model(f: Callable) -> Callable:
     return wrapper
 
 
+@_interrupts_carry_the_run
 @_holding_model
 def train(
     model: Model,
@@ -550,21 +586,18 @@ def train(
     hist.lr = lrs[:done]
     hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
     if interrupted:
-        hist.stopped = "interrupted"
-        raise TrainingInterrupted(
-            f"training interrupted after {done:,} of {steps:,} steps (global step {state.step:,}): "
-            f"the model holds the parameters after that step; this exception's .history holds the "
-            f"run so far, and train(..., state=e.history.state) continues it",
-            hist,
-        ) from None
-    if (
-        X_val is not None
-        and hist.stopped is None
-        and (not hist.eval_step or hist.eval_step[-1] != state.step)
-    ):
-        evaluate()
-    if keep_best and best_params is not None and hist.best_step != state.step:
-        model.set_params(best_params)
+        raise _interrupted(hist, steps)
+    try:  # (the run's steps are done: a Ctrl-C now stops its last evaluation)
+        if (
+            X_val is not None
+            and hist.stopped is None
+            and (not hist.eval_step or hist.eval_step[-1] != state.step)
+        ):
+            evaluate()
+        if keep_best and best_params is not None and hist.best_step != state.step:
+            model.set_params(best_params)
+    except KeyboardInterrupt:
+        raise _interrupted(hist, steps) from None
     if hist.stopped is not None and on_divergence == "raise":
         raise DivergenceError(hist.stopped, hist)
     return hist
