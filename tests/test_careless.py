@@ -988,6 +988,7 @@ OTHER_COMMANDS = {
         "-o": ["x.png", "afolder", "linked", "afile/x.png", "pipe", ""],
         "--batch-size": ["0", "4", "100000000"],
         "--n-hidden": ["8", "0", "x"],
+        "--preset": ["lecture", "bn", "wavenet", "best"],
     },
     "overfit": {
         "--words": ["0", "1", "3", "1000000"],
@@ -995,6 +996,7 @@ OTHER_COMMANDS = {
         "--lr": ["nan", "-1", "0.1", "1e30"],
         "--tol": ["-1", "0", "0.5", "inf"],
         "--n-hidden": ["8", "0"],
+        "--preset": ["lecture", "bn", "wavenet", "best"],
     },
     "sweep": {
         "--lr": ["0.05,0.1", "0.1,-0.1", "nan", "0.1,1e30", ","],
@@ -1004,6 +1006,7 @@ OTHER_COMMANDS = {
         "-j": ["0", "1", "x"],
         "--threads-per-job": ["0", "1", "64"],
         "-o": ["s.csv", "afolder", "linked", "pipe", "afile/s.csv", ""],
+        "--preset": ["lecture", "bn", "wavenet", "best"],
     },
     "diagnose": {"--rows": ["0", "1", "2", "x"], "-o": ["d", "afile", "linked", "pipe", ""]},
     "embeddings": {"-o": ["e.png", "afolder", "linked", "pipe", "afile/e.png", ""]},
