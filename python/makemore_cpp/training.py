@@ -294,7 +294,7 @@ def train(
     on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
         Either way the model keeps the parameters of the last step whose loss and update were finite.
 
-    Ctrl-C stops within a fraction of a second with ``KeyboardInterrupt``; the model then holds the
+    Ctrl-C stops within 0.5 s with ``KeyboardInterrupt``; the model then holds the
     parameters after the last completed step.
     """
     steps = v.integer(steps, "steps", 0)
