@@ -1,6 +1,7 @@
 """The core against the PyTorch reference (float64): losses, every gradient, whole training
 trajectories, every optimizer, dropout, initialisation, evaluation and sampling, on every
-instruction set this CPU has, on shapes that are not multiples of any vector width."""
+instruction set this CPU has; on the lecture's shapes, the ends of the ranges, and shapes drawn at
+random with every size odd, never a multiple of a vector width."""
 
 from __future__ import annotations
 
@@ -25,23 +26,35 @@ def rel_err(ours: dict, theirs: dict) -> float:
     return worst
 
 
+def check_final_params(ours: dict, theirs: dict, dtype: str) -> None:
+    """A trajectory's final parameters within TOL_TRAJ of the reference's, relative to each
+    tensor's largest entry (the README's figure, as for the losses)."""
+    err = rel_err(ours, theirs)
+    print(f"final parameters, {dtype}: {err:.3g}")
+    assert err < TOL_TRAJ[dtype], (dtype, err)
+
+
 def as64(params: dict) -> dict:
     return {k: a.astype(np.float64) for k, a in params.items()}
 
 
+def odd(rng, lo: int, hi: int) -> int:
+    """An odd number in [lo, hi] (lo odd): never a multiple of a vector width (4 to 16 lanes)."""
+    return lo + 2 * int(rng.integers(0, (hi - lo) // 2 + 1))
+
+
 def random_shapes(seed: int, n: int, deep: bool = False):
-    """(V, block_size, n_embd, n_hidden, batch) drawn over the ranges the core must handle."""
+    """(V, block_size, n_embd, n_hidden, batch) drawn over the ranges the core must handle, every
+    size odd."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
-        V, T, E = int(rng.integers(2, 101)), int(rng.integers(1, 17)), int(rng.integers(1, 33))
-        H = (
-            tuple(int(rng.integers(1, 601)) for _ in range(int(rng.integers(2, 4))))
-            if deep
-            else int(rng.integers(1, 601))
-        )
-        yield V, T, E, H, int(rng.integers(1, 1001))
+        V, T, E = odd(rng, 3, 99), odd(rng, 1, 15), odd(rng, 1, 31)
+        H = tuple(odd(rng, 1, 599) for _ in range(int(rng.integers(2, 4)))) if deep else odd(rng, 1, 599)
+        yield V, T, E, H, odd(rng, 1, 999)
 
 
+# Chosen: the lecture's shapes, and the ends of the ranges (vocabulary 2-100, block 1-16, n_embd
+# 1-32, n_hidden 1-600, batch 1-1000), some of them whole vectors
 EDGE_SHAPES = [
     (2, 1, 1, 1, 1),
     (27, 3, 10, 200, 32),
@@ -68,19 +81,25 @@ def check_gradients(V, T, E, H, B, dtype, init, seed):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_loss_and_gradients_match_torch(isa, dtype):
     shapes = EDGE_SHAPES + list(random_shapes(1234 + len(isa), 14))
+    worst = 0.0
     for i, (V, T, E, H, B) in enumerate(shapes):
         init = "lecture" if i % 2 == 0 else "kaiming"
         eloss, egrad = check_gradients(V, T, E, H, B, dtype, init, seed=i)
+        worst = max(worst, eloss, egrad)
         assert eloss < TOL_GRAD[dtype], (isa, V, T, E, H, B, init, eloss)
         assert egrad < TOL_GRAD[dtype], (isa, V, T, E, H, B, init, egrad)
+    print(f"{isa} {dtype}: worst relative error {worst:.2e}")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_deep_models_match_torch(isa, dtype):
     """Several hidden layers (n_hidden a tuple), with the initialisation deep models are trained with."""
+    worst = 0.0
     for i, (V, T, E, H, B) in enumerate(random_shapes(99, 6, deep=True)):
         eloss, egrad = check_gradients(V, T, E, H, B, dtype, "kaiming", seed=i)
+        worst = max(worst, eloss, egrad)
         assert max(eloss, egrad) < TOL_GRAD[dtype], (isa, V, T, E, H, B, eloss, egrad)
+    print(f"{isa} {dtype}, deep: worst relative error {worst:.2e}")
 
 
 def test_deep_lecture_init_float32_as_accurate_as_torch_float32():
@@ -100,6 +119,7 @@ def test_deep_lecture_init_float32_as_accurate_as_torch_float32():
         tgrads = {k: p.grad.double().numpy() for k, p in m32.named_parameters()}
         ours = max(abs(loss - rloss) / rloss, rel_err(grads, rgrads))
         theirs = max(abs(float(tl.detach()) - rloss) / rloss, rel_err(tgrads, rgrads))
+        print(f"deep N(0, 1) float32: ours {ours:.2e}, torch's float32 {theirs:.2e}")
         assert ours < 3 * theirs + 1e-6, (ours, theirs)
 
 
@@ -140,7 +160,7 @@ def test_sgd_trajectory_replays_torch(isa, dtype, shape):
     rlosses, rparams = ref.train_replay(p0, X, Y, lr, bidx)
     err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
     assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
-    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+    check_final_params(model.get_params(), rparams, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -168,7 +188,7 @@ def test_column_blocks_replay_torch(isa, dtype, hidden, opt, threads):
     rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=120, batch_size=B, seed=31, **opt)
     err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
     assert err.max() < TOL_TRAJ[dtype], (isa, threads, int(err.argmax()), float(err.max()))
-    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+    check_final_params(model.get_params(), rparams, dtype)
 
 
 def one_and_two_threads_replay_torch(isa, dtype, dropout, shape, lr, seeds):
@@ -197,7 +217,7 @@ def one_and_two_threads_replay_torch(isa, dtype, dropout, shape, lr, seeds):
     )
     err = np.abs(got[1][0] - rlosses) / np.abs(rlosses)
     assert err.max() < TOL_TRAJ[dtype], (isa, int(err.argmax()), float(err.max()))
-    assert rel_err(got[1][1], rparams) < TOL_TRAJ[dtype] * 10
+    check_final_params(got[1][1], rparams, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -271,7 +291,7 @@ def test_optimizers_and_dropout_replay_torch_optim(dtype, opt):
     rlosses, rparams = ref.train_replay(p0, X, Y, lr, steps=steps, batch_size=B, seed=99, **opt)
     err = np.abs(hist.loss - rlosses) / np.abs(rlosses)
     assert err.max() < TOL_TRAJ[dtype], (int(err.argmax()), float(err.max()))
-    assert rel_err(model.get_params(), rparams) < TOL_TRAJ[dtype] * 10
+    check_final_params(model.get_params(), rparams, dtype)
 
 
 def test_dropout_masks_are_the_documented_draws():
