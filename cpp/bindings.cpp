@@ -231,15 +231,16 @@ struct HeldTable {
     HeldTable() = default;
     HeldTable(const HeldTable&) = delete;
     HeldTable& operator=(const HeldTable&) = delete;
-    ~HeldTable() { aligned_free(t.mem); }
+    ~HeldTable() { clear(); }
     bool matches(const Model& m, double temperature_, int top_k_) const {
-        return t.mem && isa == mm::isa_current() && elem == m.elem && desc && same_model(*desc, m.d) &&
+        return t.P && isa == mm::isa_current() && elem == m.elem && desc && same_model(*desc, m.d) &&
                temperature == temperature_ && top_k == top_k_ &&
                params.size() == (size_t)m.d.total * m.elem &&
                std::memcmp(params.data(), m.p, params.size()) == 0;
     }
     void clear() {
-        aligned_free(t.mem);
+        aligned_free(t.P);
+        for (void* p : t.part) aligned_free(p);
         t = SampleTable{};
         params.clear();
     }
@@ -470,7 +471,7 @@ PYBIND11_MODULE(_core, mod) {
                         written = mlp ? isa()->f64.sample(m.view<double>(), &a)
                                       : isa()->f64.net_sample(m.net_view<double>(), &a);
                 }
-                if (table && table->t.mem && table->params.empty()) table->record(m, temperature, top_k);
+                if (table && table->t.P && table->params.empty()) table->record(m, temperature, top_k);
                 if (compact)
                     return py::array(out.reshape({(py::ssize_t)n * (max_len + 1)})[py::slice(0, written, 1)]);
                 return py::array(out[py::make_tuple(py::ellipsis(), py::slice(0, max_len, 1))]);
@@ -494,10 +495,11 @@ PYBIND11_MODULE(_core, mod) {
         py::arg("layers"), py::arg("V"), py::arg("T"), py::arg("dtype"), py::arg("lecture_names") = false,
         py::arg("rule") = (int)RULE_LAYERS);
 
-    // Every context's distribution, kept from one call of Model.sample to the next (see HeldTable).
+    // The contexts the calls of one draw reach, kept from one call of Model.sample to the next (see
+    // HeldTable).
     py::class_<HeldTable>(mod, "SampleTable")
         .def(py::init<>())
-        .def_property_readonly("filled", [](const HeldTable& t) { return t.t.mem != nullptr; });
+        .def_property_readonly("filled", [](const HeldTable& t) { return t.t.P != nullptr; });
 
     // The optimizer's settings (common.h), given to a Trainer as one value.
     py::class_<OptConfig>(mod, "OptConfig")

@@ -20,11 +20,12 @@ namespace mm {
 // elements, so each row starts on a 64-byte boundary whatever the vector width. Padding lanes of
 // weights, biases, activations and gradients are zero and stay zero.
 static constexpr int PAD = 16;
+static constexpr int MAX_PARTS = 64;  // parts of a job at most (kernels.h: parallel)
 static constexpr int MAX_HIDDEN = 8;
 static constexpr int SUM_ROWS = 1024;  // evaluation returns the loss summed over blocks of this many rows
 // Evaluation computes each distinct context once, always when there are at most this many.
 static constexpr int64_t DEDUP_ALWAYS = 65536;
-// Sampling tabulates every context's distribution when the table takes at most this many bytes.
+// Sampling keeps the distributions of the contexts it reaches in at most this many bytes.
 static constexpr int64_t SAMPLE_TABLE_BYTES = (int64_t)256 << 20;
 
 static inline int64_t padded(int64_t n) { return (n + PAD - 1) / PAD * PAD; }
@@ -249,13 +250,14 @@ struct RunResult {
     int status;    // RunStatus
 };
 
-// Every context's tabulated distribution (sample.h: cum (nctx, V) and sums (nctx) in double, best
-// (nctx) in int32, one allocation), kept between the calls of one sample() so that only the first
-// computes it. Valid only for the parameters, instruction set, temperature and top_k it was made
-// with: the binding checks those before each call and empties a table that does not match.
+// The contexts sample() has reached and their distributions, kept between its calls so that each
+// is computed once: P the first layer's per-position tables (eval.h: tables), part[p] the contexts
+// part p of a call has reached (sample.h: Reached), each one allocation, null until a call makes it.
+// Valid only for the parameters, instruction set, temperature and top_k it was made with: the
+// binding checks those before each call and empties a table that does not match.
 struct SampleTable {
-    void* mem = nullptr;  // null until a call fills it
-    int64_t nctx = 0;
+    void* P = nullptr;
+    void* part[MAX_PARTS] = {};
 };
 
 struct SampleArgs {
@@ -270,8 +272,7 @@ struct SampleArgs {
     int32_t* out;  // room for (n, max_len + 1) ids: each row a name ended by 0 (the rest of the row
                    // untouched), or, when compact, the names one after another, each ended by 0
     int compact;
-    SampleTable* table;  // null: a table of this call's own, if the call tabulates; else filled by
-                         // the first call that tabulates and used by the next, whatever their n
+    SampleTable* table;  // null: a table of this call's own; else the one the calls of one draw share
 };
 
 // The kernels of one instruction set, for one element type: the MLP plan's and the layer plan's.

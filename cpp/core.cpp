@@ -145,7 +145,8 @@ static void check_layers(const std::vector<LayerSpec>& L, int V, int T) {
     if (L.size() > (size_t)MAX_OPS - 4) throw std::invalid_argument("too many layers");
     for (size_t i = 0; i < L.size(); ++i) {
         const LayerSpec& s = L[i];
-                if (s.a > INT32_MAX || s.b > INT32_MAX || s.a < 0 || s.b < 0) refuse((int)i, "sizes must be below 2^31");
+        if (s.a > INT32_MAX || s.b > INT32_MAX || s.a < 0 || s.b < 0)
+            refuse((int)i, "sizes must be below 2^31");
         switch (s.kind) {
             case LAYER_EMBEDDING:
                 if (i != 0) refuse((int)i, "an Embedding can only be the first layer");

@@ -98,13 +98,27 @@ static inline int64_t context_count(int V, int T, int64_t limit) {
     return n;
 }
 
+// The T ids of context number k < 2^52 (context_count) into ctx[0..T): its digits in base V, taken
+// by a multiplication with inv = 1 / V and one step of correction (k * inv is within 1 of k / V),
+// not two 64-bit divisions a digit (those were a quarter of evaluate's own time).
+static inline void context_ids(int64_t k, int T, int V, double inv, int32_t* ctx) {
+    for (int t = T - 1; t >= 0; --t) {
+        int64_t q = (int64_t)((double)k * inv), r = k - q * V;
+        q += (r >= V) - (r < 0);
+        ctx[t] = (int32_t)(k - q * V);
+        k = q;
+    }
+}
+
 // Whether every id of a[0..n) is in [0, V). evaluate checks the ids it is given in the pass that
 // reads them, before using any as an index: the package sends int32 arrays without checking them
-// first (makemore_cpp/_validate.py: index_array), a pass over them less.
+// first (makemore_cpp/_validate.py: index_array), a pass over them less. Taken as the largest id
+// read as unsigned (a negative one is then above any V): a max, which the compiler vectorises,
+// where it left a running "and" of comparisons scalar (a fifth of loss()'s time, benchmarks/NOTES.md).
 static inline bool ids_below(const int32_t* a, int64_t n, int V) {
-    bool ok = true;
-    for (int64_t i = 0; i < n; ++i) ok &= (uint32_t)a[i] < (uint32_t)V;
-    return ok;
+    uint32_t most = 0;
+    for (int64_t i = 0; i < n; ++i) most = (uint32_t)a[i] > most ? (uint32_t)a[i] : most;
+    return most < (uint32_t)V;
 }
 
 // Rows r0..r1 of contexts X (N, T): each row's context number into kr[r], and mark[k] = 1 for
@@ -287,6 +301,7 @@ static bool evaluate_rows(const M& m, const int32_t* X, const int32_t* Y, int64_
             m.tables(P, np);
             const size_t bytes = chunk_bytes(m, ROWS, sizeof(int32_t) * ROWS * Tt);
             Mem scratch(bytes * np);
+            const double inv = 1.0 / V;
             Mem owners(uchunks, false);  // the part that computed each chunk of contexts
             uint8_t* owner = (uint8_t*)owners.p;
             // Each part computes a contiguous share of the chunks (another takes over its last ones
@@ -299,10 +314,7 @@ static bool evaluate_rows(const M& m, const int32_t* X, const int32_t* Y, int64_
                 int32_t* ctx = (int32_t*)chunk_extra(m, ROWS, sm);
                 const int64_t u0 = ch * ROWS;
                 const int rows = (int)(nu - u0 < ROWS ? nu - u0 : ROWS);
-                for (int r = 0; r < rows; ++r) {
-                    int64_t k = ukey[u0 + r];
-                    for (int t = Tt - 1; t >= 0; --t, k /= V) ctx[r * Tt + t] = (int32_t)(k % V);
-                }
+                for (int r = 0; r < rows; ++r) context_ids(ukey[u0 + r], Tt, V, inv, ctx + r * Tt);
                 const T* lg = m.forward(P, ctx, rows, sm);
                 crossentropy_forward<T>(0, rows, V, (int)Vp, lg, nullptr, lse + u0);
                 __builtin_memcpy(U + u0 * Vp, lg, sizeof(T) * rows * Vp);
@@ -313,9 +325,8 @@ static bool evaluate_rows(const M& m, const int32_t* X, const int32_t* Y, int64_
             // On several threads, each first requests the cache lines it will gather from: the
             // logits and lse of the contexts another part computed, then those of its own, and the
             // contexts' indices. Requested in order, many at a time, they arrive sooner than when
-            // each gather waits for its own. Its own lines too: on this project's host the gathers
-            // behave as if a line this core wrote and another core then read had left this core's
-            // cache; fetching them back made the gathers 0.7 of their time (benchmarks/NOTES.md).
+            // each gather waits for its own. Its own lines too: a line this core wrote and another core
+            // then read may have left this core's cache (measured in benchmarks/NOTES.md).
             // Only when they fit a core's L2 cache (the lecture's: 0.7 MB): more would push each
             // other out.
             const int npr = parts_for((double)N * (out ? V * 4 : 64));

@@ -10,8 +10,6 @@
 // ---------------------------------------------------------------------------------------------
 // Work splitting.
 
-static constexpr int MAX_PARTS = 64;  // parts of a job at most
-
 // The parts a phase of `macs` multiply-adds is split into: below a few million multiply-adds,
 // waking a second thread costs more than it saves (measured: benchmarks/NOTES.md).
 static inline int parts_for(double macs) {
@@ -215,8 +213,32 @@ struct EpSgd {
     }
     void check(vec<T> c) { chk += c; }
 };
+// With the update's statistics (STATS): the sums of the update u and of the parameter x after it,
+// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits).
+template <class T>
+struct UpdateSums {
+    vec<T> u, u2, x, x2;
+    inline vec<T> apply(T* p, vec<T> lr, vec<T> d) {
+        const vec<T> before = vload(p), after = before - lr * d, du = after - before;
+        vstore(p, after);
+        u += du, u2 += du * du, x += after, x2 += after * after;
+        return after * T(0);
+    }
+};
+template <class T>
+struct EpSgdStats {
+    T* p;
+    int64_t ld;
+    vec<T> lr, chk;
+    int64_t off;  // the block's place in the arena (SgdOut finds its parameter by it)
+    UpdateSums<T> sums;
+    inline vec<T> operator()(int m, int n, vec<T> acc) { return sums.apply(p + m * ld + n, lr, acc); }
+    void check(vec<T> c) { chk += c; }
+};
+
 // update(p, g, n): the update of n parameters from a gradient computed whole (C's, in the MLP
-// plan), and ok(): whether every parameter updated so far is finite.
+// plan), ok(): whether every parameter updated so far is finite, and part(k): the Out of part k of
+// a phase.
 template <class T>
 struct GradOut {
     static constexpr bool updates = false;
@@ -225,16 +247,53 @@ struct GradOut {
     void take(const EpStore<T>&) {}
     bool update(T*, const T*, int64_t) const { return true; }
     bool ok() const { return true; }
+    GradOut part(int) const { return *this; }
 };
-template <class T>
+// With STATS, each part adds its updates' sums to sums[part][q][4] (q the parameter of spans the
+// block lies in): UpdateSums' u, u^2, x, x^2, each hsum added in double.
+template <class T, bool STATS = false>
 struct SgdOut {
     static constexpr bool updates = true;
+    typedef typename std::conditional<STATS, EpSgdStats<T>, EpSgd<T>>::type Ep;
     T* p;
     vec<T> lr, chk;
-    EpSgd<T> ep(int64_t off, int64_t ld) const { return EpSgd<T>{p + off, ld, lr, vec<T>{}}; }
-    void take(const EpSgd<T>& e) { chk += e.chk; }
-    bool update(T* q, const T* g, int64_t n) const { return sgd_update<T>(q, g, n, lr[0]); }
+    double* sums = nullptr;
+    const ParamSpan* spans = nullptr;
+    int nspans = 0;
+    Ep ep(int64_t off, int64_t ld) const {
+        if constexpr (STATS)
+            return Ep{p + off, ld, lr, vec<T>{}, off, UpdateSums<T>{}};
+        else
+            return Ep{p + off, ld, lr, vec<T>{}};
+    }
+    void take(const Ep& e) {
+        chk += e.chk;
+        if constexpr (STATS) add(e.off, e.sums);
+    }
+    bool update(T* q, const T* g, int64_t n) {
+        if constexpr (STATS) {
+            UpdateSums<T> us{};
+            vec<T> c = vec<T>{};
+            for (int64_t i = 0; i < n; i += VT<T>::W) c += us.apply(q + i, lr, vload(g + i));
+            add(q - p, us);
+            return all_zero<T>(c);
+        } else {
+            return sgd_update<T>(q, g, n, lr[0]);
+        }
+    }
     bool ok() const { return all_zero<T>(chk); }
+    SgdOut part(int k) const {
+        SgdOut o = *this;
+        o.chk = vec<T>{};
+        if (sums) o.sums = sums + (int64_t)k * nspans * 4;
+        return o;
+    }
+    void add(int64_t off, const UpdateSums<T>& us) {
+        int q = 0;
+        while (q + 1 < nspans && off >= spans[q].off + spans[q].span) ++q;
+        double* s = sums + 4 * q;
+        s[0] += hsum<T>(us.u), s[1] += hsum<T>(us.u2), s[2] += hsum<T>(us.x), s[3] += hsum<T>(us.x2);
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -243,7 +302,10 @@ struct SgdOut {
 // then ep(m, n, s). Rows of both operands are loaded as vectors and each output is a dot product:
 // the shape for h @ W^T with W stored as rows of length K (the output layer, and dx = dy @ W^T).
 // A tile of MR x NR = W outputs keeps W vector accumulators and reduces them together (vreduce).
-// Rows past the end of a tile repeat the last row (computed, not stored).
+// The last rows, fewer than MR, go one at a time in tiles of 1 x W outputs: each output's lanes are
+// summed in one order whatever its tile (the same bits), where a tile of MR rows would compute rows
+// that are not there (4 times the work for a single row, the sampler's usual batch at its end).
+// Columns past the end of a tile repeat the last column (computed, not stored).
 
 // The rows of gemm_dot's first operand: columns [k[s], k[s + 1]) of row m at a[s][m * ld[s] + column],
 // for s < n, each segment at least one vector (kern_dot reads one before its test). One block
@@ -270,13 +332,13 @@ static inline Rows<T> rows_of(const T* a, int64_t lda, int Kp) {
 // Not inlined: inlined into a loop over positions (embed_backward_rows) it spilled an accumulator.
 // SEG false: one block (A.n == 1), which the compiler then reads as plain arguments.
 template <class T, int MR, int NR, class Ep, bool SEG>
-__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int mr,
-                                               int n0, int nr, Ep& ep) {
+__attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int64_t ldb, int m0, int n0,
+                                               int nr, Ep& ep) {
     typedef vec<T> V;
     constexpr int W = VT<T>::W;
     static_assert(MR * NR == W, "one accumulator per lane");
     const T* bp[NR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) bp[j] = b + (n0 + (j < nr ? j : nr - 1)) * ldb;
     V acc[W];
 #pragma GCC unroll 16
@@ -286,18 +348,18 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
     do {  // do-while loops: with a test before the first pass, GCC kept acc in memory
         const T* ap[MR];
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + (i < mr ? i : mr - 1)) * A.ld[sg];
+        for (int i = 0; i < MR; ++i) ap[i] = A.a[sg] + (m0 + i) * A.ld[sg];
         const int k1 = A.k[sg + 1];
         int k = A.k[sg];
         do {
             V av[MR], bv[NR];
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i) av[i] = vload(ap[i] + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
             for (int j = 0; j < NR; ++j) bv[j] = vload(bp[j] + k);
 #pragma GCC unroll 8
             for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
                 for (int j = 0; j < NR; ++j) acc[i * NR + j] += av[i] * bv[j];
             k += W;
         } while (k < k1);
@@ -306,9 +368,9 @@ __attribute__((noinline)) static void kern_dot(const Rows<T>& A, const T* b, int
     T t[W];
     vstore(t, s);
     if (nr == NR)  // whole rows of the tile: loops of fixed length, which the compiler vectorises
-        ep.template tile<MR, NR>(m0, n0, mr, t);
+        ep.template tile<MR, NR>(m0, n0, MR, t);
     else
-        for (int i = 0; i < mr; ++i)
+        for (int i = 0; i < MR; ++i)
             for (int j = 0; j < nr; ++j) ep(m0 + i, n0 + j, t[i * NR + j]);
 }
 
@@ -321,17 +383,25 @@ struct DotTile {
 
 template <class T, class Ep>
 static void gemm_dot(int m0, int m1, int N, const Rows<T>& A, const T* b, int64_t ldb, Ep& ep) {
-    constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR;
+    constexpr int MR = DotTile<T>::MR, NR = DotTile<T>::NR, W = VT<T>::W;
+    const int full = m1 - m0 < MR ? m0 : m0 + (m1 - m0) / MR * MR;
     for (int n = 0; n < N; n += NR) {
-        int nr = N - n < NR ? N - n : NR;
-        for (int m = m0; m < m1; m += MR) {
-            int mr = m1 - m < MR ? m1 - m : MR;
+        const int nr = N - n < NR ? N - n : NR;
+        for (int m = m0; m < full; m += MR) {
             if (A.n == 1)
-                kern_dot<T, MR, NR, Ep, false>(A, b, ldb, m, mr, n, nr, ep);
+                kern_dot<T, MR, NR, Ep, false>(A, b, ldb, m, n, nr, ep);
             else
-                kern_dot<T, MR, NR, Ep, true>(A, b, ldb, m, mr, n, nr, ep);
+                kern_dot<T, MR, NR, Ep, true>(A, b, ldb, m, n, nr, ep);
         }
     }
+    for (int m = full; m < m1; ++m)
+        for (int n = 0; n < N; n += W) {
+            const int nr = N - n < W ? N - n : W;
+            if (A.n == 1)
+                kern_dot<T, 1, W, Ep, false>(A, b, ldb, m, n, nr, ep);
+            else
+                kern_dot<T, 1, W, Ep, true>(A, b, ldb, m, n, nr, ep);
+        }
 }
 template <class T, class Ep>
 static void gemm_dot(int m0, int m1, int N, int Kp, const T* a, int64_t lda, const T* b, int64_t ldb,

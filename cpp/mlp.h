@@ -262,7 +262,7 @@ static bool mlp_backward(ParamView<T> pv, Workspace* ws, int B, const StepPlan& 
     parallel(sp.col_parts, [&](int part, int n) {
         int64_t b0, b1;
         split_range(padded(c.V) / VT<T>::W, part, n, &b0, &b1);
-        Out o = out;
+        Out o = out.part(part);
         if (nh == 1) {
             bool first = true;  // the part's share of db_out goes with its first panel
             for_columns(sp, sb.P, part, n, [&](int q, int v0, int v1) {
@@ -292,7 +292,7 @@ static bool mlp_backward(ParamView<T> pv, Workspace* ws, int B, const StepPlan& 
     // First layer: the per-id sums G, dCsub (with column blocks, the blocks' parts of it; with one
     // part, all of it), then dW1 and db1 (after dCsub, which reads W1).
     parallel(sp.col_parts, [&](int part, int n) {
-        Out o = out;
+        Out o = out.part(part);
         for_columns(sp, sb.P, part, n, [&](int q, int v0, int v1) {
             embed_backward_sums<T>(eg, es, sb.DH0.base(q % pan), sb.DH0.ld(q % pan), sb.G.base(q), sb.G.ld(q),
                                    v0, v1);

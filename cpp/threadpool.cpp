@@ -47,8 +47,8 @@ struct Pool {
     // whose CPU was taken by something else) cannot take a part of a job that has moved on, and the
     // job ends when its parts are done: it never waits for a worker that took none.
     // Owned parts keep each thread on the same share of the data from one job to the next (part k
-    // of a phase reads what part k of the phase before wrote): between this host's two cores,
-    // moving a cache line can cost far more than using it (benchmarks/NOTES.md).
+    // of a phase reads what part k of the phase before wrote): moving a cache line between
+    // cores can cost far more than using it (benchmarks/NOTES.md).
     std::atomic<uint64_t> claim{0};
     static constexpr uint32_t CLOSED = 0xffffffu;  // a claim word's count while its job is set up
     static constexpr int OWNED = 8;                // threads that own a part, at most

@@ -28,7 +28,7 @@ int default_threads();         // CPUs this process may run on
 // For the benchmarks: the mean time, in ns, for a value written on one CPU of the calling thread's
 // set to be answered from another, over `rounds` round trips; -1 with fewer than 2 CPUs or if the
 // other CPU does not answer within a second. Moving data between cores costs about this much a
-// cache line; on this project's host it changes several-fold from one minute to the next.
+// cache line; on a shared host it can change several-fold over minutes (benchmarks/NOTES.md).
 double core_round_trip_ns(int rounds);
 
 }  // namespace mm

@@ -90,37 +90,65 @@ static bool optimizer_blocks(ParamView<T> pv, OptState<T>* os, const OptConfig& 
     return ok;
 }
 
+// The standard deviations (unbiased) of an update and of the parameter after it, out[0] and out[1],
+// from the sums of u, u^2, p and p^2 over its count elements.
+static inline void update_std(const double* sums, int64_t count, double* out) {
+    const double c = (double)count, d = c > 1 ? c - 1 : 1;
+    const double vu = (sums[1] - sums[0] * sums[0] / c) / d, vp = (sums[3] - sums[2] * sums[2] / c) / d;
+    out[0] = __builtin_sqrt(vu > 0 ? vu : 0);
+    out[1] = __builtin_sqrt(vp > 0 ? vp : 0);
+}
+
 // The update of the trained parameters' spans, recording for each the standard deviation (unbiased,
 // over its count real elements) of its update u and of its value p after the update into
-// out[2q], out[2q + 1]. A block of the span at a time: its values kept, updated as optimizer_update
-// does (the same bits), then the block's sums of u, u^2, p and p^2 taken in vectors and added in
-// double. os->t already advanced.
+// out[2q], out[2q + 1], from the sums of u, u^2, p and p^2 taken in vectors (over the span, or its
+// blocks added in double). Plain SGD takes them in its own pass (p -= lr g); the other optimizers
+// keep a block's values, update it as optimizer_update does, then take its sums. The same bits as
+// optimizer_update. os->t already advanced.
 template <class T>
 static bool optimizer_update_stats(T* p, OptState<T>* os, const OptConfig& o, const T* g, double lr,
                                    const ParamSpan* spans, int nspans, double* out) {
     constexpr int BLK = 256, W = VT<T>::W;
+    const bool plain = o.kind == OPT_SGD && o.momentum == 0 && o.weight_decay == 0;
+    const vec<T> lrv = vset<T>(T(lr));
     alignas(64) T old[BLK];
+    vec<T> chk = vec<T>{};
     bool ok = true;
     for (int q = 0; q < nspans; ++q) {
         double su = 0, su2 = 0, sp = 0, sp2 = 0;
         const int64_t end = spans[q].off + spans[q].span;
-        for (int64_t i = spans[q].off; i < end; i += BLK) {
-            const int64_t n = end - i < BLK ? end - i : BLK;
-            __builtin_memcpy(old, p + i, sizeof(T) * n);
-            ok &= optimizer_update<T>(p, g, os->m, os->v, i, i + n, o, lr, os->t);
-            vec<T> a = vec<T>{}, a2 = vec<T>{}, b = vec<T>{}, b2 = vec<T>{};
-            for (int64_t k = 0; k < n; k += W) {
-                const vec<T> x = vload(p + i + k), u = x - vload(old + k);
-                a += u, a2 += u * u, b += x, b2 += x * x;
+        if (plain) {
+            // sgd_update's arithmetic and the sums, two vectors a step (eight chains of adds; one
+            // chain a sum would make the loop wait on each add's latency).
+            vec<T> a[2] = {}, a2[2] = {}, b[2] = {}, b2[2] = {};
+            int64_t k = spans[q].off;
+            auto one = [&](int64_t at, int j) {
+                const vec<T> before = vload(p + at), x = before - lrv * vload(g + at), u = x - before;
+                vstore(p + at, x);
+                chk += x * T(0);
+                a[j] += u, a2[j] += u * u, b[j] += x, b2[j] += x * x;
+            };
+            for (; k + 2 * W <= end; k += 2 * W) one(k, 0), one(k + W, 1);
+            for (; k < end; k += W) one(k, 0);
+            su = hsum<T>(a[0] + a[1]), su2 = hsum<T>(a2[0] + a2[1]);
+            sp = hsum<T>(b[0] + b[1]), sp2 = hsum<T>(b2[0] + b2[1]);
+        } else {
+            for (int64_t i = spans[q].off; i < end; i += BLK) {
+                const int64_t n = end - i < BLK ? end - i : BLK;
+                __builtin_memcpy(old, p + i, sizeof(T) * n);
+                ok &= optimizer_update<T>(p, g, os->m, os->v, i, i + n, o, lr, os->t);
+                vec<T> a = vec<T>{}, a2 = vec<T>{}, b = vec<T>{}, b2 = vec<T>{};
+                for (int64_t k = 0; k < n; k += W) {
+                    const vec<T> x = vload(p + i + k), u = x - vload(old + k);
+                    a += u, a2 += u * u, b += x, b2 += x * x;
+                }
+                su += hsum<T>(a), su2 += hsum<T>(a2), sp += hsum<T>(b), sp2 += hsum<T>(b2);
             }
-            su += hsum<T>(a), su2 += hsum<T>(a2), sp += hsum<T>(b), sp2 += hsum<T>(b2);
         }
-        const double c = (double)spans[q].count, d = c > 1 ? c - 1 : 1;
-        const double vu = (su2 - su * su / c) / d, vp = (sp2 - sp * sp / c) / d;
-        out[2 * q] = __builtin_sqrt(vu > 0 ? vu : 0);
-        out[2 * q + 1] = __builtin_sqrt(vp > 0 ? vp : 0);
+        const double sums[4] = {su, su2, sp, sp2};
+        update_std(sums, spans[q].count, out + 2 * q);
     }
-    return ok;
+    return ok && all_zero<T>(chk);
 }
 
 // The update of arena elements [0, total).
@@ -213,9 +241,7 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
     T* g = (T*)ws->grad;
     const int64_t t0 = os->t;
     const bool group = o->dropout <= 0, overlap = step_parts(c, B) > 1, stats = a->ustats != nullptr;
-    // Plain SGD is updated inside the backward pass, but when the updates are measured (the same
-    // bits either way).
-    const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0 && !stats;
+    const bool plain = o->kind == OPT_SGD && o->momentum == 0 && o->weight_decay == 0;
     if (snapshot) snapshot_take<T>(pv.p, os, n, ws->snap, ws->snap_m, ws->snap_v);
     const uint64_t kb_key = rng::key(a->seed, rng::BATCH);
     const int kb = kblocks(c);
@@ -275,7 +301,20 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
         const double loss = mlp_forward<T>(pv, ws, B, sp, sb, o->dropout, a->seed, a->step0 + s);
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
-        if (sp.sgd_inside) {
+        if (sp.sgd_inside && stats) {
+            // The update's sums taken as each block is updated, a set for each part (sgd_inside
+            // has one hidden layer: five parameters, at most MAX_KBLOCKS parts).
+            double sums[MAX_KBLOCKS * 5 * 4] = {};
+            SgdOut<T, true> so{pv.p, vset<T>(T(a->lr[s])), vec<T>{}, sums, a->spans, a->nspans};
+            ok = mlp_backward<T>(pv, ws, B, sp, sb, g, so, beside);
+            for (int q = 0; q < a->nspans; ++q) {
+                double total[4] = {};
+                for (int part = 0; part < sp.col_parts; ++part)
+                    for (int k = 0; k < 4; ++k) total[k] += sums[(part * a->nspans + q) * 4 + k];
+                update_std(total, a->spans[q].count, a->ustats + 2 * (a->nspans * s + q));
+            }
+            updated = true;
+        } else if (sp.sgd_inside) {
             ok = mlp_backward<T>(pv, ws, B, sp, sb, g, SgdOut<T>{pv.p, vset<T>(T(a->lr[s])), vec<T>{}},
                                  beside);
             updated = true;

@@ -80,10 +80,15 @@ try:
         model.sample(5_000_000)
     print(json.dumps({"finished": True}), flush=True)
     sys.exit(0)
-except KeyboardInterrupt:
+except KeyboardInterrupt as e:
     caught = time.time()
+    interrupted = e
 out = {"caught": caught, "finished": False}
 if what == "train":
+    # train's TrainingInterrupted carries the run so far; its state counts the completed steps
+    hist = getattr(interrupted, "history", None)
+    out["history_step"] = None if hist is None else hist.state.step
+    out["history_losses"] = None if hist is None else len(hist.loss)
     # Which step do the parameters belong to? Replay from the same start one step at a time (the
     # run is deterministic) until the parameters are bit-identical.
     after = model.get_params()
@@ -188,6 +193,8 @@ def test_sigint_stops_promptly_and_leaves_a_usable_model(what, record_property):
         # the parameters are those after a completed step (found by replay), not a mixture
         assert res["step"] is not None and res["step"] >= 1, res
         assert res["changed"] is True
+        # ... and the exception's history and state count exactly those steps
+        assert res["history_step"] == res["step"] == res["history_losses"], res
     else:
         assert res["unchanged"] is True
 

@@ -17,6 +17,7 @@ import pytest
 
 import makemore_cpp as mm
 from makemore_cpp import _validate
+from makemore_cpp import reference as ref
 
 V, T, E, H = 27, 3, 4, 16
 N = 50
@@ -836,8 +837,8 @@ def test_an_int32_id_out_of_range_in_a_later_call_into_the_core_is_named():
     [("float64", 5e-324), ("float64", 1e-310), ("float32", 1e-39), ("float32", 1e-45), ("float32", 5e-324)],
 )
 def test_temperatures_whose_reciprocal_overflows_draw_the_most_likely_character(dtype, tiny):
-    """The limit temperature -> 0 is the most likely character. Below 1/max(dtype) the core's
-    weights would overflow (see the xfail below), so the boundary takes such temperatures as 0."""
+    """The limit temperature -> 0 is the most likely character. Below 1/max(dtype), 1/temperature is
+    +inf in the core's precision: the weights are then 1 at the largest logit and 0 elsewhere."""
     m = mm.MLP(27, 2, 3, 7, seed=1, dtype=dtype)
     greedy = m.sample_ids(20, seed=2, temperature=0, max_len=8)
     assert np.array_equal(m.sample_ids(20, seed=2, temperature=tiny, max_len=8), greedy)
@@ -847,20 +848,19 @@ def test_temperatures_whose_reciprocal_overflows_draw_the_most_likely_character(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "C++ core (cpp/sample.h, char_weights): with 1/temperature beyond the dtype's range, inv = inf and "
-        "(l_max - max) * inv = 0 * inf = NaN, so the running sums are NaN and pick_char returns the last id, "
-        "V-1, for every character. The Python boundary maps such temperatures to 0; the core should too."
-    ),
-)
-def test_core_sampler_with_an_overflowing_reciprocal_temperature():
-    m = mm.MLP(27, 2, 3, 7, seed=1, dtype="float64")
+@pytest.mark.parametrize("dtype, tiny", [("float64", 1e-310), ("float32", 1e-39)])
+def test_core_sampler_with_an_overflowing_reciprocal_temperature(dtype, tiny):
+    """The core itself, given a temperature whose reciprocal overflows: its weights exp((l - max l) /
+    temperature) take the exponent as 0 at the max (not 0 * inf = NaN, which made every character the
+    last id), so the draws are the most likely characters, and the reference's."""
+    m = mm.MLP(27, 2, 3, 7, seed=1, dtype=dtype)
     prefix = np.zeros(0, np.int32)
-    got = m._m.sample(2, 0, 20, 1e-310, 0, prefix, 8, False)
+    got = m._m.sample(2, 0, 20, tiny, 0, prefix, 8, False)
     want = m._m.sample(2, 0, 20, 0.0, 0, prefix, 8, False)
     assert np.array_equal(got, want)
+    if dtype == "float64":
+        theirs = ref.sample(m.get_params(), 20, seed=2, temperature=tiny, max_len=8)
+        assert [list(r[r > 0]) for r in got] == theirs
 
 
 @pytest.mark.parametrize("call", ["loss", "loss_and_grad", "train"])

@@ -24,7 +24,7 @@ from .mlp import MLP
 from .model import Model
 from .presets import PRESETS
 from .schedules import cosine, parse_schedule, step_decay
-from .training import DivergenceError, History, TrainOptions, TrainState, train
+from .training import DivergenceError, History, TrainingInterrupted, TrainOptions, TrainState, train
 
 __all__ = [
     "__version__",
@@ -43,6 +43,7 @@ __all__ = [
     "History",
     "TrainState",
     "DivergenceError",
+    "TrainingInterrupted",
     "fit",
     "FitResult",
     "PRESETS",

@@ -20,7 +20,7 @@ SUM_ROWS: int
 DEDUP_ALWAYS: int
 """Evaluation computes each distinct context once, always when there are at most this many."""
 SAMPLE_TABLE_BYTES: int
-"""Sampling tabulates every context's distribution when the table takes at most this many bytes."""
+"""Sampling keeps the distributions of the contexts it reaches in at most this many bytes."""
 LAYER_EMBEDDING: int
 """Layer kinds of a layer tuple (kind, a, b, bias, eps, momentum): Embedding(a = num, b = dim)."""
 LAYER_FLATTEN: int
@@ -121,9 +121,9 @@ def describe(
     ValueError naming the layer for layers that do not fit together."""
 
 class SampleTable:
-    """Every context's distribution, filled by the first ``Model.sample`` call that tabulates and
-    used by the next calls given it, while the parameters, instruction set, temperature and top_k
-    are those it was made with (else it is emptied and made again)."""
+    """The distributions of the contexts that the ``Model.sample`` calls given it have reached, each
+    computed once, kept while the parameters, instruction set, temperature and top_k are those it
+    was made with (else it is emptied and made again)."""
     def __init__(self) -> None: ...
     @property
     def filled(self) -> bool: ...

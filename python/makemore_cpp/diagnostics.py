@@ -32,7 +32,6 @@ __all__ = ["diagnose", "Diagnostics", "SATURATED", "BINS"]
 
 SATURATED = 0.97  # the lecture's threshold: a Tanh output beyond it passes almost no gradient
 BINS = 100  # histogram bins (torch.histogram's default)
-ACTIVATION_EDGES = np.linspace(-1.0, 1.0, BINS + 1)  # fixed for Tanh outputs
 
 
 def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 0, step: int = 0) -> dict:
@@ -43,8 +42,8 @@ def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 
     "saturated", "hist", "edges"}`` (``hist`` counts over :data:`BINS` fixed bins on [-1, 1]);
     ``"gradients"``: the same of the loss's gradient with respect to each Tanh's output (bins fitted
     to the data, their edges returned); ``"params"``: for each trained parameter name,
-    ``{"shape", "data_std", "grad_std", "grad_data_ratio", "grad_mean", "hist", "edges"}`` (the
-    histogram of its gradient). Layer indices are the positions in
+    ``{"shape", "data_std", "grad_std", "grad_data_ratio", "grad_mean"}``, with ``"hist"`` and
+    ``"edges"`` of its gradient for a matrix. Layer indices are the positions in
     ``model.layers`` (for an MLP, the list it is: Embedding, Flatten, Linear, Tanh, ...).
 
     dropout, seed, step: apply the dropout masks of that training step (the activations are then
@@ -63,15 +62,35 @@ def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 
         params = {name: model._m.get(model.param_names.index(name)) for name in model.trained_names}
     return {
         "loss": float(loss),
-        "activations": [dict(layer=i, **_summary(a, ACTIVATION_EDGES, True)) for i, a in zip(layers, acts)],
-        "gradients": [dict(layer=i, **_summary(d, BINS, False)) for i, d in zip(layers, dacts)],
+        "activations": [dict(layer=i, **_summary(a, True)) for i, a in zip(layers, acts)],
+        "gradients": [dict(layer=i, **_summary(d, False)) for i, d in zip(layers, dacts)],
         "params": {name: _param_stats(params[name], g) for name, g in zip(model.trained_names, grads)},
     }
 
 
-def _summary(a: np.ndarray, bins: Any, saturation: bool) -> dict:
+def _histogram(a: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """np.histogram(a, bins=BINS, range=(lo, hi)), the same counts (values outside the range left
+    out: a float32 tanh may round a hair past 1), without its generality's cost: each value's bin
+    from its offset, then moved across an edge it was rounded past."""
+    edges = np.linspace(lo, hi, BINS + 1)
+    inside = (a >= lo) & (a <= hi)
+    if not inside.all():
+        a = a[inside]
+    if hi <= lo:
+        return np.bincount(np.zeros(a.size, np.intp), minlength=BINS), edges
+    idx = ((a - lo) * (BINS / (hi - lo))).astype(np.intp)
+    np.clip(idx, 0, BINS - 1, out=idx)
+    idx -= a < edges[idx]
+    idx += (a >= edges[idx + 1]) & (idx < BINS - 1)
+    return np.bincount(idx, minlength=BINS), edges
+
+
+def _summary(a: np.ndarray, saturation: bool) -> dict:
+    """Mean, std (unbiased) and histogram of a Tanh layer's outputs (fixed bins on [-1, 1], and the
+    fraction saturated) or of their gradient (bins over its range)."""
     a = np.asarray(a, dtype=np.float64).ravel()
-    counts, edges = np.histogram(a, bins=bins)
+    lo, hi = (-1.0, 1.0) if saturation else (float(a.min()), float(a.max()))
+    counts, edges = _histogram(a, lo, hi)
     out = {
         "mean": float(a.mean()),
         "std": float(a.std(ddof=1)),
@@ -79,28 +98,33 @@ def _summary(a: np.ndarray, bins: Any, saturation: bool) -> dict:
         "edges": edges.tolist(),
     }
     if saturation:
-        out["saturated"] = float((np.abs(a) > SATURATED).mean())
+        out["saturated"] = float(np.count_nonzero(np.abs(a) > SATURATED)) / a.size
     return out
 
 
 def _param_stats(data: np.ndarray, grad: np.ndarray) -> dict:
-    data = np.asarray(data, dtype=np.float64)
+    """Data and gradient spread of a parameter, and its gradient's histogram when it is a matrix
+    (the lecture's figure shows the weights')."""
+    data = np.asarray(data, dtype=np.float64).ravel()
     grad = np.asarray(grad, dtype=np.float64)
+    shape = list(grad.shape)
+    grad = grad.ravel()
     data_std = float(data.std(ddof=1)) if data.size > 1 else 0.0
     grad_std = float(grad.std(ddof=1)) if grad.size > 1 else 0.0
-    counts, edges = np.histogram(grad, bins=BINS)
-    return {
-        "shape": list(data.shape),
+    out = {
+        "shape": shape,
         "data_std": data_std,
         "grad_std": grad_std,
         "grad_data_ratio": grad_std / data_std if data_std > 0 else float("inf"),
         "grad_mean": float(grad.mean()),
-        "hist": counts.tolist(),
-        "edges": edges.tolist(),
     }
+    if len(shape) == 2:
+        counts, edges = _histogram(grad, float(grad.min()), float(grad.max()))
+        out["hist"], out["edges"] = counts.tolist(), edges.tolist()
+    return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Diagnostics:
     """What ``train(..., diagnostics_every=N)`` recorded.
 
@@ -115,6 +139,14 @@ class Diagnostics:
     records: list[tuple[int, dict]] = field(default_factory=list)
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     update_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __repr__(self) -> str:
+        at = [s for s, _ in self.records]
+        where = f" (steps {at[0]:,}-{at[-1]:,})" if len(at) > 1 else (f" (step {at[0]:,})" if at else "")
+        return (
+            f"Diagnostics(every={self.every:,}, {len(self.records)} records{where}, update ratios of "
+            f"{len(self.steps):,} steps x {len(self.names)} parameters)"
+        )
 
     def add_updates(self, first_step: int, stats: np.ndarray) -> None:
         """Rows of the core's (steps, names, 2) update statistics: (std of the update, std of the

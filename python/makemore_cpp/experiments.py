@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(repr=False)
 class LRFindResult:
     """The sweep: log10 learning rates, rates, the minibatch loss at each step, its smoothed curve,
     the suggested rate and how it was chosen."""
@@ -37,6 +37,12 @@ class LRFindResult:
     suggested_lr: float
     how: str
     plot: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"LRFindResult({len(self.losses):,} steps at lr {self.lrs[0]:.3g} to "
+            f"{self.lrs[len(self.losses) - 1]:.3g}, suggested_lr={self.suggested_lr:g})"
+        )
 
 
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from .training import History, TrainOptions, train
 __all__ = ["fit", "FitResult", "resolve", "build_model", "train_options", "bn_layers", "wavenet_layers"]
 
 
-@dataclass
+@dataclass(repr=False)
 class FitResult:
     """What :func:`fit` did: the trained model, its history, the split and the losses on each part."""
 
@@ -35,6 +35,13 @@ class FitResult:
     config: dict[str, Any]
     seconds: float
     data: dict[str, tuple] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        losses = ", ".join(f"{k} {val:.4f}" for k, val in self.losses.items())
+        return (
+            f"FitResult(preset={self.config.get('preset')!r}, model={repr(self.model).splitlines()[0]}, "
+            f"{len(self.history.loss):,} steps in {self.seconds:.1f} s, losses: {losses})"
+        )
 
 
 def resolve(preset: str = "lecture", **overrides: Any) -> dict[str, Any]:

@@ -116,6 +116,44 @@ class Model:
         BatchNorm1d's running statistics are not parameters)."""
         return int(sum(math.prod(self._shapes[n]) for n in self.trained_names))
 
+    def out_shapes(self, batch_size: int = 4) -> list[tuple[int, ...]]:
+        """The shape of each layer's output for ``batch_size`` contexts, in the order of
+        :attr:`layers`: the lecture's ``[tuple(layer.out.shape) for layer in model.layers]``."""
+        B = v.integer(batch_size, "batch_size", 1)
+        shape: tuple[int, ...] = (B, self.block_size)
+        shapes = []
+        for layer in self.layers:
+            name = type(layer).__name__
+            if name == "Embedding":
+                shape = (*shape, layer.embedding_dim)
+            elif name == "Flatten":
+                shape = (B, math.prod(shape[1:]))
+            elif name == "FlattenConsecutive":
+                T, C = shape[1] // layer.n, shape[2] * layer.n
+                shape = (B, T, C) if T > 1 else (B, C)
+            elif name == "Linear":
+                shape = (*shape[:-1], layer.fan_out)
+            shapes.append(shape)  # BatchNorm1d and Tanh keep their input's shape
+        return shapes
+
+    def summary(self, batch_size: int = 4) -> str:
+        """A table of the layers: each one's output shape for ``batch_size`` contexts and how many
+        trained numbers it holds (BatchNorm1d's running statistics are not counted)."""
+        rows = [("layer", "output shape", "parameters")]
+        for i, (layer, shape) in enumerate(zip(self.layers, self.out_shapes(batch_size))):
+            name, n = type(layer).__name__, 0
+            if name == "Embedding":
+                n = layer.num_embeddings * layer.embedding_dim
+            elif name == "Linear":
+                n = layer.numbers()
+            elif name == "BatchNorm1d":
+                n = 2 * layer.dim
+            rows.append((f"({i}) {layer!r}", str(shape), f"{n:,}" if n else ""))
+        rows.append(("total", "", f"{self.num_params:,}"))
+        w0, w1 = (max(len(r[k]) for r in rows) for k in (0, 1))
+        w2 = max(len(r[2]) for r in rows)
+        return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}".rstrip() for a, b, c in rows)
+
     def _row_macs(self) -> float:
         """Multiply-adds of the forward pass of one row (or one sampled character), plus overhead:
         an Embedding's Linear as table lookups, every other Linear in full."""
@@ -260,10 +298,6 @@ class Model:
         n = v.integer(n, "n", 0)
         seed = v.seed(seed)
         temperature = v.real(temperature, "temperature", 0.0)
-        if temperature < 1.0 / float(np.finfo(self.dtype).max):
-            # 1/temperature would overflow the core's weights exp((l - max l) / temperature); the
-            # distribution is then the limit temperature -> 0: the most likely character.
-            temperature = 0.0
         top_k = 0 if top_k is None else v.integer(top_k, "top_k", 1)
         top_k = min(top_k, self.vocab_size)  # top_k >= the vocabulary size keeps every character
         max_len = v.integer(max_len, "max_len", 1, (1 << 20) - 1)
@@ -280,20 +314,11 @@ class Model:
         # Name i depends only on (seed, i), so the calls may hold any number of names.
         first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
         most = max(1, SAMPLE_CHUNK_CELLS // max_len)
-        # The core tabulates every context's distribution when a call draws at least as many names
-        # as there are contexts (V^T) and the table fits in _core.SAMPLE_TABLE_BYTES (cpp/sample.h:
-        # rows of the vocabulary size rounded up to 8 doubles, and a best character): then give
-        # every call that many names, or the first calls would take the slow path.
-        n_contexts = self.vocab_size**self.block_size
-        table_bytes = n_contexts * ((self.vocab_size + 7) // 8 * 8 + 1) * 8
-        least = 1
-        if n_contexts <= n and table_bytes <= _core.SAMPLE_TABLE_BYTES:
-            least = n_contexts
-            first, most = max(first, least), max(most, least)
-        # The first call that tabulates leaves the table to the next ones (the core checks that it
-        # still fits: the same parameters, instruction set, temperature and top_k).
-        table = _core.SampleTable() if least > 1 else None
-        for a, b in _chunks(n, first, most, least=least):
+        # The core computes each context a draw reaches once and keeps it in the table that the calls
+        # of one draw share (cpp/sample.h; it checks that the table still fits: the same parameters,
+        # instruction set, temperature and top_k).
+        table = _core.SampleTable() if n > min(int(first), most) else None
+        for a, b in _chunks(n, first, most):
             yield self._m.sample(seed, a, b - a, temperature, top_k, prefix, max_len, compact, table)
 
     def sample_ids(
@@ -338,7 +363,7 @@ class Model:
         if "." in prefix:
             raise ValueError(f"prefix {prefix!r} contains '.', which ends a name")
         # The names come as ids, each ended by 0; the core makes each one a str from the code points.
-        codes = np.array([0] + [ord(self.vocab.itos[i]) for i in range(1, self.vocab_size)], dtype=np.uint32)
+        codes = np.frombuffer(("\0" + "".join(self.vocab.chars)).encode("utf-32-le"), np.uint32)
         names: list[str] = []
         with self._exclusive():
             for flat in self._sample_chunks(
@@ -426,10 +451,10 @@ def _name_the_bad_id(check: Any) -> None:
     ) from None
 
 
-def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> Iterator[tuple[int, int]]:
+def _chunks(n: int, first: float, most: int, align: int = 1) -> Iterator[tuple[int, int]]:
     """Ranges [a, b) covering [0, n) for successive calls into the core: each starts at a
     multiple of ``align``; the first holds about ``first`` items, the next are resized (at most 4x
-    at a time, between ``least`` and ``most``) so that each call takes about CHUNK_SECONDS."""
+    at a time, up to ``most``) so that each call takes about CHUNK_SECONDS."""
     size = max(align, min(most, int(first)) // align * align)
     most = max(align, most // align * align)
     a = 0
@@ -439,7 +464,7 @@ def _chunks(n: int, first: float, most: int, align: int = 1, least: int = 1) -> 
         yield a, b
         if b - a == size:  # a full chunk: its time says how many items fit in CHUNK_SECONDS
             scale = min(4.0, max(0.25, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
-            size = max(align, least, min(most, int(size * scale)) // align * align)
+            size = max(align, min(most, int(size * scale)) // align * align)
         a = b
 
 

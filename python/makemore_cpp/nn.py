@@ -106,6 +106,9 @@ class Embedding(Layer):
             "embedding_dim": self.embedding_dim,
         }
 
+    def numbers(self) -> int:
+        return self.num_embeddings * self.embedding_dim
+
     def __repr__(self) -> str:
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
 

@@ -1,9 +1,17 @@
-"""The lectures' figures, drawn with matplotlib's Agg backend (no display needed) into PNG files.
+"""The lectures' figures, as PNG files or as matplotlib figures to show.
 
     from makemore_cpp import plots
     plots.loss_curve(hist.loss, "loss.png")                  # log-scale loss, means over 1,000-step windows
     plots.lr_find_plot(lre, losses, "lr_find.png", suggested_lr=0.1)
     plots.embeddings_plot(model, "embeddings.png")           # the scatter of C, PCA when n_embd > 2
+
+Every function takes ``path``: with it, the figure is written there as a PNG and the path is
+returned; without it (``path=None``), the ``Figure`` is returned, which Jupyter shows when it is a
+cell's value (``display(fig)`` elsewhere, ``fig.savefig(...)`` any time). ``ax=`` draws into an
+Axes of one's own instead (side by side: ``fig, (a, b) = plt.subplots(1, 2)``) and returns it.
+The backend is left as the session has it when pyplot is imported, under IPython/Jupyter (the
+inline backend) or with ``MPLBACKEND`` set; otherwise (the command line, scripts) the figures are
+drawn with Agg, which needs no display.
 
 matplotlib is an optional dependency: ``pip install "makemore_cpp[plot]"``. Without it every
 function here raises :class:`PlotUnavailable` (an ``ImportError``) saying so.
@@ -12,6 +20,7 @@ function here raises :class:`PlotUnavailable` (an ``ImportError``) saying so.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,10 +51,47 @@ def _pyplot():
         import matplotlib
     except ImportError:
         raise PlotUnavailable(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}") from None
-    matplotlib.use("Agg", force=True)
+    if not _backend_chosen():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _backend_chosen() -> bool:
+    """Whether the session chose matplotlib's backend: pyplot is imported (a script's or a
+    notebook's own figures), this is an IPython session (Jupyter's inline backend) or MPLBACKEND is
+    set. Otherwise the figures are drawn off-screen with Agg."""
+    if "matplotlib.pyplot" in sys.modules or os.environ.get("MPLBACKEND"):
+        return True
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get is not None and get() is not None
+
+
+def _figure(figsize: tuple[float, float], path: Any, ax: Any) -> tuple[Any, Any]:
+    """The figure and Axes to draw on: ``ax``'s, or a new figure of ``figsize``."""
+    if ax is not None:
+        if path is not None:
+            raise ValueError("give path (to write a PNG) or ax (to draw into it), not both")
+        return ax.figure, ax
+    return _pyplot().subplots(figsize=figsize)
+
+
+def _finish(fig: Any, path: str | os.PathLike | None, ax: Any) -> Any:
+    """Write the PNG and return its path; or return the given ``ax``; or the new Figure. Under an
+    inline backend (Jupyter) that Figure is closed in pyplot, so that it is shown once, as the cell's
+    value or by display(), not a second time when the cell ends."""
+    if ax is not None:
+        return ax
+    fig.tight_layout()
+    if path is not None:
+        return _save(fig, path)
+    import matplotlib
+
+    if "inline" in matplotlib.get_backend():
+        _pyplot().close(fig)
+    return fig
 
 
 def _save(fig: Any, path: str | os.PathLike) -> str:
@@ -90,27 +136,34 @@ def window_means(values: Sequence[float], window: int) -> tuple[np.ndarray, np.n
 
 
 def loss_curve(
-    losses: Sequence[float],
-    path: str | os.PathLike,
+    losses: Any,
+    path: str | os.PathLike | None = None,
     window: int | None = None,
     *,
     step0: int = 0,
     eval_steps: Sequence[int] | None = None,
     eval_losses: Sequence[float] | None = None,
     title: str | None = None,
-) -> str:
+    ax: Any = None,
+) -> Any:
     """The training loss per step on a log scale: every minibatch loss (faint) and their means over
     windows of ``window`` steps (the lecture's ``view(-1, 1000).mean(1)``; default about 1/200 of
     the run, at least 1). ``eval_steps``/``eval_losses`` add the dev loss measured during training.
-    ``step0`` is the global step of ``losses[0]``. Returns the path written."""
-    plt = _pyplot()
+    ``step0`` is the global step of ``losses[0]``. ``losses`` may be a :class:`History`, which gives
+    all of these. Returns the path written, or the Figure (``path=None``), or ``ax``."""
+    if hasattr(losses, "loss") and hasattr(losses, "step0"):  # a History
+        hist = losses
+        losses, step0 = hist.loss, hist.step0
+        if eval_steps is None and getattr(hist, "eval_step", None):
+            eval_steps, eval_losses = hist.eval_step, hist.eval_loss
     y = np.asarray(losses, dtype=np.float64)
+    given = ax
     if window is None:
         window = max(1, len(y) // 200)
     if window > 1 and len(y) >= window:
         window = min(window, len(y))
     steps = step0 + np.arange(len(y))
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = _figure((9, 5), path, ax)
     finite = np.isfinite(y) & (y > 0)
     if len(y) > 1:
         ax.plot(steps[finite], y[finite], color="tab:blue", alpha=0.15, lw=0.5, label="minibatch loss")
@@ -129,7 +182,11 @@ def loss_curve(
     _log_y(ax)
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    # steps in thousands past 10,000 ("150k"), short enough not to run together on a narrow Axes
+    thousands = len(steps) > 0 and steps[-1] >= 10_000
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if thousands and x else f"{x:,.0f}")
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (log scale)")
     if len(means):
@@ -143,25 +200,26 @@ def loss_curve(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper right")
     ax.set_title(title or f"Training loss over {len(y):,} steps")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
 def lr_find_plot(
     lre: Sequence[float],
     losses: Sequence[float],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     suggested_lr: float | None = None,
     smoothed: Sequence[float] | None = None,
     title: str | None = None,
-) -> str:
+    ax: Any = None,
+) -> Any:
     """The lecture's learning-rate sweep: the minibatch loss of each step against log10 of its
-    learning rate (``plt.plot(lri, lossi)``), with a smoothed curve and the suggested rate marked."""
-    plt = _pyplot()
+    learning rate (``plt.plot(lri, lossi)``), with a smoothed curve and the suggested rate marked.
+    Returns the path written, or the Figure (``path=None``), or ``ax``."""
     x = np.asarray(lre, dtype=np.float64)
     y = np.asarray(losses, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(9, 5))
+    given = ax
+    fig, ax = _figure((9, 5), path, ax)
     ax.plot(x[: len(y)], y, color="tab:blue", lw=0.6, alpha=0.4, label="minibatch loss at that step")
     if smoothed is not None:
         ax.plot(x[: len(smoothed)], smoothed, color="tab:blue", lw=2, label="smoothed")
@@ -187,8 +245,7 @@ def lr_find_plot(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
     ax.set_title(title or f"Learning-rate sweep: one step at each of {len(y):,} rates")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
 def pca_2d(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,11 +258,13 @@ def pca_2d(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ vt[:2].T, (s[:2] ** 2) / total
 
 
-def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = None) -> str:
+def embeddings_plot(
+    model: Any, path: str | os.PathLike | None = None, *, title: str | None = None, ax: Any = None
+) -> Any:
     """The lecture's figure of the embedding table ``C``: one point per character with the
     character drawn on it. With ``n_embd == 2`` the axes are C's two columns; otherwise the points
-    are C projected on its first two principal components (the plot says so)."""
-    plt = _pyplot()
+    are C projected on its first two principal components (the plot says so). Returns the path
+    written, or the Figure (``path=None``), or ``ax``."""
     C = np.asarray(model.get_params()[model.param_names[0]], dtype=np.float64)  # the Embedding's table
     vocab = getattr(model, "vocab", None)
     labels = [vocab.itos[i] for i in range(len(C))] if vocab is not None else [str(i) for i in range(len(C))]
@@ -220,7 +279,8 @@ def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = 
         xlabel = f"principal component 1 ({frac[0]:.0%} of variance)"
         ylabel = f"principal component 2 ({frac[1]:.0%} of variance)"
         how = f"n_embd = {C.shape[1]}, projected to 2-D with PCA"
-    fig, ax = plt.subplots(figsize=(8, 8))
+    given = ax
+    fig, ax = _figure((8, 8), path, ax)
     ax.scatter(pts[:, 0], pts[:, 1], s=200)
     for (x, y), ch in zip(pts, labels):
         ax.text(x, y, ch, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
@@ -228,8 +288,7 @@ def embeddings_plot(model: Any, path: str | os.PathLike, *, title: str | None = 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"Character embeddings C ({how})")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,12 +305,15 @@ def _density(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     return (edges[:-1] + edges[1:]) / 2, dens
 
 
-def activations_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+def activations_plot(
+    stats: dict, path: str | os.PathLike | None = None, *, title: str | None = None, ax: Any = None
+) -> Any:
     """The lecture's "activation distribution": each Tanh layer's output histogram, its mean, std
     and the fraction saturated (|t| > 0.97) in the legend. ``stats`` is a
-    :func:`makemore_cpp.diagnose` result."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4))
+    :func:`makemore_cpp.diagnose` result. Returns
+    the path written, or the Figure (``path=None``), or ``ax``."""
+    given = ax
+    fig, ax = _figure((10, 4), path, ax)
     for a in stats["activations"]:
         x, y = _density(a)
         ax.plot(
@@ -264,15 +326,17 @@ def activations_plot(stats: dict, path: str | os.PathLike, *, title: str | None 
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title(title or "activation distribution")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
-def gradients_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+def gradients_plot(
+    stats: dict, path: str | os.PathLike | None = None, *, title: str | None = None, ax: Any = None
+) -> Any:
     """The lecture's "gradient distribution": the histogram of the loss's gradient with respect to
-    each Tanh layer's output, its mean and std in the legend."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4))
+    each Tanh layer's output, its mean and std in the legend. Returns
+    the path written, or the Figure (``path=None``), or ``ax``."""
+    given = ax
+    fig, ax = _figure((10, 4), path, ax)
     for g in stats["gradients"]:
         x, y = _density(g)
         ax.plot(x, y, label=f"layer {g['layer']} (Tanh): mean {g['mean']:+.2e}, std {g['std']:.2e}")
@@ -280,15 +344,17 @@ def gradients_plot(stats: dict, path: str | os.PathLike, *, title: str | None = 
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title(title or "gradient distribution")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
-def weights_plot(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> str:
+def weights_plot(
+    stats: dict, path: str | os.PathLike | None = None, *, title: str | None = None, ax: Any = None
+) -> Any:
     """The lecture's "weights gradient distribution": each 2-D weight's gradient histogram, its
-    shape, gradient std and grad:data ratio in the legend."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4))
+    shape, gradient std and grad:data ratio in the legend. Returns
+    the path written, or the Figure (``path=None``), or ``ax``."""
+    given = ax
+    fig, ax = _figure((10, 4), path, ax)
     for name, p in stats["params"].items():
         if len(p["shape"]) != 2:
             continue
@@ -303,22 +369,27 @@ def weights_plot(stats: dict, path: str | os.PathLike, *, title: str | None = No
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title(title or "weights gradient distribution")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)
 
 
 def update_ratio_plot(
-    diagnostics: Any, path: str | os.PathLike, *, window: int | None = None, title: str | None = None
-) -> str:
+    diagnostics: Any,
+    path: str | os.PathLike | None = None,
+    *,
+    window: int | None = None,
+    title: str | None = None,
+    ax: Any = None,
+) -> Any:
     """The lecture's update:data ratio over time: log10(std(update) / std(param)) of each 2-D
     weight at every step (means over ``window`` steps for long runs), against the line at -3 that
-    the lecture reads as a healthy rate. ``diagnostics`` is a ``History.diagnostics``."""
-    plt = _pyplot()
+    the lecture reads as a healthy rate. ``diagnostics`` is a ``History.diagnostics``. Returns
+    the path written, or the Figure (``path=None``), or ``ax``."""
     d = diagnostics
     steps = np.asarray(d.steps)
     last = d.records[-1][1]["params"] if d.records else {}
     two_d = {n for n, p in last.items() if len(p["shape"]) == 2} if last else set(d.names)
-    fig, ax = plt.subplots(figsize=(10, 4))
+    given = ax
+    fig, ax = _figure((10, 4), path, ax)
     if window is None:
         window = max(1, len(steps) // 1000)
     for j, name in enumerate(d.names):
@@ -336,5 +407,4 @@ def update_ratio_plot(
     ax.set_title(
         title or "update:data ratio over time" + (f" (means over {window:,} steps)" if window > 1 else "")
     )
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, path, given)

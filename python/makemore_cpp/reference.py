@@ -173,7 +173,10 @@ def _sample(logits, V, T, n, seed, temperature, top_k, prefix, max_len, first) -
                 ch = int(np.argmax(lg))
             else:
                 thr = np.sort(lg)[::-1][top_k - 1] if top_k and top_k < V else -np.inf
-                e = np.where(lg >= thr, np.exp((lg - lg.max()) * (1.0 / temperature)), 0.0)
+                x = lg - lg.max()
+                with np.errstate(invalid="ignore"):  # 1 / temperature may be inf: 0 * inf at the max
+                    x = np.where(x == 0, 0.0, x * (1.0 / temperature))
+                e = np.where(lg >= thr, np.exp(x), 0.0)
                 cum = np.cumsum(e)
                 ch = int(np.searchsorted(cum, u * cum[-1], side="right"))
                 ch = min(ch, int(np.nonzero(e)[0][-1]))
@@ -231,6 +234,10 @@ def _module_class():
 
         def params(self) -> dict[str, np.ndarray]:
             return {k: p.detach().cpu().numpy().copy() for k, p in self.named_parameters()}
+
+        def extra_repr(self) -> str:
+            shapes = ", ".join(f"{k} {tuple(p.shape)}" for k, p in self.named_parameters())
+            return f"block_size={self.block_size}, {shapes}, dtype={self.C.dtype}"
 
     return TorchMLP
 
@@ -371,6 +378,9 @@ def _layer_modules():
         def forward(self, IX):
             return self.weight[IX]
 
+        def extra_repr(self):
+            return f"{self.weight.shape[0]}, {self.weight.shape[1]}"
+
     class Flatten(torch.nn.Module):
         def forward(self, x):
             return x.view(x.shape[0], -1)
@@ -379,6 +389,9 @@ def _layer_modules():
         def __init__(self, n):
             super().__init__()
             self.n = n
+
+        def extra_repr(self):
+            return str(self.n)
 
         def forward(self, x):
             B, T, C = x.shape
@@ -392,6 +405,10 @@ def _layer_modules():
             super().__init__()
             self.weight = torch.nn.Parameter(torch.zeros(fan_in, fan_out))
             self.bias = torch.nn.Parameter(torch.zeros(fan_out)) if bias else None
+
+        def extra_repr(self):
+            fan_in, fan_out = self.weight.shape
+            return f"{fan_in}, {fan_out}" + ("" if self.bias is not None else ", bias=False")
 
         def forward(self, x):
             out = x @ self.weight
@@ -407,6 +424,9 @@ def _layer_modules():
             self.beta = torch.nn.Parameter(torch.zeros(dim))
             self.register_buffer("running_mean", torch.zeros(dim))
             self.register_buffer("running_var", torch.ones(dim))
+
+        def extra_repr(self):
+            return f"{self.gamma.shape[0]}, eps={self.eps:g}, momentum={self.momentum:g}"
 
         def forward(self, x):
             if self.training:

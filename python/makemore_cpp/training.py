@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from .model import Model
 from .reference import batch_indices as drawn_rows
 from .schedules import _StepSchedule
 
-__all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError"]
+__all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError", "TrainingInterrupted"]
 
 OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
@@ -27,6 +28,17 @@ CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or parameter. ``history`` holds the run up to the last
     finite step; the model keeps the parameters after it."""
+
+    def __init__(self, message: str, history: "History"):
+        super().__init__(message)
+        self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's interrupt) stopped :func:`train`: a ``KeyboardInterrupt`` that
+    carries the run so far. The model holds the parameters after the last completed step;
+    ``history`` holds that step's losses, and ``history.state`` continues the run from there
+    (``train(model, X, Y, steps, state=e.history.state)``)."""
 
     def __init__(self, message: str, history: "History"):
         super().__init__(message)
@@ -122,6 +134,13 @@ class TrainState:
         """The options as a JSON-ready dict."""
         return self.options.as_dict()
 
+    def __repr__(self) -> str:
+        o = self.options
+        return (
+            f"TrainState(step={self.step:,}, optimizer={o.optimizer!r}, batch_size={o.batch_size}, "
+            f"seed={o.seed}, model={type(self.model).__name__} of {self.model.num_params:,} parameters)"
+        )
+
     def meta(self) -> dict:
         """JSON-ready settings and counters (the moments are in :meth:`moments`)."""
         return {"settings": self.settings, "step": self.step, "updates": self._t.t}
@@ -154,7 +173,7 @@ class TrainState:
         return st
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """What a call of :func:`train` did.
 
@@ -182,6 +201,26 @@ class History:
     @property
     def steps(self) -> int:
         return len(self.loss)
+
+    def __repr__(self) -> str:
+        n = len(self.loss)
+        parts = [f"{n:,} steps" + (f" from step {self.step0:,}" if self.step0 else "")]
+        if n:
+            k = min(n, 1000)
+            parts.append(
+                f"last loss {self.loss[-1]:.4f} (mean of the last {k:,}: {np.mean(self.loss[-k:]):.4f})"
+            )
+            parts.append(f"lr {self.lr[-1]:.3g}")
+        parts.append(f"{self.seconds:.2f} s ({self.steps_per_second:,.0f} steps/s)")
+        if self.eval_step:
+            parts.append(f"val loss {self.eval_loss[-1]:.4f} at step {self.eval_step[-1]:,}")
+            if len(self.eval_step) > 1:
+                parts.append(f"best {self.best_loss:.4f} at step {self.best_step:,}")
+        if self.diagnostics is not None:
+            parts.append(f"diagnostics every {self.diagnostics.every:,} steps")
+        if self.stopped:
+            parts.append(f"stopped: {self.stopped}")
+        return f"History({', '.join(parts)})"
 
 
 def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
@@ -223,6 +262,32 @@ def _lr_array(lr: Any, steps: int, start: int) -> np.ndarray:
         i = int(np.argmax(bad))
         raise ValueError(f"learning rates must be finite and >= 0: lr at step {start + i} is {arr[i]}")
     return v.core_array(arr, np.float64)
+
+
+def _in_kernel() -> bool:
+    """Whether this is a Jupyter kernel (IPython under ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm.auto bar of ``total`` steps: a widget in a Jupyter kernel, kept when done (red when
+    interrupted); in a terminal a line cleared when done; nothing when the output is not a terminal
+    (a log file or CI: no flood of lines). In a kernel without ipywidgets (tqdm.auto then falls
+    back to text, and warns), a text line on stdout that the notebook redraws in place."""
+    from tqdm.auto import tqdm
+
+    if not _in_kernel():
+        return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, disable=None)
+    try:
+        from tqdm.notebook import tqdm as widget
+    except ImportError:  # pragma: no cover - tqdm.notebook imports without ipywidgets
+        widget = None
+    if widget is not None and issubclass(tqdm, widget):
+        return tqdm(total=total, unit="step", leave=True)
+    return tqdm(total=total, unit="step", leave=True, file=sys.stdout, mininterval=0.5, disable=False)
 
 
 def _holding_model(f: Callable) -> Callable:
@@ -290,12 +355,14 @@ def train(
     diagnostics_every: every this many global steps, part 3's statistics of that step's minibatch
         (:func:`makemore_cpp.diagnose`, before the step's update), and at every step the
         update:data ratio of every trained parameter, into ``History.diagnostics``.
-    progress: show a tqdm progress bar (steps/s and the running loss).
+    progress: show a tqdm.auto progress bar (steps/s and the running loss): a widget in Jupyter,
+        a line in a terminal, nothing when the output is not a terminal.
     on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
         Either way the model keeps the parameters of the last step whose loss and update were finite.
 
-    Ctrl-C stops within 0.5 s with ``KeyboardInterrupt``; the model then holds the
-    parameters after the last completed step.
+    Ctrl-C (or a notebook's interrupt) stops within 0.5 s with :class:`TrainingInterrupted`, a
+    ``KeyboardInterrupt`` whose ``history`` is the run so far; the model then holds the parameters
+    after the last completed step, and ``history.state`` continues the run.
     """
     steps = v.integer(steps, "steps", 0)
     given = TrainOptions(
@@ -384,12 +451,10 @@ def train(
         diag.records.append((state.step, stats))
 
     best_params = None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, unit="step", dynamic_ncols=True, leave=False, disable=None)
+    bar = _progress_bar(steps) if progress else None
     done = 0
+    updates0 = state._t.t
+    interrupted = False
     t0 = time.perf_counter()
 
     def evaluate() -> None:
@@ -448,6 +513,12 @@ def train(
                 break
             if eval_every is not None and (done % eval_every == 0 or done == steps):
                 evaluate()
+    except KeyboardInterrupt:
+        # Python raises it between two calls into the core, maybe before the loop above counted
+        # the last call's steps: the core's count of updates says how many were completed.
+        interrupted = True
+        done = state._t.t - updates0
+        state.step = step0 + done
     finally:
         if bar is not None:
             bar.close()
@@ -455,6 +526,14 @@ def train(
     hist.loss = losses[:done]
     hist.lr = lrs[:done]
     hist.steps_per_second = done / hist.seconds if hist.seconds > 0 else 0.0
+    if interrupted:
+        hist.stopped = "interrupted"
+        raise TrainingInterrupted(
+            f"training interrupted after {done:,} of {steps:,} steps (global step {state.step:,}): "
+            f"the model holds the parameters after that step; this exception's .history holds the "
+            f"run so far, and train(..., state=e.history.state) continues it",
+            hist,
+        ) from None
     if (
         X_val is not None
         and hist.stopped is None

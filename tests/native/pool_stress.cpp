@@ -2,7 +2,8 @@
 // with random pauses between the steps of the pool's claim protocol (MM_POOL_TEST_DELAY), and under
 // ThreadSanitizer. Two callers issue jobs of random part counts, some after a pause long enough
 // for the workers to fall asleep, and the pool is resized in between. Every part of every job must
-// run exactly once, with its own job's function and arguments, and before pool_run returns.
+// run exactly once, with its own job's function and arguments, and before pool_run returns; and
+// jobs must keep returning (on a loaded machine the whole run may take minutes).
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -55,6 +56,8 @@ static void task(void* ctx, int part, int n) {
         }
 }
 
+static std::atomic<long> finished{0};  // jobs returned, for the watchdog
+
 static void caller(unsigned seed, int jobs) {
     std::vector<std::unique_ptr<Job>> keep;  // every job's context outlives the run, for the checks
     keep.reserve(jobs);
@@ -65,6 +68,7 @@ static void caller(unsigned seed, int jobs) {
         Job* job = keep.back().get();
         mm::pool_run(n, j % 2 ? task<1> : task<0>, job);
         job->returned.store(true);
+        finished.fetch_add(1, std::memory_order_relaxed);
         for (int i = 0; i < n; ++i)
             if (job->hits[i].load() != 1)
                 fail(job->hits[i].load() ? "a part ran twice" : "a part never ran", i, n);
@@ -74,9 +78,13 @@ static void caller(unsigned seed, int jobs) {
 
 int main(int argc, char** argv) {
     const int jobs = argc > 1 ? std::atoi(argv[1]) : 20000;
-    std::thread([] {  // a job that never ends is a failure too
-        std::this_thread::sleep_for(std::chrono::seconds(30));
-        fail("still running after 30 s: a job never ended", -1, -1);
+    std::thread([] {  // a job that never ends is a failure too: no job returned for 20 s
+        for (long seen = -1;;) {
+            const long now = finished.load();
+            if (now == seen) fail("no job returned for 20 s: a job never ended", -1, -1);
+            seen = now;
+            std::this_thread::sleep_for(std::chrono::seconds(20));
+        }
     })
         .detach();
     mm::pool_set_threads(3);

@@ -221,3 +221,55 @@ def wavenet_run_torch_workload(args) -> dict:
         label=f"torch eager, the lecture's classes, {best} thread{'s' if best > 1 else ''}",
     )
     return out
+
+
+def diagnostics_workload(args) -> dict:
+    """The cost of part 3's diagnostics while training: the same steps with and without
+    ``diagnostics_every=1000`` (the update:data ratios at every step, the statistics every 1,000),
+    for the lecture's MLP and part 5's WaveNet, one thread (target: under 5% more time)."""
+    pin_threads(1)
+    out: dict = {"unit": "s/step", "threads": 1, "samples": {}, "rows": []}
+    for name, (model, T) in _diagnostics_models().items():
+        vocab, X, Y, source = data(T, args.quick)
+        k = (
+            args.steps
+            if args.steps
+            else (200 if args.quick else (20_000 if name == "lecture MLP" else 3_000))
+        )
+        plain, diag = model(vocab), model(vocab)
+        sp, sd = {}, {}
+
+        def run(m, state, every, k=k, X=X, Y=Y):
+            h = mm.train(
+                m, X, Y, steps=k, batch_size=32, lr=0.1, state=state.get("s"), diagnostics_every=every
+            )
+            state["s"] = h.state
+
+        impls = {
+            f"{name}, plain": lambda run=run, plain=plain, sp=sp, k=k: (
+                timed(lambda: run(plain, sp, None)) / k
+            ),
+            f"{name}, diagnostics_every=1000": lambda run=run, diag=diag, sd=sd, k=k: (
+                timed(lambda: run(diag, sd, 1000)) / k
+            ),
+        }
+        out["samples"].update(interleave(impls, args.repeats))
+        out["data"] = source
+        out["rows"].append(
+            {
+                "name": f"{name} training with diagnostics_every=1000 (target: under 5% more time)",
+                "ours": f"{name}, plain",
+                "others": [f"{name}, diagnostics_every=1000"],
+                "why": "update statistics in the core's update pass, every step; a diagnose pass every 1,000",
+            }
+        )
+    return out
+
+
+def _diagnostics_models() -> dict:
+    from ..fitting import build_model, resolve
+
+    return {
+        "lecture MLP": (lambda vocab: build_model(resolve("lecture"), vocab), 3),
+        "WaveNet": (lambda vocab: build_model(resolve("wavenet"), vocab), 8),
+    }
