@@ -309,9 +309,12 @@ class Model:
                 f"prefix must be a sequence of ids (sample() takes a str), got "
                 f"{type(prefix).__name__} {prefix!r}"
             )
-        prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
-        if (prefix == 0).any():
-            raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
+        if isinstance(prefix, (list, tuple)) and not prefix:  # no prefix: no NumPy conversion and checks
+            prefix = np.zeros(0, np.int32)
+        else:
+            prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
+            if (prefix == 0).any():
+                raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
         if len(prefix) > max_len:
             raise ValueError(f"prefix holds {len(prefix)} characters, more than max_len = {max_len}")
         # Name i depends only on (seed, i), so the calls may hold any number of names.
