@@ -73,7 +73,7 @@ def distinct_loss(model: mm.MLP, X: np.ndarray, Y: np.ndarray) -> Callable[[], f
     While the numbers fit a table of a few entries per row (the lecture's: 19,683 for 182,625
     rows), the distinct ones are found by `torch.bincount` and numbered through that table, in
     time linear in the rows; else by `torch.unique(..., return_inverse=True)`, which sorts every
-    row (1.5-2x the time of the whole bincount version on the lecture's split, benchmarks/NOTES.md).
+    row (the whole loss then took 1.3-2.2x as long on the lecture's split, benchmarks/NOTES.md).
     The ids stay in the int32 that `build_dataset` gives while the numbers fit (torch.unique sorts
     int32 about twice as fast as int64). Under `inference_mode`, bias adds fused (`addmm`), the
     rows' log-probabilities gathered from the flat (contexts x V) array."""
