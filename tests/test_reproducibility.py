@@ -219,6 +219,7 @@ def test_results_do_not_depend_on_how_calls_are_chunked(monkeypatch):
     for seconds, first in ((1e-9, 1.0), (1e-4, 1e5), (10.0, 1e12)):
         monkeypatch.setattr(model_module, "CHUNK_SECONDS", seconds)
         monkeypatch.setattr(model_module, "FIRST_CHUNK_MACS", first)
+        monkeypatch.setattr(model_module, "FIRST_SAMPLE_CHARS", first)
         assert results() == want, (seconds, first)
 
 
