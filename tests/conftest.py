@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
 
 import makemore_cpp as mm
 
-SHARED_NAMES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "names.txt"
+# ../shared/data/names.txt beside the project's root, or the file MAKEMORE_NAMES_TXT names (a
+# checkout elsewhere, such as a git worktree)
+SHARED_NAMES = pathlib.Path(
+    os.environ.get("MAKEMORE_NAMES_TXT")
+    or pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "names.txt"
+)
 ISAS = [name for name in ("generic", "avx2", "avx512") if mm._core.isa_supported(name)]
 
 

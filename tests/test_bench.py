@@ -3,7 +3,6 @@ sides compute what ours computes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,8 +12,6 @@ import numpy as np
 import pytest
 
 import makemore_cpp
-
-HAVE_NN = importlib.util.find_spec("makemore_cpp.nn") is not None
 
 
 def test_bench_quick_runs_every_workload(tmp_path):
@@ -61,30 +58,17 @@ def test_bench_quick_runs_every_workload(tmp_path):
         "nn.Sequential MLP step, 1 thread",
         "wavenet run",
     } <= set(results)
-    layer_rows = {
-        "wavenet step, 1 thread",
-        "bn step, 1 thread",
-        "nn.Sequential MLP step, 1 thread",
-        "wavenet run",
-    }
     for name, r in results.items():
-        if "skipped" in r or "ours_skipped" in r:  # only our nn rows, and only without makemore_cpp.nn
-            assert name in layer_rows and not HAVE_NN, (name, r)
-            reason = r.get("skipped") or r["ours_skipped"]
-            assert "makemore_cpp.nn" in reason and reason in res.stderr
-        if "skipped" in r:
-            continue
+        assert "skipped" not in r and "ours_skipped" not in r, (name, r)
         if name in ("run", "wavenet run"):
             assert r["steps"] > 0 and r["losses"]["dev"] > 0 and r["seconds"] > 0
             continue
-        if "ours_skipped" not in r:
-            ours = r["samples"][r["rows"][0]["ours"]]
-            assert len(ours) >= 2 and all(t > 0 for t in ours)
+        ours = r["samples"][r["rows"][0]["ours"]]
+        assert len(ours) >= 2 and all(t > 0 for t in ours)
         for impl, ts in r["samples"].items():
             assert len(ts) == 2 and all(t > 0 for t in ts), (name, impl)
-        timed = set(r["samples"]) | ({"makemore_cpp"} if "ours_skipped" in r else set())
         for row in r["rows"]:  # every row names implementations that were timed
-            assert {row["ours"], *row["others"], *row.get("jax", [])} <= timed, (name, row)
+            assert {row["ours"], *row["others"], *row.get("jax", [])} <= set(r["samples"]), (name, row)
     # PyTorch as a competent user writes it, beside the lecture's own loops (labelled as such).
     run = results["run"]
     assert (
@@ -256,17 +240,19 @@ def test_the_jax_step_computes_the_lecture_classes_loss_gradients_and_running_st
                 )
 
 
-def test_torch_by_distinct_contexts_computes_the_every_row_loss():
+# block_size 3: the contexts numbered through a table (bincount); 5: 27^5 numbers, by torch.unique
+@pytest.mark.parametrize("block_size", [3, 5])
+def test_torch_by_distinct_contexts_computes_the_every_row_loss(block_size):
     pytest.importorskip("torch")
     import makemore_cpp as mm
     from makemore_cpp.bench import torch_mlp
 
     words = mm.load_names()[:2000]
     vocab = mm.Vocab.from_words(words)
-    X, Y = mm.build_dataset(words, vocab, 3)
-    model = mm.MLP(vocab, seed=3)
+    X, Y = mm.build_dataset(words, vocab, block_size)
+    model = mm.MLP(vocab, block_size=block_size, seed=3)
     every = torch_mlp.every_row_loss(model, X, Y)()
-    assert len(np.unique(X, axis=0)) < len(X) / 3
+    assert len(np.unique(X, axis=0)) < len(X) / (3 if block_size == 3 else 1.5)
     assert abs(torch_mlp.distinct_loss(model, X, Y)() - every) < 1e-5 * every
     assert abs(model.loss(X, Y) - every) < 1e-5 * every
 
@@ -299,84 +285,33 @@ def test_the_pytorch_wavenet_run_is_opt_in():
     assert "wavenet-run-torch" in OPT_IN and "wavenet-run-torch" not in WORKLOADS
 
 
-def _fake_nn():
-    """A stand-in for makemore_cpp.nn with the planned API's shapes and keys (no training)."""
-    import types
-
-    class Layer:
-        def __init__(self, *args, **kw):
-            self.args, self.kw = args, kw
-
-    nn = types.SimpleNamespace()
-    for name in ("Embedding", "Flatten", "FlattenConsecutive", "Linear", "BatchNorm1d", "Tanh"):
-        setattr(nn, name, type(name, (Layer,), {}))
-
-    class Sequential:
-        def __init__(self, layers, *, vocab, block_size, seed=0, dtype="float32"):
-            rng = np.random.default_rng(seed)
-            self.params = {}
-            for i, layer in enumerate(layers):
-                kind, a = type(layer).__name__, layer.args
-                if kind in ("Embedding", "Linear"):
-                    self.params[f"{i}.weight"] = rng.normal(size=a[:2]).astype(np.float32)
-                if kind == "Linear" and layer.kw.get("bias", True):
-                    self.params[f"{i}.bias"] = np.zeros(a[1], np.float32)
-                if kind == "BatchNorm1d":
-                    for k, f in (("gamma", np.ones), ("beta", np.zeros), ("running_mean", np.zeros)):
-                        self.params[f"{i}.{k}"] = f(a[0], np.float32)
-                    self.params[f"{i}.running_var"] = np.ones(a[0], np.float32)
-
-        def get_params(self):
-            return {k: v.copy() for k, v in self.params.items()}
-
-        def set_params(self, d):
-            assert set(d) == set(self.params), sorted(set(d) ^ set(self.params))
-            for k, v in d.items():
-                assert np.shape(v) == self.params[k].shape, k
-                self.params[k] = np.array(v, np.float32)
-
-        def loss(self, X, Y):
-            return 3.0
-
-    nn.Sequential = Sequential
-    return nn
-
-
-def test_our_layer_rows_follow_the_planned_nn_api(monkeypatch):
-    """With a stand-in for makemore_cpp.nn (until it is in this build): our rows are measured, and
-    PyTorch's and JAX's models start from our parameters."""
-    if HAVE_NN:
-        pytest.skip("makemore_cpp.nn is here: the quick benchmark run measures the real rows")
+def test_the_layer_rows_start_pytorch_from_our_parameters(monkeypatch):
+    """The WaveNet row: PyTorch's model (the lecture's classes) is built from our model's
+    parameters, and the row compares our timing with it."""
     pytest.importorskip("torch")
     import argparse
 
-    import makemore_cpp as mm
+    from makemore_cpp import nn
     from makemore_cpp.bench import layer_workloads as lw
     from makemore_cpp.bench import lecture_layers as L
+    from makemore_cpp.bench.datasets import data
 
-    fake = _fake_nn()
-    monkeypatch.setitem(sys.modules, "makemore_cpp.nn", fake)
-    monkeypatch.setattr(makemore_cpp, "nn", fake, raising=False)
-    steps = []
-    monkeypatch.setattr(
-        lw, "ours_steps", lambda model, X, Y, B: lambda k: steps.append((type(model).__name__, k))
-    )
     built = []
     real_build = L.build
     monkeypatch.setattr(
         L, "build", lambda spec, params=None: built.append(params) or real_build(spec, params)
     )
-    monkeypatch.setattr(mm, "train", lambda model, X, Y, steps, **kw: type("H", (), {"seconds": 0.5})())
     monkeypatch.setattr(lw, "pin_threads", lambda n: None)
-    args = argparse.Namespace(quick=True, steps=3, repeats=2)
+    # the steps are the quick benchmark run's to time (test_bench_quick_runs_every_workload)
+    monkeypatch.setattr(lw, "ours_steps", lambda model, X, Y, B: lambda k: None)
+    monkeypatch.setattr(L, "lecture_steps", lambda model, X, Y, B: lambda k: None)
+    args = argparse.Namespace(quick=True, steps=2, repeats=2)
     r = lw.layer_step_workload("wavenet", args, with_jax=False)
-    assert "ours_skipped" not in r and len(r["samples"]["makemore_cpp"]) == 2 and r["params"] == 76_579
-    assert built and built[-1]["13.weight"].shape == (128, 27)
-    ours = r["rows"][0]
-    assert ours["ours"] == "makemore_cpp" and ours["others"] == ["torch eager, the lecture's classes"]
-    s = lw.seqmlp_workload(args)
-    assert set(s["samples"]) == {"makemore_cpp, mm.MLP", "makemore_cpp, nn.Sequential"}
-    assert {"MLP", "Sequential"} <= {name for name, _ in steps}
-    w = lw.wavenet_run_workload(args)
-    assert w["steps"] == 2000 and w["losses"] == {"train": 3.0, "dev": 3.0} and "nn.Sequential" in w["how"]
-    assert w["threads"] == min(2, len(os.sched_getaffinity(0)))
+    assert len(r["samples"]["makemore_cpp"]) == 2 and r["params"] == 76_579
+    vocab = data(8, True)[0]
+    spec, T, _ = lw.model_spec("wavenet", len(vocab))
+    ours = lw.ours_model(nn, spec, vocab, T).get_params()
+    assert len(built) == 1 and set(built[0]) == set(ours)
+    assert all(np.array_equal(built[0][k], ours[k]) for k in ours)
+    row = r["rows"][0]
+    assert row["ours"] == "makemore_cpp" and row["others"] == ["torch eager, the lecture's classes"]

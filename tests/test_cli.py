@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import importlib.util
 import json
 import os
 import pathlib
@@ -164,8 +163,6 @@ def test_subcommand_help(command, options, capsys):
 
 
 def test_bench_help(tmp_path):
-    if importlib.util.find_spec("makemore_cpp.bench") is None:
-        pytest.skip("makemore_cpp.bench is not in this installation")
     p = run("bench", "--help", cwd=tmp_path)
     assert "usage: makemore-cpp bench" in p.stdout
 

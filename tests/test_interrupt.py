@@ -1,11 +1,16 @@
-"""Ctrl-C: a SIGINT sent to a process busy in ``train``, in ``loss`` over millions of rows, in
-``sample`` of millions of names, or in a ``sweep``, stops it within a fraction of a second with
-KeyboardInterrupt; afterwards the model holds the parameters of the last completed step (for
-``train``) or is unchanged (the others), and it remains usable.
+"""Ctrl-C: a SIGINT sent to a process busy in ``train``, in ``loss`` or ``logits`` over millions of
+rows, in ``sample`` of millions of names, or in a ``sweep``, stops it within 0.5 s (the README's
+figure) with KeyboardInterrupt; afterwards the model holds the parameters of the last completed
+step (for ``train``) or is unchanged (the others), and it remains usable.
 
 Each test runs the work in a child process, waits until it is busy, sends SIGINT and reads the
-time the child caught KeyboardInterrupt. The bound asserted is generous (2 s, on a shared machine);
-the latencies measured are printed (``pytest -s``) and recorded as test properties."""
+time the child caught KeyboardInterrupt (or, for the sweep, exited). The machine is shared: a
+process busy with two threads may wait for a CPU before the signal reaches it, which is the
+system's delay, not ours. So the latency asserted is from the signal's delivery -- the moment
+Python's C-level handler runs in the child, which writes a byte to a wakeup socket
+(``signal.set_wakeup_fd``) that the kernel timestamps on the spot (SO_TIMESTAMP) -- to the
+KeyboardInterrupt. The latencies, from delivery and from the send, are printed (``pytest -s``) and
+recorded as test properties."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import json
 import os
 import pathlib
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -21,10 +28,9 @@ import pytest
 
 import makemore_cpp as mm
 
-LATENCY_BOUND = 2.0  # seconds; typically a few hundredths
+LATENCY_BOUND = 0.5  # seconds from the signal's delivery: the README's figure
 WAIT_BUSY = 1.0  # seconds between "busy" and the signal
-
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)  # Linux's value; Python 3.11 does not name it
 
 CHILD = r"""
 import hashlib, json, sys, time
@@ -32,6 +38,8 @@ import numpy as np
 import makemore_cpp as mm
 
 what = sys.argv[1]
+import signal, socket
+signal.set_wakeup_fd(int(sys.argv[2]))  # the test's socket: the kernel stamps the delivery
 mm.set_num_threads(2)
 words = mm.load_names()
 vocab = mm.Vocab.from_words(words)
@@ -51,6 +59,12 @@ elif what == "loss":
     model = mm.MLP(vocab, n_hidden=1000, **dict(CFG, block_size=6))
     X, Y = mm.build_dataset(words, vocab, 6)
     X, Y = np.tile(X, (50, 1)), np.tile(Y, 50)
+elif what == "logits":
+    # 258,000 multiply-adds a row, every row computed (as for loss): 860,000 rows take seconds and
+    # their logits 93 MB
+    model = mm.MLP(vocab, n_hidden=3000, **dict(CFG, block_size=6))
+    X, Y = mm.build_dataset(words, vocab, 6)
+    X, Y = np.tile(X, (4, 1)), np.tile(Y, 4)
 else:
     model = mm.MLP(vocab, n_hidden=200, **CFG)    # untrained, so names are long: ~50 characters
 before = digest(model)
@@ -60,6 +74,8 @@ try:
         mm.train(model, X, Y, 10**6, **TRAIN)
     elif what == "loss":
         model.loss(X, Y)
+    elif what == "logits":
+        model.logits(X)
     else:
         model.sample(5_000_000)
     print(json.dumps({"finished": True}), flush=True)
@@ -103,10 +119,41 @@ def child_env() -> dict:
     return env
 
 
-def interrupt(args: list[str], ready: str, timeout: float = 120) -> tuple[float, str, subprocess.Popen]:
-    """Start ``args``, wait for a stdout line starting with ``ready`` and WAIT_BUSY more, send
-    SIGINT; return (the time it was sent, the rest of stdout, the process)."""
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+def wakeup_socket() -> tuple[socket.socket, socket.socket]:
+    """A datagram pair: the child's end (non-blocking, for signal.set_wakeup_fd) and ours, on which
+    the kernel stamps each datagram with the time it was sent."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+    theirs.setblocking(False)
+    return ours, theirs
+
+
+def delivered_at(ours: socket.socket) -> float:
+    """When the child's signal handler ran: the kernel's stamp of the byte it wrote."""
+    ours.settimeout(5)
+    _, ancillary, _, _ = ours.recvmsg(16, socket.CMSG_SPACE(16))
+    (level, kind, data), *_ = ancillary
+    assert (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMP)
+    sec, usec = struct.unpack("qq", data[:16])
+    return sec + usec * 1e-6
+
+
+def interrupt(
+    args: list[str], ready: str, timeout: float = 120
+) -> tuple[float, float, str, subprocess.Popen]:
+    """Start ``args`` + [the fd of a wakeup socket], wait for a stdout line starting with ``ready``
+    and WAIT_BUSY more, send SIGINT; return (the time it was sent, the time it was delivered, the
+    rest of stdout, the process)."""
+    ours, theirs = wakeup_socket()
+    p = subprocess.Popen(
+        args + [str(theirs.fileno())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        pass_fds=(theirs.fileno(),),
+    )
+    theirs.close()
     try:
         for line in p.stdout:
             if line.startswith(ready):
@@ -117,23 +164,30 @@ def interrupt(args: list[str], ready: str, timeout: float = 120) -> tuple[float,
         sent = time.time()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=timeout)
+        delivered = delivered_at(ours)
     except BaseException:
         p.kill()
         p.communicate()
         raise
+    finally:
+        ours.close()
     assert p.returncode == 0, (p.returncode, err[-3000:])
-    return sent, out, p
+    return sent, delivered, out, p
 
 
-@pytest.mark.parametrize("what", ["train", "loss", "sample"])
+@pytest.mark.parametrize("what", ["train", "loss", "logits", "sample"])
 def test_sigint_stops_promptly_and_leaves_a_usable_model(what, record_property):
-    sent, out, p = interrupt([sys.executable, "-c", CHILD, what], "busy")
+    sent, delivered, out, p = interrupt([sys.executable, "-c", CHILD, what], "busy")
     res = json.loads(out.strip().splitlines()[-1])
     assert res["finished"] is False, f"{what} finished before the signal: make the work longer"
-    latency = res["caught"] - sent
+    latency = res["caught"] - delivered
     record_property(f"latency_{what}_s", round(latency, 4))
-    print(f"\n{what}: KeyboardInterrupt {latency * 1e3:.1f} ms after SIGINT")
-    assert latency < LATENCY_BOUND, latency
+    record_property(f"delivery_{what}_s", round(delivered - sent, 4))
+    print(
+        f"\n{what}: KeyboardInterrupt {latency * 1e3:.1f} ms after the SIGINT's delivery "
+        f"({(res['caught'] - sent) * 1e3:.1f} ms after it was sent)"
+    )
+    assert -0.01 < delivered - sent and latency < LATENCY_BOUND, (delivered - sent, latency)
     assert res["usable"] is True
     if what == "train":
         # the parameters are those after a completed step (found by replay), not a mixture
@@ -145,38 +199,23 @@ def test_sigint_stops_promptly_and_leaves_a_usable_model(what, record_property):
         assert res["unchanged"] is True
 
 
-def sweep_available() -> bool:
-    p = subprocess.run(
-        [sys.executable, "-m", "makemore_cpp", "--help"],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
-    return p.returncode == 0 and "sweep" in p.stdout
+SWEEP = r"""
+import signal, sys
+signal.set_wakeup_fd(int(sys.argv[1]))  # the test's socket: the kernel stamps the delivery
+from makemore_cpp.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 @pytest.mark.parametrize("target", ["group", "parent"])
 def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
     """``makemore-cpp sweep`` runs its grid in worker processes. Ctrl-C in a terminal signals the
     whole foreground process group ("group"); ``kill -INT <pid>`` only the parent ("parent").
-    Either way the sweep must end within a fraction of a second, exit status 130."""
-    if not sweep_available():
-        pytest.skip("the sweep subcommand does not exist yet")
-    args = [
-        sys.executable,
-        "-m",
-        "makemore_cpp",
-        "sweep",
-        "--n-hidden",
-        "50,60,70,80",
-        "--steps",
-        "5000000",
-        "-j",
-        "2",
-        "-o",
-        str(tmp_path / "sweep.csv"),
-    ]
+    Either way the sweep must end within 0.5 s of the signal's delivery to the parent, exit status
+    130 (the end is seen by this process: an upper bound, the interpreter's exit included)."""
+    ours, theirs = wakeup_socket()
+    args = [sys.executable, "-c", SWEEP, str(theirs.fileno()), "sweep", "--n-hidden", "50,60,70,80"]
+    args += ["--steps", "5000000", "-j", "2", "-o", str(tmp_path / "sweep.csv")]
     p = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -185,7 +224,9 @@ def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
         env=child_env(),
         cwd=tmp_path,
         start_new_session=True,
+        pass_fds=(theirs.fileno(),),
     )
+    theirs.close()
     try:
         for line in p.stdout:  # the header, printed before the worker processes start
             if "sweep:" in line:
@@ -198,12 +239,13 @@ def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
         else:
             p.send_signal(signal.SIGINT)
         try:
-            out, err = p.communicate(timeout=4 * LATENCY_BOUND)
-            latency = time.time() - sent  # upper bound: includes the interpreter's exit
+            out, err = p.communicate(timeout=20)
+            ended = time.time()
         except subprocess.TimeoutExpired:
-            latency = float("inf")
-            err = ""
+            ended, err = float("inf"), ""
+        delivered = delivered_at(ours)
     finally:
+        ours.close()
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
@@ -211,9 +253,14 @@ def test_sigint_stops_a_sweep_promptly(tmp_path, target, record_property):
             os.killpg(p.pid, signal.SIGKILL)  # any worker left in the child's process group
         except ProcessLookupError:
             pass
+    latency = ended - delivered
     record_property(f"latency_sweep_{target}_s", round(latency, 4))
-    print(f"\nsweep ({target}): exited {latency * 1e3:.0f} ms after SIGINT")
-    assert latency < LATENCY_BOUND, f"the sweep took {latency:.1f} s to stop"
+    record_property(f"delivery_sweep_{target}_s", round(delivered - sent, 4))
+    print(
+        f"\nsweep ({target}): exited {latency * 1e3:.0f} ms after the SIGINT's delivery "
+        f"({(ended - sent) * 1e3:.0f} ms after it was sent)"
+    )
+    assert latency < LATENCY_BOUND, f"the sweep took {latency:.2f} s to stop"
     assert p.returncode == 130, (p.returncode, err[-2000:])
     assert "interrupted" in err
 

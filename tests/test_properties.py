@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -36,10 +35,11 @@ settings.register_profile("campaign", max_examples=4000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mm-default"))
 
 DOCUMENTED = (TypeError, ValueError, IndexError, MemoryError)
-TOL = {
-    "float64": (1e-9, 1e-12),
-    "float32": (2e-4, 1e-6),
-}  # (relative to the tensor's largest entry, absolute)
+# The README's tolerances (Parity with PyTorch), relative to each tensor's largest entry (the loss:
+# to max(1, loss)): the loss, logits and gradients within 1e-10 (float64) and 1e-5 (float32);
+# training, a few steps of every optimizer, within 1e-9 (float64).
+TOL = {"float64": 1e-10, "float32": 1e-5}
+TOL_TRAJ = 1e-9
 
 INT_DTYPES = [
     "int8",
@@ -162,11 +162,11 @@ def make(cfg) -> mm.MLP:
     return mm.MLP(cfg.pop("vocab"), **cfg)
 
 
-def close(ours: np.ndarray, theirs: np.ndarray, dtype: str) -> bool:
-    rtol, atol = TOL[dtype]
+def close(ours: np.ndarray, theirs: np.ndarray, rtol: float) -> bool:
+    """Within ``rtol`` of the largest entry of ``theirs`` (equal where that is 0)."""
     ours = np.asarray(ours, np.float64)
     scale = float(np.abs(theirs).max()) if theirs.size else 0.0
-    return ours.shape == theirs.shape and bool(np.all(np.abs(ours - theirs) <= rtol * scale + atol))
+    return ours.shape == theirs.shape and bool(np.all(np.abs(ours - theirs) <= rtol * scale))
 
 
 def f64(params: dict) -> dict:
@@ -180,43 +180,53 @@ def snapshot(model) -> dict:
 # ------------------------------------------------------------------------------------ equal to the reference
 
 
-def torch_float32_grads(params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
-    """torch's own float32 gradient: the yardstick of what float32 can do on this case."""
+def torch_float32(params: dict, X: np.ndarray, Y: np.ndarray) -> dict:
+    """torch's own float32 logits and gradients: the yardstick of what float32 can do on this case."""
     mod = ref.TorchMLP(params, dtype=torch.float32)
-    torch.nn.functional.cross_entropy(mod(X), torch.as_tensor(Y, dtype=torch.long)).backward()
-    return {k: p.grad.numpy().astype(np.float64) for k, p in mod.named_parameters()}
+    logits = mod(X)
+    torch.nn.functional.cross_entropy(logits, torch.as_tensor(Y, dtype=torch.long)).backward()
+    out = {k: p.grad.numpy().astype(np.float64) for k, p in mod.named_parameters()}
+    out["logits"] = logits.detach().numpy().astype(np.float64)
+    return out
 
 
-def tanh_ulp_sensitivity(params: dict, X: np.ndarray, Y: np.ndarray, rgrads: dict, ulps: float = 3) -> dict:
-    """How far the float64 reference's gradients move when every tanh output is off by ``ulps``
-    float32 units in the last place (towards +-1, and towards 0): the error that a float32 tanh
-    within that many ulps (ours: at most 3, see cpp/simd.h) implies through 1 - h^2 at saturation,
-    whatever else is computed exactly. Relative to each tensor's scale, the larger of the two."""
-    true_tanh = torch.tanh
-
-    class Shifted(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, d):
-            y = true_tanh(x)
-            ulp = torch.from_numpy(
-                np.spacing(np.abs(y.detach().numpy()).astype(np.float32)).astype(np.float64)
-            )
-            y = (y + d * ulp * torch.sign(y)).clamp(-1.0, 1.0)
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved_tensors
-            return g * (1 - y * y), None
-
-    worst: dict[str, float] = {}
-    for d in (ulps, -ulps):
-        with mock.patch.object(torch, "tanh", lambda x, d=d: Shifted.apply(x, d)):
-            _, shifted = ref.loss_and_grad(params, X, Y)
-        for k in rgrads:
-            worst[k] = max(worst.get(k, 0.0), rel_err(shifted[k], rgrads[k]))
-    return worst
+def tanh_error_bound(params: dict, X: np.ndarray, Y: np.ndarray, ulps: float = 3.0) -> dict:
+    """A first-order bound, entry by entry, on how far the logits and the gradients move when each
+    tanh output is off by up to ``ulps`` float32 units in the last place, each in either direction
+    (ours are within 3, see cpp/simd.h): absolute errors carried through the float64 reference's
+    forward and backward pass with absolute values. Near saturation the gradient goes through
+    1 - h^2, a cancellation that turns those ulps into a large relative error."""
+    p = f64(params)
+    X, Y = np.asarray(X, np.int64), np.asarray(Y, np.int64)
+    N, L = len(X), sum(1 for k in p if k.startswith("W")) - 1
+    h, dh = [p["C"][X].reshape(N, -1)], [np.zeros((N, X.shape[1] * p["C"].shape[1]))]
+    for i in range(1, L + 1):
+        W = p[f"W{i}"]
+        a = np.tanh(h[-1] @ W + p[f"b{i}"])
+        ulp = np.spacing(np.abs(a).astype(np.float32)).astype(np.float64)
+        dh.append(ulps * ulp + (1 - a * a) * (dh[-1] @ np.abs(W)))
+        h.append(a)
+    Wo = p[f"W{L + 1}"]
+    z = h[-1] @ Wo + p[f"b{L + 1}"]
+    dz = dh[-1] @ np.abs(Wo)
+    prob = np.exp(z - z.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    g = prob.copy()
+    g[np.arange(N), Y] -= 1
+    g /= N
+    dg = prob * (dz + (prob * dz).sum(1, keepdims=True)) / N  # softmax's Jacobian in absolute values
+    out = {"logits": dz, f"W{L + 1}": dh[-1].T @ np.abs(g) + np.abs(h[-1]).T @ dg, f"b{L + 1}": dg.sum(0)}
+    gh, dgh = g @ Wo.T, dg @ np.abs(Wo).T
+    for i in range(L, 0, -1):
+        a, W = h[i], p[f"W{i}"]
+        gp = gh * (1 - a * a)
+        dgp = dgh * (1 - a * a) + np.abs(gh) * 2 * np.abs(a) * dh[i]
+        out[f"W{i}"] = np.abs(h[i - 1]).T @ dgp + dh[i - 1].T @ np.abs(gp)
+        out[f"b{i}"] = dgp.sum(0)
+        gh, dgh = gp @ W.T, dgp @ np.abs(W).T
+    out["C"] = np.zeros_like(p["C"])
+    np.add.at(out["C"], X, dgh.reshape(N, X.shape[1], -1))
+    return out
 
 
 def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -224,36 +234,61 @@ def rel_err(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.abs(np.asarray(ours, np.float64) - theirs).max(initial=0.0)) / max(scale, 1e-300)
 
 
+class Float32Check:
+    """float32 results against the float64 reference (see test_loss_and_grad_equal_the_reference):
+    within TOL of each tensor's largest entry; else within that plus ``tanh_error_bound``, entry by
+    entry; else no further than 8 times torch's own float32. The bound and torch's float32 are
+    computed once a case needs them."""
+
+    def __init__(self, params: dict, X: np.ndarray, Y: np.ndarray):
+        self.args = (params, X, Y)
+        self.bound: dict | None = None
+        self.torch32: dict | None = None
+
+    def __call__(self, k: str, ours: np.ndarray, theirs: np.ndarray) -> None:
+        ours = np.asarray(ours, np.float64)
+        assert ours.shape == theirs.shape, (k, ours.shape, theirs.shape)
+        if close(ours, theirs, TOL["float32"]):
+            return
+        scale = float(np.abs(theirs).max())
+        if self.bound is None:
+            self.bound = tanh_error_bound(*self.args)
+        excess = float((np.abs(ours - theirs) - TOL["float32"] * scale - self.bound[k]).max())
+        note(f"{k}: ours {rel_err(ours, theirs):.3g}; past 1e-5 + the 3-ulp tanh bound: {excess / scale:.3g}")
+        if excess <= 0:
+            return
+        if self.torch32 is None:
+            self.torch32 = torch_float32(*self.args)
+        ours_err, torch32 = rel_err(ours, theirs), rel_err(self.torch32[k], theirs)
+        note(f"{k}: ours {ours_err:.3g}, torch float32 {torch32:.3g}")
+        assert ours_err <= 8 * torch32, (k, ours_err, torch32, excess / scale)
+
+
 @given(model_and_rows())
 def test_loss_and_grad_equal_the_reference(case):
-    """float64: to 1e-9 of each tensor's scale. float32: to 2e-4 -- or, where float32 itself cannot
-    do that (tanh units saturated to within 1e-4 of +-1: the gradient goes through 1 - h^2, a
-    cancellation), within 8 times the error of torch's own float32 gradient, or twice the error
-    that a tanh off by 3 float32 ulps implies (ours is within 3 ulps; torch's within about 1, so
-    where one saturated unit decides the gradient, torch's error can be small by luck: the
-    campaign found a 1-unit, 1-row case at 9.5 times torch's error and 0.9 times this bound)."""
+    """float64: within 1e-10 of each tensor's largest entry (the loss: of max(1, loss)). float32:
+    the loss within 1e-5; each gradient within 1e-5 of its largest entry -- or, where float32
+    cannot do that, within 1e-5 plus what a tanh off by 3 float32 ulps implies, entry by entry
+    (saturated tanh units: the gradient goes through 1 - h^2, a cancellation; ours is within 3 ulps,
+    torch's within about 1), or no further than 8 times torch's own float32 (a sum that cancels to
+    near 0 where the tensor's other entries are small as well, such as an output bias over two
+    characters)."""
     cfg, X, Y = case
     m = make(cfg)
     loss, grads = m.loss_and_grad(X, Y)
     Xc, Yc = canonical(X), canonical(Y)
     params = m.get_params()
     rloss, rgrads = ref.loss_and_grad(f64(params), Xc, Yc)
-    rtol, atol = TOL[cfg["dtype"]]
+    rtol = TOL[cfg["dtype"]]
     assert abs(loss - rloss) <= rtol * max(1.0, abs(rloss)), (loss, rloss)
     assert set(grads) == set(rgrads)
-    yardstick = torch_float32_grads(params, Xc, Yc) if cfg["dtype"] == "float32" else None
+    check = Float32Check(params, Xc, Yc) if cfg["dtype"] == "float32" else None
     for k in grads:
         assert grads[k].dtype == np.dtype(cfg["dtype"])
-        if close(grads[k], rgrads[k], cfg["dtype"]):
-            continue
-        assert yardstick is not None, (k, rel_err(grads[k], rgrads[k]))
-        ours, torch32 = rel_err(grads[k], rgrads[k]), rel_err(yardstick[k], rgrads[k])
-        note(f"{k}: ours {ours:.3g}, torch float32 {torch32:.3g}")
-        if ours <= 8 * torch32:
-            continue
-        sens = tanh_ulp_sensitivity(f64(params), Xc, Yc, rgrads)[k]
-        note(f"{k}: a 3-ulp tanh moves the reference by {sens:.3g}")
-        assert ours <= 2 * sens, (k, ours, torch32, sens)
+        if check is None:
+            assert close(grads[k], rgrads[k], rtol), (k, rel_err(grads[k], rgrads[k]))
+        else:
+            check(k, grads[k], rgrads[k])
 
 
 @given(model_and_rows(max_rows=200))
@@ -262,9 +297,13 @@ def test_loss_and_logits_equal_the_reference(case):
     m = make(cfg)
     Xc, Yc = canonical(X), canonical(Y)
     params = f64(m.get_params())
-    assert close(m.logits(X), ref.logits(params, Xc), cfg["dtype"])
+    rtol = TOL[cfg["dtype"]]
+    logits, rlogits = m.logits(X), ref.logits(params, Xc)
+    if cfg["dtype"] == "float64":
+        assert close(logits, rlogits, rtol), rel_err(logits, rlogits)
+    else:  # as the gradients (test_loss_and_grad_equal_the_reference)
+        Float32Check(m.get_params(), Xc, Yc)("logits", logits, rlogits)
     rloss = ref.loss(params, Xc, Yc)
-    rtol, _ = TOL[cfg["dtype"]]
     assert abs(m.loss(X, Y) - rloss) <= rtol * max(1.0, abs(rloss))
     # loss over rows is the mean of per-row losses: the same through any split
     if len(Xc) > 1:
@@ -335,10 +374,10 @@ def test_training_equals_the_reference(case, data):
     # the comparison is not decided at this tolerance by float64 itself there: such inputs are left out
     assume(not adamw_ill_conditioned(init, X, Y, lr, bidx, opt))
     losses, params = ref.train_replay(init, X, Y, lr, batch_indices=bidx, **opt)
-    assert close(h.loss, losses, "float64")
+    assert close(h.loss, losses, TOL_TRAJ)
     got = m.get_params()
     for k in params:
-        assert close(got[k], params[k], "float64"), k
+        assert close(got[k], params[k], TOL_TRAJ), k
 
 
 @st.composite

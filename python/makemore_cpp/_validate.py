@@ -18,9 +18,10 @@ INT32_MAX = 2**31 - 1
 
 def integer(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """An int (not a bool, not a float) within [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    value = int(value)
+    if type(value) is not int:  # a plain int skips the ABC checks (a bool's type is bool)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     if high is not None and value > high:
@@ -38,9 +39,10 @@ def real(
     high_open: bool = False,
 ) -> float:
     """A finite real number within the given bounds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
+    if type(value) is not float:  # a plain float skips the ABC checks
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):

@@ -29,6 +29,9 @@ FIRST_CHUNK_MACS = 2e7  # the first call's size, before its time is known: a few
 # The core computes each distinct context once, always when there are at most _core.DEDUP_ALWAYS of
 # them: then no call computes more than vocab_size ** block_size rows, however long.
 DEDUP_FIRST_MACS = 2e8  # up to this much at most (about 20 ms here), the first call takes every row
+# sample(): when every context's row fits DEDUP_FIRST_MACS, the first call draws up to this many
+# characters (names x max_len; a looked-up character takes tens of ns)
+FIRST_SAMPLE_CHARS = 1 << 21
 BUSY = (
     "this model is in use by another thread (training, evaluating or sampling); "
     "use one model per thread (model.copy()), or wait for the other call to finish"
@@ -320,13 +323,20 @@ class Model:
                 f"prefix must be a sequence of ids (sample() takes a str), got "
                 f"{type(prefix).__name__} {prefix!r}"
             )
-        prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
-        if (prefix == 0).any():
-            raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
+        if isinstance(prefix, (list, tuple)) and not prefix:  # no prefix: no NumPy conversion and checks
+            prefix = np.zeros(0, np.int32)
+        else:
+            prefix = v.index_array(prefix, "prefix", (None,), self.vocab_size, "the vocabulary size")
+            if (prefix == 0).any():
+                raise ValueError("prefix cannot contain id 0 ('.'), which ends a name")
         if len(prefix) > max_len:
             raise ValueError(f"prefix holds {len(prefix)} characters, more than max_len = {max_len}")
         # Name i depends only on (seed, i), so the calls may hold any number of names.
         first = FIRST_CHUNK_MACS / (self._row_macs() * max_len)
+        if self.vocab_size**self.block_size <= DEDUP_FIRST_MACS / self._row_macs():
+            # A draw computes each context once (cpp/sample.h): its rows cost at most that much,
+            # however many names; what grows with the names is their characters' draws.
+            first = max(first, FIRST_SAMPLE_CHARS / max_len)
         most = max(1, SAMPLE_CHUNK_CELLS // max_len)
         # The core computes each context a draw reaches once and keeps it in the table that the calls
         # of one draw share (cpp/sample.h; it checks that the table still fits: the same parameters,

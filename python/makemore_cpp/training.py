@@ -402,10 +402,9 @@ def train(
     on_divergence: ``"raise"`` a :class:`DivergenceError`, or ``"stop"`` and return the history.
         Either way the model keeps the parameters of the last step whose loss and update were finite.
 
-    Ctrl-C (or a notebook's interrupt) stops within a fraction of a second with
-    :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` whose ``history`` is the run so far; the
-    model then holds the parameters after the last completed step, and ``history.state``
-    continues the run.
+    Ctrl-C (or a notebook's interrupt) stops within 0.5 s with :class:`TrainingInterrupted`, a
+    ``KeyboardInterrupt`` whose ``history`` is the run so far; the model then holds the parameters
+    after the last completed step, and ``history.state`` continues the run.
     """
     steps = v.integer(steps, "steps", 0)
     per_step = 16 + (0 if type(lr) is _StepSchedule or not callable(lr) else 40)  # losses, rates (floats)

@@ -16,7 +16,7 @@ import makemore_cpp as mm
 from . import layer_workloads as lw
 from . import mlp_workloads as mw
 from .datasets import bench_words
-from .report import markdown, report, summarize
+from .report import markdown, readme_table, report, summarize
 from .timing import try_import
 
 WORKLOADS = [
@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-jax", action="store_true", help="leave JAX out even if it is installed")
     ap.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
     ap.add_argument(
-        "--markdown", default=None, metavar="FILE", help="also write the Speed table (markdown) here"
+        "--markdown", default=None, metavar="FILE", help="also write the full table (markdown) here"
+    )
+    ap.add_argument(
+        "--readme", default=None, metavar="FILE", help="also write the README's Speed table (markdown) here"
     )
     args = ap.parse_args(argv)
     if args.repeats is None:
@@ -166,4 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.markdown, "w") as f:
             f.write(markdown(results, meta))
         print(f"wrote {args.markdown}")
+    if args.readme:
+        with open(args.readme, "w") as f:
+            f.write(readme_table(results, meta))
+        print(f"wrote {args.readme}")
     return 0

@@ -34,8 +34,9 @@ WHY_LARGE = (
     "context once; on 2 threads, column blocks"
 )
 WHY_EVAL = (
-    "both compute each distinct context once; ours numbers contexts with a bit set (torch.unique "
-    "sorts every row), first layer from per-position tables, log-sum-exp gathered in one pass"
+    "both number the contexts through a table of V^T entries (PyTorch: bincount) and compute each "
+    "distinct context once; ours numbers and marks in one pass, first layer from per-position "
+    "tables, each row's log-sum-exp and target logit gathered in one pass (PyTorch: several ops)"
 )
 WHY_EVAL_LECTURE = "the lecture computes every row; ours each distinct context once, per-position tables"
 WHY_EVAL_EVERY_ROW = "the same rows on both sides; ours: first layer from per-position tables, fused kernels"

@@ -138,15 +138,83 @@ def split_by_cores(r: dict, impl: str, one: str) -> str:
 # ----------------------------------------------------------------------------- markdown
 
 
-def markdown(results: dict, meta: dict) -> str:
-    """The Speed table: one row per comparison, with the header line saying where and how."""
+def where(meta: dict) -> str:
+    """The run's header line: when, on what, with which versions, by which command."""
     load = " to ".join(f"{x:.1f}" for x in meta.get("loadavg", [])) or "?"
     versions = ", ".join(f"{k} {meta[k]}" for k in ("python", "numpy", "torch", "jax") if meta.get(k))
-    lines = [
+    return (
         f"Measured {meta['date']} to {meta.get('finished', '?')} on {meta['cpu_model']} "
         f"({meta['cpus']} of {meta['cores']} CPUs, load average {load}, "
         f"instruction-set path {meta['isa']}); {versions}; data {meta.get('data')}. "
-        f"Command: `{meta['command']}`.",
+        f"Command: `{meta['command']}`."
+    )
+
+
+# The README's Speed table: (result label, row name prefix, short name). The full table, with each
+# row's reason, is markdown()'s.
+README_ROWS = [
+    ("lecture step, 1 thread", "training step", "lecture's training step (batch 32)"),
+    ("eval, 1 thread", "loss() over", "`loss()` over the 182,625 training rows"),
+    ("sampling 20 names, 1 thread", "sample(", "`sample(20)`, one call"),
+    ("sampling 1,000 names, 1 thread", "sample(", "`sample(1000)`"),
+    ("sampling 200,000 names, 1 thread", "sample(", "`sample(200000)`"),
+    ("large step, 1 thread", "training step", "training step, batch 512, context 8, 512 units"),
+    ("large step, 2 threads", "training step", "the same, 2 threads"),
+    ("bn step, 1 thread", "part 3", "part 3's batch-norm MLP step (batch 32)"),
+    ("wavenet step, 1 thread", "part 5", "part 5's WaveNet step (batch 32)"),
+]
+
+
+def readme_table(results: dict, meta: dict) -> str:
+    """The README's Speed section body: the header line, a headline sentence and one short table
+    taken from the same run (at most 20 lines; the full table is :func:`markdown`'s)."""
+    summary = summarize(results)
+    rows, ratio = [], {}
+    for label, prefix, short in README_ROWS:
+        row = next((x for x in summary.get(label, []) if x["name"].startswith(prefix)), None)
+        if not row or not row["ours_median"] or "best_other" not in row:
+            continue
+        unit = results[label]["unit"]
+        jax = f"{row['jax_ratio']:.1f}x" if row.get("jax_ratio") else ""
+        ratio[label] = row["other_ratio"], row.get("jax_ratio")
+        rows.append(
+            f"| {short} | {results[label]['threads']} | {fmt(unit, row['ours_median'])} | "
+            f"{fmt(unit, row['other_median'])} ({row['best_other']}) | {row['other_ratio']:.1f}x | {jax} |"
+        )
+    for label, r in results.items():
+        if label == "run" and "torch" in r and "skipped" not in r:
+            rows.append(
+                f"| the lecture's 200,000-step run (*lecture*: PyTorch as the lecture writes it) | "
+                f"{r['threads']} | {fmt_time(r['seconds'])} | {fmt_time(r['torch']['seconds'])} | "
+                f"{r['torch']['seconds'] / r['seconds']:.1f}x | |"
+            )
+    said = []
+    for label, what in (
+        ("lecture step, 1 thread", "the lecture's training step"),
+        ("wavenet step, 1 thread", "part 5's WaveNet step"),
+        ("eval, 1 thread", "`loss()` over the training split"),
+        ("sampling 1,000 names, 1 thread", "`sample(1000)`"),
+    ):
+        if label in ratio:
+            other, jax = ratio[label]
+            said.append(f"{what} {other:.0f}x" + (f" ({jax:.1f}x JAX)" if jax else ""))
+    headline = "Against the best PyTorch a user would write, on one thread: " + ", ".join(said) + "."
+    lines = [
+        headline,
+        "",
+        "| workload | threads | makemore_cpp | best PyTorch | ratio | JAX ratio |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+        *rows,
+        "",
+        where(meta),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(results: dict, meta: dict) -> str:
+    """The Speed table: one row per comparison, with the header line saying where and how."""
+    lines = [
+        where(meta),
         "",
         "Medians of interleaved rounds; a ratio is the other side's median over ours (above 1: ours is "
         "faster). Where PyTorch ran in several ways or at 1 and 2 threads, the best is shown and named. "

@@ -66,31 +66,46 @@ def every_row_loss(model: mm.MLP, X: np.ndarray, Y: np.ndarray) -> Callable[[], 
 
 def distinct_loss(model: mm.MLP, X: np.ndarray, Y: np.ndarray) -> Callable[[], float]:
     """The same loss as a competent user computes it: each row's context numbered as one integer
-    (its ids as digits in base V), `torch.unique(..., return_inverse=True)`, the network over the
-    distinct contexts only, each row's log-probability gathered back. The ids stay in the int32
-    that `build_dataset` gives while the numbers fit (torch.unique sorts int32 about twice as fast
-    as int64). Every step runs in each call, as `loss()` numbers the contexts in each call."""
+    (its ids as digits in base V), the distinct numbers found, the network over the distinct
+    contexts only, each row's log-probability gathered back. Every step runs in each call, as
+    `loss()` numbers the contexts in each call.
+
+    While the numbers fit a table of a few entries per row (the lecture's: 19,683 for 182,625
+    rows), the distinct ones are found by `torch.bincount` and numbered through that table, in
+    time linear in the rows; else by `torch.unique(..., return_inverse=True)`, which sorts every
+    row (the whole loss then took 1.3-2.2x as long on the lecture's split, benchmarks/NOTES.md).
+    The ids stay in the int32 that `build_dataset` gives while the numbers fit (torch.unique sorts
+    int32 about twice as fast as int64). Under `inference_mode`, bias adds fused (`addmm`), the
+    rows' log-probabilities gathered from the flat (contexts x V) array."""
     import torch
     import torch.nn.functional as F
 
     C, W1, b1, W2, b2 = params(model, False)
     V, T = C.shape[0], X.shape[1]
     wide = V**T >= 2**31
+    table = V**T <= max(4 * len(X), 1 << 16)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
     Xt = Xt.long() if wide else Xt.int()
     Yt = torch.from_numpy(np.ascontiguousarray(Y)).long()
     place = [V ** (T - 1 - t) for t in range(T)]
 
     def run() -> float:
-        with torch.no_grad():
+        with torch.inference_mode():
             key = Xt[:, 0]
             for t in range(1, T):
                 key = key * V + Xt[:, t]
-            u, inv = torch.unique(key, return_inverse=True)
+            if table:
+                key = key.long()
+                u = torch.bincount(key, minlength=V**T).nonzero().squeeze(1)
+                number = torch.empty(V**T, dtype=torch.long)
+                number[u] = torch.arange(len(u))
+                inv = number[key]
+            else:
+                u, inv = torch.unique(key, return_inverse=True)
             ctx = torch.stack([(u // p) % V for p in place], 1)
-            h = torch.tanh(C[ctx].view(len(u), -1) @ W1 + b1)
-            logp = F.log_softmax(h @ W2 + b2, dim=1)
-            return float(-logp[inv, Yt].mean())
+            h = torch.addmm(b1, C[ctx].view(len(u), -1), W1).tanh_()
+            logp = F.log_softmax(torch.addmm(b2, h, W2), dim=1)
+            return float(-logp.view(-1)[inv * V + Yt].mean())
 
     return run
 
@@ -105,7 +120,7 @@ def batched_sampler(
     model: mm.MLP, draw: str, max_len: int = 100, seed: int = 2147483647
 ) -> Callable[[int], object]:
     """sample(n): n names advancing together, one batched forward pass a character under
-    `torch.no_grad()` over the names still being drawn, until each draws '.' or holds max_len
+    `torch.inference_mode()` over the names still being drawn, until each draws '.' or holds max_len
     characters. Returns the (n, max_len) tensor of ids (0 after each name's end): turning them into
     strings is left out of PyTorch's time (ours includes it)."""
     import torch
@@ -119,19 +134,19 @@ def batched_sampler(
     id_dtype = torch.uint8 if V <= 256 else torch.int32
 
     def sample(n: int):
-        with torch.no_grad():
+        with torch.inference_mode():
             out = torch.zeros((n, max_len), dtype=id_dtype)
             rows = torch.arange(n)
             ctx = torch.zeros((n, T), dtype=torch.long)
             for t in range(max_len):
-                h = torch.tanh(C[ctx].view(len(rows), -1) @ W1 + b1)
-                probs = F.softmax(h @ W2 + b2, dim=1)
+                h = torch.addmm(b1, C[ctx].view(len(rows), -1), W1).tanh_()
+                probs = F.softmax(torch.addmm(b2, h, W2), dim=1)
                 if draw == "multinomial":
                     ix = torch.multinomial(probs, num_samples=1, generator=g).squeeze(1)
                 else:
-                    cdf = probs.cumsum(1)
-                    u = torch.rand((len(rows), 1), generator=g) * cdf[:, -1:]
-                    ix = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=V - 1)
+                    cdf = probs.cumsum_(1)
+                    u = torch.rand((len(rows), 1), generator=g).mul_(cdf[:, -1:])
+                    ix = torch.searchsorted(cdf, u, right=True).squeeze_(1).clamp_(max=V - 1)
                 out[rows, t] = ix.to(id_dtype)
                 keep = ix != 0
                 rows, ix = rows[keep], ix[keep]
