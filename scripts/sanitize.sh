@@ -33,7 +33,8 @@ command -v ninja > /dev/null && generator=(-G Ninja)
 
 echo "sanitize: building the extension with -fsanitize=address,undefined in $work/build"
 cmake -S "$root" -B "$work/build" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DMAKEMORE_SANITIZE=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+    -DCMAKE_CXX_COMPILER="$cxx" -DMAKEMORE_SANITIZE=ON \
     -DSKBUILD_PROJECT_NAME=makemore_cpp -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$pybind11_dir" > "$work/cmake.log" \
     || { cat "$work/cmake.log"; exit 2; }
 cmake --build "$work/build" --parallel > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 2; }
