@@ -36,9 +36,21 @@ TRAIN = ["--n-hidden", "32", "--eval-every", "2000", "--samples", "0", "--no-plo
 SWEEP = ["--n-hidden", "1500,1600,1700,1800", "--batch-size", "256", "--steps", "1000000", "-o", "s.csv"]
 
 
+def package_dir() -> str:
+    """The folder of the makemore_cpp this process imports: the installed one, or else this
+    checkout's (which has an extension only when built in place)."""
+    try:
+        import makemore_cpp
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "python"))
+        import makemore_cpp
+    return str(pathlib.Path(makemore_cpp.__file__).resolve().parent.parent)
+
+
 def env() -> dict:
+    """The children's environment: they import the same package as this process."""
     e = dict(os.environ)
-    src = str(ROOT / "python")
+    src = package_dir()
     e["PYTHONPATH"] = src + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     return e
 
@@ -181,7 +193,7 @@ def trial_train(
         elif not ck.exists():
             problems.append(f"it names a checkpoint at step {m.group(1)} that does not exist")
         else:
-            sys.path.insert(0, str(ROOT / "python"))
+            package_dir()
             from makemore_cpp.checkpoint import load
 
             at = load(ck).state.step
