@@ -75,10 +75,12 @@ args=(-q -p no:cacheprovider)
 paths=(tests)
 if [ "${1:-}" = --core ]; then
     shift
-    # The tests that call the core with many shapes, options and bad inputs; long trajectories only
-    # on the best instruction set (a memory error shows in the first steps). Left out: the command
-    # line, notebooks, packaging, timing and subprocess tests, and the lecture's full runs, which
-    # reach the core through the same calls.
+    # The tests that call the core with many shapes, options and bad inputs, on the narrowest and
+    # the widest vectors (the generic and AVX-512 kernels; AVX2's are the same code at a width
+    # between), long trajectories only on the best instruction set (a memory error shows in the
+    # first steps). Left out: the command line, notebooks, packaging, timing and subprocess tests,
+    # and the lecture's full runs, which reach the core through the same calls.
+    export MAKEMORE_TEST_ISAS=generic,avx512
     paths=(tests/test_api.py tests/test_validation.py tests/test_parity.py tests/test_layers.py
            tests/test_properties.py tests/test_diagnostics.py tests/test_divergence.py
            tests/test_concurrency.py tests/test_files.py tests/test_data.py tests/test_generic_isa.py)

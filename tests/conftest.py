@@ -15,7 +15,11 @@ SHARED_NAMES = pathlib.Path(
     os.environ.get("MAKEMORE_NAMES_TXT")
     or pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "names.txt"
 )
+# Every instruction set this CPU has; MAKEMORE_TEST_ISAS=generic,avx512 keeps only those of them
+# (the sanitizer job: the narrowest and the widest vectors).
 ISAS = [name for name in ("generic", "avx2", "avx512") if mm._core.isa_supported(name)]
+if os.environ.get("MAKEMORE_TEST_ISAS"):
+    ISAS = [name for name in ISAS if name in os.environ["MAKEMORE_TEST_ISAS"].split(",")] or ISAS[-1:]
 
 
 @pytest.fixture(scope="session")
