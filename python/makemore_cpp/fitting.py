@@ -37,7 +37,12 @@ __all__ = [
 
 @dataclass(repr=False)
 class FitResult:
-    """What :func:`fit` did: the trained model, its history, the split and the losses on each part."""
+    """What :func:`fit` did: the trained model, its history, the split and the losses on each part.
+
+    seconds: the training's wall time (``history.seconds`` and its evaluations, from the start of
+    the loop); setup_seconds: from the call to that start (the split, the examples, the model), so
+    that ``setup_seconds + history.eval_seconds[i]`` is the time of evaluation i from the call.
+    """
 
     model: Model
     history: History
@@ -46,6 +51,7 @@ class FitResult:
     losses: dict[str, float]
     config: dict[str, Any]
     seconds: float
+    setup_seconds: float = 0.0
     data: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -235,6 +241,7 @@ def fit(
     number, a schedule text such as ``"0.1@0:0.01@100000"`` or ``"cosine:3e-3:warmup=1000"``, or a
     callable of the step.
     """
+    called = time.perf_counter()
     cfg = resolve(preset, **overrides)
     check_config(cfg)  # before the words are read
     words = load_names() if words is None else list(words)
@@ -271,5 +278,6 @@ def fit(
         losses=losses,
         config=cfg,
         seconds=seconds,
+        setup_seconds=t0 - called,
         data=data,
     )
