@@ -593,6 +593,32 @@ PYBIND11_MODULE(_core, mod) {
         }
         return out;
     });
+    mod.def(
+        "summarize",
+        // Part 3's statistics of an array's values (cpp/stats.cpp): (mean, std, count of |a| >
+        // threshold, histogram counts, edges); bins = 0 for the first three only; lo, hi = None to
+        // fit the range to the data.
+        [](py::array a, std::optional<double> lo, std::optional<double> hi, double threshold, int bins) {
+            require(a.flags() & py::array::c_style, "array must be C-contiguous");
+            require(bins >= 0, "bins must be >= 0");
+            require(lo.has_value() == hi.has_value(), "lo and hi must both be given or both be None");
+            const bool f32 = a.dtype().is(py::dtype::of<float>());
+            require(f32 || a.dtype().is(py::dtype::of<double>()), "array must be float32 or float64");
+            py::array_t<int64_t> counts((py::ssize_t)bins);
+            py::array_t<double> edges((py::ssize_t)(bins > 0 ? bins + 1 : 0));
+            const int64_t n = (int64_t)a.size();
+            const void* data = a.data();
+            Summary s;
+            {
+                py::gil_scoped_release nogil;
+                s = f32 ? summarize((const float*)data, n, !lo, lo.value_or(0), hi.value_or(0), threshold,
+                                    bins, counts.mutable_data(), edges.mutable_data())
+                        : summarize((const double*)data, n, !lo, lo.value_or(0), hi.value_or(0), threshold,
+                                    bins, counts.mutable_data(), edges.mutable_data());
+            }
+            return py::make_tuple(s.mean, s.std, s.beyond, counts, edges);
+        },
+        py::arg("a"), py::arg("lo"), py::arg("hi"), py::arg("threshold"), py::arg("bins"));
     mod.def("set_num_threads", [](int n) {
         require(n >= 1, "threads must be >= 1");
         pool_set_threads(n);

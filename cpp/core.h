@@ -142,4 +142,15 @@ struct Trainer {
     Trainer& operator=(const Trainer&) = delete;
 };
 
+// Part 3's statistics of n values (cpp/stats.cpp): mean, unbiased std, the count of |a| > threshold,
+// and, when bins > 0, np.histogram's counts[bins] and edges[bins + 1] over [lo, hi] (fit: the data's
+// min and max; lo and hi of the range used are returned).
+struct Summary {
+    double mean, std, lo, hi;
+    int64_t beyond;
+};
+template <class T>
+Summary summarize(const T* a, int64_t n, bool fit, double lo, double hi, double threshold, int bins,
+                  int64_t* counts, double* edges);
+
 }  // namespace mm

@@ -5,6 +5,7 @@ at once, for the whole of the first call, and changes nothing."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -14,6 +15,9 @@ import pytest
 import makemore_cpp as mm
 
 BUSY = "in use by another thread"
+# Under the sanitizer job (scripts/sanitize.sh: every core call some 50x slower) the runs are a
+# tenth as long: what is checked -- the same bits, the refusals, the GIL -- does not depend on it.
+SHORTER = 10 if os.environ.get("MAKEMORE_SANITIZE_RUN") == "1" else 1
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,8 @@ JOBS = [
 
 def run_job(job, vocab, X, Y):
     model = mm.MLP(vocab, block_size=3, n_embd=10, **job["model"])
-    hist = mm.train(model, X, Y, **job["train"])
+    settings = dict(job["train"], steps=job["train"]["steps"] // SHORTER)
+    hist = mm.train(model, X, Y, **settings)
     return params_bytes(model), hist.loss.tobytes(), model.sample(20, seed=5)
 
 
@@ -87,7 +92,7 @@ def test_core_releases_the_gil(dataset):
     vocab, X, Y = dataset
     model = mm.MLP(vocab, 3, 10, 300, seed=0)
     st = mm.train(model, X, Y, 0, batch_size=512).state
-    steps = 4000  # one call into the core, a second or more
+    steps = 4000 // SHORTER  # one call into the core, a second or more
     lrs = np.full(steps, 0.01)
     losses = np.empty(steps)
     X32, Y32 = X.astype(np.int32), Y.astype(np.int32)
@@ -122,7 +127,7 @@ def test_one_model_from_two_threads_is_refused_whole(dataset):
     vocab, X, Y = dataset
     # long enough that A is still training when B's last attempt ends (B's attempts take about
     # 0.15 s; A's run about 1 s here)
-    settings = dict(steps=40000, batch_size=32, seed=9)
+    settings = dict(steps=40000 // SHORTER, batch_size=32, seed=9)
     alone = mm.MLP(vocab, 3, 10, 200, seed=5)
     mm.train(alone, X, Y, lr=0.1, **settings)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import makemore_cpp as mm
-from makemore_cpp import nn
+from makemore_cpp import _core, nn
 from makemore_cpp import reference as ref
 
 torch = pytest.importorskip("torch")
@@ -90,7 +90,7 @@ def test_diagnose_matches_torch_retain_grad(which):
         gr = t.grad.numpy()
         assert g["mean"] == pytest.approx(gr.mean(), rel=1e-9, abs=1e-14 * np.abs(gr).max())
         assert g["std"] == pytest.approx(t.grad.std().item(), rel=1e-9)
-        assert sum(g["hist"]) == gr.size
+        assert g["hist"] == np.histogram(gr, bins=100)[0].tolist()
     for name, p in stats["params"].items():
         tname = _layer_name(model, name)
         ratio = grads[tname].std(ddof=1) / data[tname].std(ddof=1)
@@ -167,3 +167,52 @@ def test_diagnose_refuses_what_it_cannot_measure():
         mm.diagnose("model", X, Y)
     with pytest.raises(ValueError, match="diagnostics_every must be >= 1"):
         mm.train(mods[0], X, Y, 5, diagnostics_every=0)
+
+
+def _awkward_values(rng, n, dtype):
+    """n values with those that test a histogram's edges: the edges of 100 bins on [-1, 1] and
+    their float neighbours, the saturation threshold's neighbours, the ends, repeats."""
+    edges = np.linspace(-1, 1, 101)
+    special = np.concatenate(
+        [edges, np.nextafter(edges, 2), np.nextafter(edges, -2), [0.97, -0.97, 1.0, -1.0, 0.0, -0.0]]
+    ).astype(dtype)
+    pick = rng.random(n) < 0.3
+    out = rng.uniform(-1.05, 1.05, n).astype(dtype)
+    out[pick] = rng.choice(special, int(pick.sum()))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_summarize_is_numpys_statistics(dtype):
+    """The core's statistics (cpp/stats.cpp) against NumPy on the array as float64: the mean and
+    std within rounding, the saturation count and every histogram count exactly (fixed [-1, 1]
+    and fitted ranges), on odd sizes and values on and beside the edges."""
+    rng = np.random.default_rng()
+    for n in [2, 3, 5, 7, 11, 97, 1001, 6403]:
+        for scale in [1.0, 1e-7, 3e4]:
+            a = _awkward_values(rng, n, dtype) * dtype(scale)
+            a64 = a.astype(np.float64)
+            for lo, hi in [(-1.0, 1.0), (None, None)]:
+                mean, std, beyond, counts, edges = _core.summarize(a, lo, hi, 0.97, 100)
+                want, want_edges = np.histogram(a64, bins=100, range=None if lo is None else (lo, hi))
+                assert counts.tolist() == want.tolist(), (n, scale, lo)
+                assert edges.tobytes() == want_edges.tobytes(), (n, scale, lo)
+                assert beyond == np.count_nonzero(np.abs(a64) > 0.97)
+                assert mean == pytest.approx(a64.mean(), rel=1e-12, abs=1e-15 * np.abs(a64).max())
+                assert std == pytest.approx(a64.std(ddof=1), rel=1e-12)
+
+
+def test_summarize_degenerate_arrays():
+    """A constant array (NumPy widens the range by 0.5 each way), and one with a NaN: no counts,
+    NaN edges for a fitted range, NaN mean and std."""
+    for c in [0.0, -3.25, 1.0]:
+        a = np.full(9, c)
+        _, std, _, counts, edges = _core.summarize(a, None, None, 0.97, 100)
+        want, want_edges = np.histogram(a, bins=100)
+        assert counts.tolist() == want.tolist() and edges.tobytes() == want_edges.tobytes()
+        assert std == 0.0
+    a = np.array([0.5, np.nan, -0.25], dtype=np.float32)
+    mean, std, _, counts, edges = _core.summarize(a, None, None, 0.97, 100)
+    assert np.isnan(mean) and np.isnan(std) and counts.sum() == 0 and np.isnan(edges).all()
+    _, _, _, counts, _ = _core.summarize(a, -1.0, 1.0, 0.97, 100)
+    assert counts.sum() == 2  # NaN left out, as np.histogram with a range leaves it out

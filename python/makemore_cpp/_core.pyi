@@ -180,6 +180,14 @@ def decode_names(ids: _I32, codes: npt.NDArray[np.uint32], /) -> list[str]:
     """Names as strings from ids one after another, each name ended by 0: id v is the character
     ``chr(codes[v])`` (``codes[0]`` unused)."""
 
+def summarize(
+    a: _Float, lo: Optional[float], hi: Optional[float], threshold: float, bins: int
+) -> tuple[float, float, int, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Part 3's statistics of the values of ``a`` as float64, as NumPy computes them: (mean, std
+    with ddof=1, the count of ``|a| > threshold``, ``np.histogram(a, bins, range=(lo, hi))``'s
+    counts and edges); the range fitted to the data's min and max when lo and hi are None; no
+    histogram (empty arrays) when bins is 0."""
+
 def set_num_threads(n: int, /) -> None:
     """Threads of the core's pool (>= 1)."""
 

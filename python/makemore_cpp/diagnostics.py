@@ -12,7 +12,8 @@ The statistics are those of the lecture's notebook: ``t.mean()``, ``t.std()`` (u
 ``retain_grad()``), ``p.grad.std() / p.std()`` of each parameter, and
 ``((lr * p.grad).std() / p.data.std()).log10()`` after each update -- here with the optimizer's
 actual update, so momentum and AdamW are measured as they act. The core computes the pass and
-records the updates' spread at every step (cpp/train.h); NumPy takes the statistics.
+records the updates' spread at every step (cpp/train.h); the statistics are NumPy's, computed
+in one pass each (cpp/stats.cpp).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _files
+from . import _core, _files
 from . import _validate as v
 from .model import Model
 
@@ -68,58 +69,33 @@ def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 
     }
 
 
-def _histogram(a: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """np.histogram(a, bins=BINS, range=(lo, hi)), the same counts (values outside the range left
-    out: a float32 tanh may round a hair past 1), without its generality's cost: each value's bin
-    from its offset, then moved across an edge it was rounded past."""
-    edges = np.linspace(lo, hi, BINS + 1)
-    inside = (a >= lo) & (a <= hi)
-    if not inside.all():
-        a = a[inside]
-    if hi <= lo:
-        return np.bincount(np.zeros(a.size, np.intp), minlength=BINS), edges
-    idx = ((a - lo) * (BINS / (hi - lo))).astype(np.intp)
-    np.clip(idx, 0, BINS - 1, out=idx)
-    idx -= a < edges[idx]
-    idx += (a >= edges[idx + 1]) & (idx < BINS - 1)
-    return np.bincount(idx, minlength=BINS), edges
-
-
 def _summary(a: np.ndarray, saturation: bool) -> dict:
     """Mean, std (unbiased) and histogram of a Tanh layer's outputs (fixed bins on [-1, 1], and the
     fraction saturated) or of their gradient (bins over its range)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    lo, hi = (-1.0, 1.0) if saturation else (float(a.min()), float(a.max()))
-    counts, edges = _histogram(a, lo, hi)
-    out = {
-        "mean": float(a.mean()),
-        "std": float(a.std(ddof=1)),
-        "hist": counts.tolist(),
-        "edges": edges.tolist(),
-    }
+    lo, hi = (-1.0, 1.0) if saturation else (None, None)
+    mean, std, beyond, counts, edges = _core.summarize(a, lo, hi, SATURATED, BINS)
+    out = {"mean": mean, "std": std, "hist": counts.tolist(), "edges": edges.tolist()}
     if saturation:
-        out["saturated"] = float(np.count_nonzero(np.abs(a) > SATURATED)) / a.size
+        out["saturated"] = beyond / a.size
     return out
 
 
 def _param_stats(data: np.ndarray, grad: np.ndarray) -> dict:
     """Data and gradient spread of a parameter, and its gradient's histogram when it is a matrix
     (the lecture's figure shows the weights')."""
-    data = np.asarray(data, dtype=np.float64).ravel()
-    grad = np.asarray(grad, dtype=np.float64)
     shape = list(grad.shape)
-    grad = grad.ravel()
-    data_std = float(data.std(ddof=1)) if data.size > 1 else 0.0
-    grad_std = float(grad.std(ddof=1)) if grad.size > 1 else 0.0
+    data_std = _core.summarize(data, None, None, np.inf, 0)[1] if data.size > 1 else 0.0
+    bins = BINS if len(shape) == 2 else 0
+    mean, grad_std, _, counts, edges = _core.summarize(grad, None, None, np.inf, bins)
+    grad_std = grad_std if grad.size > 1 else 0.0
     out = {
         "shape": shape,
         "data_std": data_std,
         "grad_std": grad_std,
         "grad_data_ratio": grad_std / data_std if data_std > 0 else float("inf"),
-        "grad_mean": float(grad.mean()),
+        "grad_mean": mean,
     }
     if len(shape) == 2:
-        counts, edges = _histogram(grad, float(grad.min()), float(grad.max()))
         out["hist"], out["edges"] = counts.tolist(), edges.tolist()
     return out
 
@@ -148,19 +124,14 @@ class Diagnostics:
             f"{len(self.steps):,} steps x {len(self.names)} parameters)"
         )
 
-    def add_updates(self, first_step: int, stats: np.ndarray) -> None:
-        """Rows of the core's (steps, names, 2) update statistics: (std of the update, std of the
-        parameter after it)."""
+    @staticmethod
+    def ratios(stats: np.ndarray) -> np.ndarray:
+        """The update:data ratios of the core's (steps, names, 2) update statistics (std of the
+        update, std of the parameter after it): their log10, -inf where a parameter did not move."""
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.log10(stats[:, :, 0] / stats[:, :, 1])
         ratio[np.isnan(ratio)] = -np.inf
-        steps = np.arange(first_step, first_step + len(stats), dtype=np.int64)
-        if len(self.update_ratio) == 0:
-            self.update_ratio = ratio.reshape(-1, len(self.names))
-            self.steps = steps
-        else:
-            self.update_ratio = np.concatenate([self.update_ratio, ratio])
-            self.steps = np.concatenate([self.steps, steps])
+        return ratio
 
     def until(self, step: int) -> "Diagnostics":
         """The records and update ratios of the steps before ``step`` (a run resumed from there)."""

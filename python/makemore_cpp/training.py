@@ -492,6 +492,9 @@ def train(
         diag = None
         if diagnostics_every is not None:
             diag = hist.diagnostics = Diagnostics(every=diagnostics_every, names=list(model.trained_names))
+            # the run's update ratios, filled in place as the core's calls return
+            ratio_all = np.empty((steps, len(diag.names)))
+            steps_all = np.arange(step0, step0 + steps, dtype=np.int64)
 
         def record(step_index: int) -> None:
             """Part 3's statistics of the minibatch of global step state.step, before its update."""
@@ -545,7 +548,8 @@ def train(
                     ustats,
                 )
                 if diag is not None:
-                    diag.add_updates(state.step, ustats[:n])
+                    ratio_all[done : done + n] = Diagnostics.ratios(ustats[:n])
+                    diag.update_ratio, diag.steps = ratio_all[: done + n], steps_all[: done + n]
                 done += n
                 state.step += n
             if bar is not None:
