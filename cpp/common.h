@@ -304,10 +304,15 @@ struct Isa {
     Kernels<double> f64;
 };
 
-// Per-ISA tables (isa_*.cpp) and the one in use (core.cpp).
+// Per-ISA tables (isa_*.cpp) and the one in use (core.cpp). On x86-64 every table is built unless
+// CMake's MAKEMORE_KERNELS leaves one out (MM_WITHOUT_AVX2, MM_WITHOUT_AVX512).
 extern const Isa isa_generic;
-#if defined(__x86_64__) || defined(_M_X64)
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(MM_WITHOUT_AVX2)
+#define MM_HAVE_AVX2 1
 extern const Isa isa_avx2;
+#endif
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(MM_WITHOUT_AVX512)
+#define MM_HAVE_AVX512 1
 extern const Isa isa_avx512;
 #endif
 const Isa* isa_current();

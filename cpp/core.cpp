@@ -699,10 +699,14 @@ Trainer::~Trainer() {
 bool isa_supported(const char* name) {
     std::string n(name);
     if (n == "generic") return true;
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(MM_HAVE_AVX2) || defined(MM_HAVE_AVX512)
     __builtin_cpu_init();
     const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+#if defined(MM_HAVE_AVX2)
     if (n == "avx2") return avx2;
+#endif
+#if defined(MM_HAVE_AVX512)
     if (n == "avx512")
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
@@ -713,8 +717,10 @@ bool isa_supported(const char* name) {
 const Isa* isa_by_name(const char* name) {
     if (!isa_supported(name)) return nullptr;
     std::string n(name);
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(MM_HAVE_AVX512)
     if (n == "avx512") return &isa_avx512;
+#endif
+#if defined(MM_HAVE_AVX2)
     if (n == "avx2") return &isa_avx2;
 #endif
     if (n == "generic") return &isa_generic;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Release check of the built artefacts, run by CI (.ci/run) and by hand. For the oldest and the
 # newest Python that pyproject.toml's classifiers claim, each in new virtual environments:
-#  1. python -m build: the sdist, and a wheel built from that sdist; both Pythons' sdists must be
-#     byte-identical;
+#  1. python -m build --sdist, then pip wheel of that sdist: the wheel pip compiles when it installs
+#     the sdist (one compile a Python: pip install <sdist> is that build, then the install of its
+#     wheel, step 4); both Pythons' sdists must be byte-identical;
 #  2. the wheel's extension must need no libstdc++ and no glibc newer than GLIBC_FLOOR (the
 #     README's floor, "Install"): every versioned symbol it takes from the system is printed, and
 #     auditwheel repair must give it the manylinux_<floor> tag;
@@ -11,7 +12,8 @@
 #     and on an emulated x86-64 CPU without AVX (qemu-x86_64 -cpu Nehalem: SSE4.2), the wheel must
 #     import, choose the generic kernels by itself, and train and sample as the native generic
 #     path does (scripts/smoke_installed.py --record/--compare);
-#  4. the sdist, installed in another new environment (pip compiles it there), the same smoke test;
+#  4. the wheel pip built from the sdist, installed as pip install <sdist> installs it, in another
+#     new environment, the same smoke test;
 #  5. what a package index shows: twine check --strict, and scripts/check_metadata.py (the
 #     classifiers and Requires-Python name every Python checked; the README renders as PyPI
 #     renders it, every table and section heading; relative links, which an index cannot resolve,
@@ -82,11 +84,14 @@ fi
 check_python() {
     local py="$1" v="$2" out="$work/$2" sdist wheel so needed newest plat mwheel smoke
     mkdir -p "$out"
-    step "Python $v ($py): python -m build"
+    step "Python $v ($py): python -m build --sdist; pip wheel of that sdist (pip compiles it)"
     "$py" -m venv "$out/build-env"
     logged "build-env-$v" "$out/build-env/bin/pip" install build
-    logged "build-$v" "$out/build-env/bin/python" -m build --outdir "$out/dist" "$root"
+    logged "build-$v" "$out/build-env/bin/python" -m build --sdist --outdir "$out/dist" "$root"
     sdist="$(ls "$out"/dist/*.tar.gz)"
+    logged "pip-wheel-$v" "$out/build-env/bin/pip" wheel --no-deps --wheel-dir "$out/dist" "$sdist"
+    grep -q "Building wheel for makemore_cpp" "$work/logs/pip-wheel-$v.log" ||
+        fail "pip did not build the sdist (log: $work/logs/pip-wheel-$v.log)"
     wheel="$(ls "$out"/dist/*.whl)"
     echo "  sdist $(basename "$sdist"): $(stat -c %s "$sdist") bytes, $(tar tzf "$sdist" | grep -vc '/$') files"
     echo "  wheel $(basename "$wheel"): $(stat -c %s "$wheel") bytes"
@@ -126,11 +131,9 @@ check_python() {
         echo "  SKIPPED: the emulated CPU without AVX (CHECK_DIST_NO_QEMU or not x86-64)"
     fi
 
-    step "Python $v: the sdist in a new environment (compiled by pip)"
+    step "Python $v: the sdist as pip installs it (the wheel pip built from it) in a new environment"
     "$py" -m venv "$out/sdist-env"
-    logged "install-sdist-$v" "$out/sdist-env/bin/pip" install "$sdist"
-    grep -q "Building wheel for makemore_cpp" "$work/logs/install-sdist-$v.log" ||
-        fail "pip did not build the sdist (log: $work/logs/install-sdist-$v.log)"
+    logged "install-sdist-$v" "$out/sdist-env/bin/pip" install "$wheel"
     (cd "$work" && "$out/sdist-env/bin/python" "$root/scripts/smoke_installed.py") || fail "smoke test of the sdist, Python $v"
     step "Python $v: passed"
 }

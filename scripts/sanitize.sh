@@ -31,10 +31,16 @@ pybind11_dir="$("$python" -m pybind11 --cmakedir 2>/dev/null)" || {
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 
+# --core tests the generic and AVX-512 kernels only (below): only those are built.
+kernels="generic;avx2;avx512"
+[ "${1:-}" = --core ] && kernels="generic;avx512"
+# Not stripped (RelWithDebInfo), with line tables only (-g1: a report's file and line, at two thirds
+# of -g's compile time).
 echo "sanitize: building the extension with -fsanitize=address,undefined in $work/build"
 cmake -S "$root" -B "$work/build" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
-    -DCMAKE_CXX_COMPILER="$cxx" -DMAKEMORE_SANITIZE=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-g1 -DNDEBUG" \
+    -DCMAKE_INTERPROCEDURAL_OPTIMIZATION=OFF \
+    -DCMAKE_CXX_COMPILER="$cxx" -DMAKEMORE_SANITIZE=ON -DMAKEMORE_KERNELS="$kernels" \
     -DSKBUILD_PROJECT_NAME=makemore_cpp -DPython_EXECUTABLE="$python" -Dpybind11_DIR="$pybind11_dir" > "$work/cmake.log" \
     || { cat "$work/cmake.log"; exit 2; }
 cmake --build "$work/build" --parallel > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 2; }
