@@ -144,9 +144,9 @@ struct Trainer {
 
 // Part 3's statistics of n values (cpp/stats.cpp): mean, unbiased std, the count of |a| > threshold,
 // and, when bins > 0, np.histogram's counts[bins] and edges[bins + 1] over [lo, hi] (fit: the data's
-// min and max; lo and hi of the range used are returned).
+// min and max).
 struct Summary {
-    double mean, std, lo, hi;
+    double mean, std;
     int64_t beyond;
 };
 template <class T>

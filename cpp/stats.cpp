@@ -90,7 +90,6 @@ Summary summarize(const T* a, int64_t n, bool fit, double lo, double hi, double 
         edges[i] = step == 0 ? (double)i / bins * delta + lo : (double)i * step + lo;
     edges[bins] = hi;
     for (int i = 0; i < bins; ++i) counts[i] = 0;
-    s.lo = lo, s.hi = hi;
     if (!(std::isfinite(lo) && std::isfinite(hi))) return s;
     // Each value's bin counted in one of four tables in turn: a run of values in one bin would
     // otherwise wait on its own last increment.

@@ -32,8 +32,9 @@ generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 
 # --core tests the generic and AVX-512 kernels only (below): only those are built.
+core_isas=generic,avx512
 kernels="generic;avx2;avx512"
-[ "${1:-}" = --core ] && kernels="generic;avx512"
+[ "${1:-}" = --core ] && kernels="${core_isas//,/;}"
 # Not stripped (RelWithDebInfo), with line tables only (-g1: a report's file and line, at two thirds
 # of -g's compile time).
 echo "sanitize: building the extension with -fsanitize=address,undefined in $work/build"
@@ -86,7 +87,7 @@ if [ "${1:-}" = --core ]; then
     # between), long trajectories only on the best instruction set (a memory error shows in the
     # first steps). Left out: the command line, notebooks, packaging, timing and subprocess tests,
     # and the lecture's full runs, which reach the core through the same calls.
-    export MAKEMORE_TEST_ISAS=generic,avx512
+    export MAKEMORE_TEST_ISAS="$core_isas"
     paths=(tests/test_api.py tests/test_validation.py tests/test_parity.py tests/test_layers.py
            tests/test_properties.py tests/test_diagnostics.py tests/test_divergence.py
            tests/test_concurrency.py tests/test_files.py tests/test_data.py tests/test_generic_isa.py)
