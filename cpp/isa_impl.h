@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #if defined(__AVX2__)
 #include <immintrin.h>  // simd.h: count_le
 #endif

@@ -52,6 +52,14 @@ static inline void parallel(int nparts, F&& f) {
 // x^T @ dy (A = x transposed through its strides) and dy @ W^T with W stored transposed.
 // Each output lane is one chain of multiply-adds over k in order.
 
+// An epilogue with sums (EpSgdStats) keeps a tile's in registers: apply(m, n, acc, sums) for each
+// output vector, then add(sums) once a tile (kept in the epilogue, they would be stored and loaded
+// again at every tile).
+template <class E, class = void>
+struct EpHasSums : std::false_type {};
+template <class E>
+struct EpHasSums<E, std::void_t<typename E::Sums>> : std::true_type {};
+
 template <class T, int MR, int NR, class Ep>
 static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T* b, int64_t ldb, int m0,
                               int n0, Ep& ep) {
@@ -79,10 +87,19 @@ static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T
     }
     Ep e = ep;  // a local copy: the compiler then need not reload its fields after each store
     V chk = V{};
+    if constexpr (EpHasSums<Ep>::value) {
+        typename Ep::Sums ts{};  // the tile's sums, in registers
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
+        for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-        for (int j = 0; j < NR; ++j) chk += e(m0 + i, n0 + j * W, acc[i][j]);
+            for (int j = 0; j < NR; ++j) chk += e.apply(m0 + i, n0 + j * W, acc[i][j], ts);
+        e.add(ts);
+    } else {
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; ++j) chk += e(m0 + i, n0 + j * W, acc[i][j]);
+    }
     e.check(chk);
     ep = e;
 }
@@ -214,7 +231,7 @@ struct EpSgd {
     void check(vec<T> c) { chk += c; }
 };
 // With the update's statistics (STATS): the sums of the update u and of the parameter x after it,
-// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits).
+// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits), lane by lane.
 template <class T>
 struct UpdateSums {
     vec<T> u, u2, x, x2;
@@ -224,15 +241,17 @@ struct UpdateSums {
         u += du, u2 += du * du, x += after, x2 += after * after;
         return after * T(0);
     }
+    inline void add(const UpdateSums& s) { u += s.u, u2 += s.u2, x += s.x, x2 += s.x2; }
 };
 template <class T>
 struct EpSgdStats {
+    typedef UpdateSums<T> Sums;
     T* p;
     int64_t ld;
     vec<T> lr, chk;
-    int64_t off;  // the block's place in the arena (SgdOut finds its parameter by it)
-    UpdateSums<T> sums;
-    inline vec<T> operator()(int m, int n, vec<T> acc) { return sums.apply(p + m * ld + n, lr, acc); }
+    Sums* param;  // the sums of the parameter the block belongs to
+    inline vec<T> apply(int m, int n, vec<T> acc, Sums& s) const { return s.apply(p + m * ld + n, lr, acc); }
+    void add(const Sums& s) const { param->add(s); }
     void check(vec<T> c) { chk += c; }
 };
 
@@ -249,33 +268,30 @@ struct GradOut {
     bool ok() const { return true; }
     GradOut part(int) const { return *this; }
 };
-// With STATS, each part adds its updates' sums to sums[part][q][4] (q the parameter of spans the
-// block lies in): UpdateSums' u, u^2, x, x^2, each hsum added in double.
+// With STATS, part k adds its updates' sums to sums[k * nspans + q] (UpdateSums, q the parameter
+// of spans the block lies in).
 template <class T, bool STATS = false>
 struct SgdOut {
     static constexpr bool updates = true;
     typedef typename std::conditional<STATS, EpSgdStats<T>, EpSgd<T>>::type Ep;
     T* p;
     vec<T> lr, chk;
-    double* sums = nullptr;
+    UpdateSums<T>* sums = nullptr;
     const ParamSpan* spans = nullptr;
     int nspans = 0;
     Ep ep(int64_t off, int64_t ld) const {
         if constexpr (STATS)
-            return Ep{p + off, ld, lr, vec<T>{}, off, UpdateSums<T>{}};
+            return Ep{p + off, ld, lr, vec<T>{}, param(off)};
         else
             return Ep{p + off, ld, lr, vec<T>{}};
     }
-    void take(const Ep& e) {
-        chk += e.chk;
-        if constexpr (STATS) add(e.off, e.sums);
-    }
+    void take(const Ep& e) { chk += e.chk; }
     bool update(T* q, const T* g, int64_t n) {
         if constexpr (STATS) {
             UpdateSums<T> us{};
             vec<T> c = vec<T>{};
             for (int64_t i = 0; i < n; i += VT<T>::W) c += us.apply(q + i, lr, vload(g + i));
-            add(q - p, us);
+            param(q - p)->add(us);
             return all_zero<T>(c);
         } else {
             return sgd_update<T>(q, g, n, lr[0]);
@@ -285,14 +301,13 @@ struct SgdOut {
     SgdOut part(int k) const {
         SgdOut o = *this;
         o.chk = vec<T>{};
-        if (sums) o.sums = sums + (int64_t)k * nspans * 4;
+        if (sums) o.sums = sums + (int64_t)k * nspans;
         return o;
     }
-    void add(int64_t off, const UpdateSums<T>& us) {
+    UpdateSums<T>* param(int64_t off) const {
         int q = 0;
         while (q + 1 < nspans && off >= spans[q].off + spans[q].span) ++q;
-        double* s = sums + 4 * q;
-        s[0] += hsum<T>(us.u), s[1] += hsum<T>(us.u2), s[2] += hsum<T>(us.x), s[3] += hsum<T>(us.x2);
+        return sums + q;
     }
 };
 
@@ -595,7 +610,13 @@ static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, Ep& ep) {
     for (int nv = nv0; nv < nv1; ++nv) {
         vec<T> s = vec<T>{};
         for (int r = 0; r < R; ++r) s += vload(x + r * ld + nv * W);
-        chk += ep(0, nv * W, s);
+        if constexpr (EpHasSums<Ep>::value) {
+            typename Ep::Sums ts{};
+            chk += ep.apply(0, nv * W, s, ts);
+            ep.add(ts);
+        } else {
+            chk += ep(0, nv * W, s);
+        }
     }
     ep.check(chk);
 }

@@ -53,27 +53,31 @@ static inline ivec<T> viota() {
 }
 
 // The upper half of x's lanes moved down, then the upper quarter, ...: the steps of a horizontal
-// sum or maximum that adds lanes i and i + W/2, then i and i + W/4, ...
-template <class T>
-static inline vec<T> vfold(vec<T> x, int w) {
-    ivec<T> m;
-    for (int i = 0; i < VT<T>::W; ++i) m[i] = (i + w) % VT<T>::W;
-    return __builtin_shuffle(x, m);
+// sum or maximum that adds lanes i and i + W/2, then i and i + W/4, ... The shuffle's lane indices
+// are constants (a mask built in a loop is built lane by lane at run time).
+template <class T, int w, int... I>
+static inline vec<T> vfold_lanes(vec<T> x, std::integer_sequence<int, I...>) {
+    return __builtin_shuffle(x, ivec<T>{((I + w) % VT<T>::W)...});
 }
-template <class T>
+template <class T, int w>
+static inline vec<T> vfold(vec<T> x) {
+    return vfold_lanes<T, w>(x, std::make_integer_sequence<int, VT<T>::W>{});
+}
+template <class T, int w = VT<T>::W / 2>
 static inline T hsum(vec<T> x) {
-#pragma GCC unroll 8
-    for (int w = VT<T>::W / 2; w >= 1; w /= 2) x += vfold<T>(x, w);
-    return x[0];
+    if constexpr (w >= 1)
+        return hsum<T, w / 2>(x + vfold<T, w>(x));
+    else
+        return x[0];
 }
-template <class T>
+template <class T, int w = VT<T>::W / 2>
 static inline T hmax(vec<T> x) {
-#pragma GCC unroll 8
-    for (int w = VT<T>::W / 2; w >= 1; w /= 2) {
-        vec<T> y = vfold<T>(x, w);
-        x = vselect<T>(y > x, y, x);
+    if constexpr (w >= 1) {
+        const vec<T> y = vfold<T, w>(x);
+        return hmax<T, w / 2>(vselect<T>(y > x, y, x));
+    } else {
+        return x[0];
     }
-    return x[0];
 }
 
 // The number of x[i] <= t in `lines` lines of 8 doubles: with AVX-512 or AVX2, one compare a vector

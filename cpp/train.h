@@ -302,15 +302,20 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
         a->losses[s] = loss;
         if (!__builtin_isfinite(loss)) return RunResult{s, RUN_NONFINITE_LOSS};
         if (sp.sgd_inside && stats) {
-            // The update's sums taken as each block is updated, a set for each part (sgd_inside
-            // has one hidden layer: five parameters, at most MAX_KBLOCKS parts).
-            double sums[MAX_KBLOCKS * 5 * 4] = {};
+            // The update's sums taken lane by lane as each block is updated, a set for each
+            // parameter and part (sgd_inside has one hidden layer: five parameters, at most
+            // MAX_KBLOCKS parts); then a parameter's lanes summed (hsum), its parts in double.
+            UpdateSums<T> sums[MAX_KBLOCKS * 5];
+            for (int k = 0; k < sp.col_parts * a->nspans; ++k) sums[k] = UpdateSums<T>{};
             SgdOut<T, true> so{pv.p, vset<T>(T(a->lr[s])), vec<T>{}, sums, a->spans, a->nspans};
             ok = mlp_backward<T>(pv, ws, B, sp, sb, g, so, beside);
             for (int q = 0; q < a->nspans; ++q) {
                 double total[4] = {};
-                for (int part = 0; part < sp.col_parts; ++part)
-                    for (int k = 0; k < 4; ++k) total[k] += sums[(part * a->nspans + q) * 4 + k];
+                for (int part = 0; part < sp.col_parts; ++part) {
+                    const UpdateSums<T>& us = sums[part * a->nspans + q];
+                    total[0] += hsum<T>(us.u), total[1] += hsum<T>(us.u2);
+                    total[2] += hsum<T>(us.x), total[3] += hsum<T>(us.x2);
+                }
                 update_std(total, a->spans[q].count, a->ustats + 2 * (a->nspans * s + q));
             }
             updated = true;
