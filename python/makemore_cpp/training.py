@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from . import _validate as v
 from ._signals import interrupts_deferred
-from .diagnostics import Diagnostics, diagnose
+from .diagnostics import Diagnostics, _diagnose
 from .model import Model
 from .reference import batch_indices as drawn_rows
 from .schedules import _StepSchedule
@@ -503,9 +503,7 @@ def train(
                 if bidx is not None
                 else drawn_rows(options.seed, 1, options.batch_size, len(X), step0=state.step)[0]
             )
-            stats = diagnose(
-                model, X[rows], Y[rows], dropout=options.dropout, seed=options.seed, step=state.step
-            )
+            stats = _diagnose(model, X[rows], Y[rows], options.dropout, options.seed, state.step)
             diag.records.append((state.step, stats))
 
         best_params = None
