@@ -161,6 +161,33 @@ def test_update_ratios_of_plain_sgd_inside_the_backward_pass(dtype, n_hidden, th
         mm.set_num_threads(before_threads)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_update_ratios_across_thread_counts(dtype):
+    """The run is bit-identical at any thread count (parameters, losses, records); the update ratios
+    are summed where each path updates (inside the backward pass on one thread, in a pass of its own
+    on two, for this shape), so only their last bits may differ: within 1e-14 (float64) and 1e-6
+    (float32) in log10, as docs/guarantees.md says."""
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 27, (700, 3)).astype(np.int32)
+    Y = rng.integers(0, 27, 700).astype(np.int32)
+    before_threads = mm.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            mm.set_num_threads(threads)
+            model = mm.MLP(27, block_size=3, n_embd=7, n_hidden=200, seed=4, dtype=dtype)
+            hist = mm.train(model, X, Y, 9, batch_size=512, lr=0.1, diagnostics_every=4)
+            runs.append((model.get_params(), hist))
+    finally:
+        mm.set_num_threads(before_threads)
+    (p1, h1), (p2, h2) = runs
+    assert all(p1[k].tobytes() == p2[k].tobytes() for k in p1)
+    assert h1.loss.tobytes() == h2.loss.tobytes()
+    assert h1.diagnostics.records == h2.diagnostics.records
+    tol = 1e-14 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(h1.diagnostics.update_ratio, h2.diagnostics.update_ratio, rtol=0, atol=tol)
+
+
 def test_diagnostics_do_not_change_training():
     mods, X, Y = models()
     for model in mods:
