@@ -231,6 +231,25 @@ def test_train_writes_checkpoint_log_and_plot(small_run):
     check_png(small_run / "loss.png", "600 steps")
 
 
+def test_diagnostics_of_a_resumed_run_equal_the_run_in_one_go(tmp_path):
+    """--diagnostics: 300 steps, then --resume to 600, writes the same diagnostics.json (byte for
+    byte: records encoded once as the checkpoints append them) and update ratios as 600 steps
+    straight, and the file is json.dumps of what Diagnostics holds."""
+    args = (*SMALL, "--diagnostics", 50, "--samples", 0, "--no-plot")
+    run("train", "-o", tmp_path / "straight", "--steps", 600, *args, cwd=tmp_path)
+    run("train", "-o", tmp_path / "split", "--steps", 300, *args, cwd=tmp_path)
+    run("train", "-o", tmp_path / "split", "--resume", "--steps", 600, *args, cwd=tmp_path)
+    a, b = (mm.diagnostics.Diagnostics.load(tmp_path / d) for d in ("straight", "split"))
+    assert [s for s, _ in a.records] == list(range(0, 600, 50))
+    assert a.records == b.records
+    assert a.steps.tolist() == b.steps.tolist() == list(range(600))
+    assert a.update_ratio.tobytes() == b.update_ratio.tobytes()
+    text = (tmp_path / "straight" / "diagnostics.json").read_text()
+    assert text == (tmp_path / "split" / "diagnostics.json").read_text()
+    doc = {"every": 50, "names": a.names, "records": [{"step": s, **r} for s, r in a.records]}
+    assert text == json.dumps(doc)
+
+
 def test_resume_continues_the_same_run(tmp_path):
     """300 steps, then --resume to 600, equals 600 steps straight: the step count, the log and the
     parameters. Records a crash left after the checkpoint are dropped."""

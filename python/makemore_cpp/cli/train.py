@@ -129,6 +129,7 @@ def run_train(
     if model.vocab != vocab:
         raise CLIError("the input's characters differ from the checkpoint's vocabulary")
     diag = None
+    encoded: list[str] = []  # the JSON of diag's records saved so far (a run only appends to them)
     if resume and os.path.exists(os.path.join(run.workdir, "diagnostics.json")):
         diag = Diagnostics.load(run.workdir).until(done)
         diagnostics = diagnostics or diag.every
@@ -177,7 +178,12 @@ def run_train(
         go with it): whatever stops the run meanwhile, the checkpoint in the folder is whole and
         the files beside it hold at least its steps."""
         nonlocal saved
-        run.save(model, state, losses, extra_files=(lambda: diag.save(run.workdir)) if diag else None)
+        run.save(
+            model,
+            state,
+            losses,
+            extra_files=(lambda: diag.save(run.workdir, encoded=encoded)) if diag else None,
+        )
         saved = done
 
     def take(hist: History) -> None:
@@ -319,6 +325,7 @@ def run_train(
             total,
             keep_best,
             diag,
+            encoded,
             settings,
             losses,
             samples,
@@ -406,6 +413,7 @@ def _finish(
     total: int,
     keep_best: bool,
     diag: Diagnostics | None,
+    encoded: list[str],
     settings: dict,
     losses: np.ndarray,
     samples: int,
@@ -475,7 +483,7 @@ def _finish(
     )
     files = {name: run.paths[name] for name in ("checkpoint", "log", "losses", "summary")}
     if diag is not None:
-        files.update(diag.save(run.workdir))
+        files.update(diag.save(run.workdir, encoded=encoded))
     if keep_best and os.path.exists(run.paths["best"]):
         files["best"] = run.paths["best"]
     source = os.path.basename(run.input_path) if run.input_path else "the bundled names"
