@@ -173,6 +173,11 @@ class Diagnostics:
         }
         if encoded is None:
             encoded = []
+        elif len(encoded) > len(self.records):
+            raise ValueError(
+                f"encoded holds {len(encoded)} records, more than the {len(self.records)} recorded: "
+                "it belongs to another run"
+            )
         # json.dumps, not json.dump: dump writes through the pure-Python encoder, 10x slower
         encoded.extend(json.dumps({"step": s, **r}) for s, r in self.records[len(encoded) :])
         head = json.dumps({"every": self.every, "names": self.names})
