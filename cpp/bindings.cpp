@@ -134,10 +134,69 @@ std::vector<ParamSpan> trained_spans(const Model& m) {
     return out;
 }
 
+py::list int_list(const int64_t* x, int n) {
+    py::list out(n);
+    for (int i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), i, PyLong_FromLongLong(x[i]));
+    return out;
+}
+py::list float_list(const double* x, int n) {
+    py::list out(n);
+    for (int i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), i, PyFloat_FromDouble(x[i]));
+    return out;
+}
+
+// A record as Python objects: (step, loss, activations, gradients, params), the first two a list
+// of (layer, values, mean, std, beyond, counts, edges) per Tanh layer, the last of (shape, values,
+// data std, gradient mean, gradient std, counts or None, edges or None) per trained parameter.
+py::tuple record_to_py(const Recorder& rec, const DiagRecord& r) {
+    const int bins = rec.bins();
+    const Model& m = rec.model();
+    int h = 0;
+    auto layer = [&](const Summary& s, int k, int64_t n) {
+        py::tuple t = py::make_tuple(rec.tanh_layers()[k], n, s.mean, s.std, s.beyond,
+                                     int_list(r.counts.data() + (size_t)h * bins, bins),
+                                     float_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1));
+        ++h;
+        return t;
+    };
+    const std::vector<int64_t>& values = rec.tanh_values();
+    py::list acts, dacts, params;
+    for (size_t k = 0; k < r.act.size(); ++k) acts.append(layer(r.act[k], (int)k, values[k]));
+    for (size_t k = 0; k < r.dact.size(); ++k) dacts.append(layer(r.dact[k], (int)k, values[k]));
+    for (size_t j = 0; j < r.data.size(); ++j) {
+        const ParamInfo& pi = m.d.params[rec.trained()[j]];
+        py::list shape;
+        shape.append(pi.rows);
+        if (pi.cols) shape.append(pi.cols);
+        py::object counts = py::none(), edges = py::none();
+        if (pi.cols) {
+            counts = int_list(r.counts.data() + (size_t)h * bins, bins);
+            edges = float_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1);
+            ++h;
+        }
+        params.append(py::make_tuple(shape, pi.rows * (pi.cols ? pi.cols : 1), r.data[j].std, r.grad[j].mean,
+                                     r.grad[j].std, counts, edges));
+    }
+    return py::make_tuple(r.step, r.loss, acts, dacts, params);
+}
+
+// The trainer's recorder for records every `every` steps from step0 on, with room for those due in
+// `steps` steps (made at the first run that records, kept while its settings hold).
+Recorder* trainer_recorder(Trainer& tr, int64_t step0, int64_t steps, int64_t every, int bins,
+                           double saturated) {
+    const int64_t first = (step0 + every - 1) / every * every;
+    const int64_t due = first < step0 + steps ? (step0 + steps - 1 - first) / every + 1 : 0;
+    if (!tr.recorder || tr.recorder->bins() != bins || tr.recorder->saturation() != saturated)
+        tr.recorder.reset(new Recorder(*tr.model, tr.B, tr.opt.dropout > 0, bins, saturated));
+    tr.recorder->reserve(due);
+    return tr.recorder.get();
+}
+
 template <class I>
 py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carray<int64_t>> batch_idx,
                       carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses,
-                      std::optional<carray<double>> ustats) {
+                      std::optional<carray<double>> ustats, int64_t record_every, int bins,
+                      double saturated) {
     Model& m = *tr.model;
     check_rows(m, X, &Y);
     const int64_t steps = lr.size();
@@ -165,6 +224,24 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
         a.nspans = (int)spans.size();
         a.ustats = ustats->mutable_data();
     }
+    require(record_every >= 0, "record_every must be >= 0");
+    require(record_every == 0 || bins >= 1, "bins must be >= 1");
+    Recorder* rec = nullptr;
+    struct RecordCall {
+        Recorder* rec;
+        double dropout;  // the run's: the record's masks are its step's
+        uint64_t seed;
+    } call{};
+    if (record_every > 0) {
+        rec = trainer_recorder(tr, step0, steps, record_every, bins, saturated);
+        a.record = [](void* ctx, const int32_t* xb, const int32_t* yb, int64_t step) {
+            const RecordCall* c = (const RecordCall*)ctx;
+            c->rec->take(xb, yb, c->dropout, c->seed, step);
+        };
+        a.record_ctx = &call;
+        a.record_every = record_every;
+        call = RecordCall{rec, tr.opt.dropout, seed};
+    }
     if constexpr (sizeof(I) == 1) {
         a.X8 = X.data();
         a.Y8 = Y.data();
@@ -188,22 +265,10 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
             tr.t = os.t;
         }
     }
-    return py::make_tuple(r.done, r.status);
-}
-
-// Rows of a workspace buffer (ld apart) into a (R, C) array, and of its gradient (times the dropout
-// mask, when there is one) into another.
-template <class T>
-void copy_rows(const void* h, const void* dh, const void* mask, py::ssize_t R, py::ssize_t C, int64_t ld,
-               py::array& a, py::array& d) {
-    T* pa = (T*)a.mutable_data();
-    T* pd = (T*)d.mutable_data();
-    for (py::ssize_t r = 0; r < R; ++r)
-        for (py::ssize_t k = 0; k < C; ++k) {
-            const int64_t at = r * ld + k;
-            pa[r * C + k] = ((const T*)h)[at];
-            pd[r * C + k] = ((const T*)dh)[at] * (mask ? ((const T*)mask)[at] : T(1));
-        }
+    py::list records;
+    if (rec)
+        for (int64_t k = 0; k < rec->taken; ++k) records.append(record_to_py(*rec, rec->records[(size_t)k]));
+    return py::make_tuple(r.done, r.status, records);
 }
 
 // Whether two descriptions are of the same model.
@@ -337,63 +402,27 @@ PYBIND11_MODULE(_core, mod) {
              })
         .def(
             "diagnose",
-            // One training-mode pass by the layer plan (the MLP's too), changing nothing: (loss, the
-            // trained parameters' gradients, the Tanh layers' indices, their outputs (rows,
-            // channels), the gradient with respect to those outputs). Dropout with the masks of
-            // (seed, step) when dropout > 0; the outputs are then those before dropout.
-            [](Model& m, carray<int32_t> X, carray<int32_t> Y, double dropout, uint64_t seed, int64_t step) {
+            // One training-mode pass by the layer plan (the MLP's too), changing nothing, and part 3's
+            // statistics of it (cpp/diagnose.cpp), as train() records them: (step, loss, activations,
+            // gradients, params), see record_to_py. Dropout with the masks of (seed, step) when
+            // dropout > 0; the outputs are then those before dropout.
+            [](Model& m, carray<int32_t> X, carray<int32_t> Y, double dropout, uint64_t seed, int64_t step,
+               int bins, double saturated) {
                 check_rows(m, X, &Y);
                 const int B = (int)X.shape(0);
                 require(B >= 1, "empty batch");
+                require(bins >= 1, "bins must be >= 1");
                 BusyGuard g(m);
-                std::unique_ptr<Model> shadow;  // the MLP's parameters in the layer plan's arena
-                Model* run = &m;
-                if (m.d.plan == PLAN_MLP) {
-                    shadow.reset(new Model(
-                        describe_model(m.d.layers, m.d.V, m.d.T, m.d.lecture_names, m.d.rule, true), m.elem));
-                    for (int q = 0; q < (int)m.d.params.size(); ++q) {
-                        const ParamInfo& pi = m.d.params[q];
-                        std::vector<char> buf((size_t)m.elem * pi.rows * (pi.cols ? pi.cols : 1));
-                        m.read(q, m.p, buf.data());
-                        shadow->write(q, shadow->p, buf.data());
-                    }
-                    run = shadow.get();
-                }
-                const Net& net = run->d.net;
-                std::unique_ptr<NetWorkspace, void (*)(NetWorkspace*)> ws(
-                    net_workspace_create(net, B, m.elem, dropout > 0, false), net_workspace_destroy);
-                double loss;
+                Recorder rec(m, B, dropout > 0, bins, saturated);
+                rec.reserve(1);
                 {
                     py::gil_scoped_release nogil;
-                    if (m.elem == 4)
-                        loss =
-                            isa()->f32.net_loss_and_grad(run->net_view<float>(), ws.get(), X.data(), Y.data(),
-                                                         B, (float*)ws->grad, dropout, seed, step);
-                    else
-                        loss =
-                            isa()->f64.net_loss_and_grad(run->net_view<double>(), ws.get(), X.data(),
-                                                         Y.data(), B, (double*)ws->grad, dropout, seed, step);
+                    rec.take(X.data(), Y.data(), dropout, seed, step);
                 }
-                py::list layers, acts, grads;
-                for (int i = 0; i < net.nops; ++i) {
-                    const Op& op = net.ops[i];
-                    if (op.kind != OP_TANH) continue;
-                    const py::ssize_t R = (py::ssize_t)B * op.t, C = op.cout;
-                    py::array a(dtype_of(m), std::vector<py::ssize_t>{R, C});
-                    py::array d(dtype_of(m), std::vector<py::ssize_t>{R, C});
-                    // The gradient with respect to the output before dropout: that after it, times the mask.
-                    const void* dh = i == net.nops - 1 ? ws->dlogits : ws->dact[i];
-                    if (m.elem == 4)
-                        copy_rows<float>(ws->act[i], dh, ws->mask[i], R, C, op.ldout, a, d);
-                    else
-                        copy_rows<double>(ws->act[i], dh, ws->mask[i], R, C, op.ldout, a, d);
-                    layers.append(op.layer);
-                    acts.append(a);
-                    grads.append(d);
-                }
-                return py::make_tuple(loss, arena_to_list(*run, ws->grad, true), layers, acts, grads);
+                return record_to_py(rec, rec.records[0]);
             },
-            py::arg("X"), py::arg("Y"), py::arg("dropout") = 0.0, py::arg("seed") = 0, py::arg("step") = 0)
+            py::arg("X"), py::arg("Y"), py::arg("dropout"), py::arg("seed"), py::arg("step"), py::arg("bins"),
+            py::arg("saturated"))
         .def("evaluate",
              // Evaluation mode. Row losses summed over blocks of SUM_ROWS rows (if Y is given) and the
              // logits (if asked). dedup: compute each distinct context once where possible (the same
@@ -523,15 +552,18 @@ PYBIND11_MODULE(_core, mod) {
             "run",
             [](Trainer& tr, py::array X, py::array Y, std::optional<carray<int64_t>> batch_idx,
                carray<double> lr, int64_t step0, uint64_t seed, double seconds, carray<double> losses,
-               std::optional<carray<double>> ustats) {
+               std::optional<carray<double>> ustats, int64_t record_every, int bins, double saturated) {
                 if (X.dtype().equal(py::dtype::of<uint8_t>()))
                     return trainer_run<uint8_t>(tr, as_carray<uint8_t>(X, "X"), as_carray<uint8_t>(Y, "Y"),
-                                                batch_idx, lr, step0, seed, seconds, losses, ustats);
+                                                batch_idx, lr, step0, seed, seconds, losses, ustats,
+                                                record_every, bins, saturated);
                 return trainer_run<int32_t>(tr, as_carray<int32_t>(X, "X"), as_carray<int32_t>(Y, "Y"),
-                                            batch_idx, lr, step0, seed, seconds, losses, ustats);
+                                            batch_idx, lr, step0, seed, seconds, losses, ustats, record_every,
+                                            bins, saturated);
             },
             py::arg("X"), py::arg("Y"), py::arg("batch_idx"), py::arg("lr"), py::arg("step0"),
-            py::arg("seed"), py::arg("seconds"), py::arg("losses"), py::arg("ustats") = py::none())
+            py::arg("seed"), py::arg("seconds"), py::arg("losses"), py::arg("ustats") = py::none(),
+            py::arg("record_every") = 0, py::arg("bins") = 0, py::arg("saturated") = 0.0)
         .def("moments",
              // The optimizer's moment buffers as lists of user-shaped arrays of the trained
              // parameters (None where absent).

@@ -242,6 +242,11 @@ struct TrainArgs {
     const ParamSpan* spans;
     int nspans;
     double* ustats;
+    // Part 3's records: at each step whose global index is a multiple of record_every, before its
+    // forward pass, record(record_ctx, the step's contexts (B, T), its targets (B,), global step).
+    void (*record)(void* ctx, const int32_t* X, const int32_t* Y, int64_t step);
+    void* record_ctx;
+    int64_t record_every;
 };
 
 enum RunStatus : int { RUN_OK = 0, RUN_NONFINITE_LOSS = 1, RUN_NONFINITE_PARAMS = 2 };

@@ -457,18 +457,18 @@ static inline int64_t arena_index(const ParamInfo& q, int64_t r, int64_t k) {
     return q.off + ((r / q.seg) * q.segld + r % q.seg) * q.ld + k;
 }
 
+// A row of the user's array is a run of the arena's (or, transposed, a column ld apart).
 template <class T>
 static void arena_copy(const ParamInfo& q, T* arena, T* user, bool to_user) {
-    const int64_t nc = q.cols ? q.cols : 1;
-    for (int64_t r = 0; r < q.rows; ++r)
-        for (int64_t k = 0; k < nc; ++k) {
-            T& a = arena[arena_index(q, r, k)];
-            T& u = user[r * nc + k];
-            if (to_user)
-                u = a;
-            else
-                a = u;
-        }
+    const int64_t nc = q.cols ? q.cols : 1, step = q.transposed ? q.ld : 1;
+    for (int64_t r = 0; r < q.rows; ++r) {
+        T* a = arena + arena_index(q, r, 0);
+        T* u = user + r * nc;
+        if (to_user)
+            for (int64_t k = 0; k < nc; ++k) u[k] = a[k * step];
+        else
+            for (int64_t k = 0; k < nc; ++k) a[k * step] = u[k];
+    }
 }
 
 void Model::read(int q, const void* arena, void* out) const {

@@ -124,6 +124,8 @@ void workspace_destroy(Workspace* ws);
 NetWorkspace* net_workspace_create(const Net& net, int B, int elem, bool dropout, bool moments);
 void net_workspace_destroy(NetWorkspace* ws);
 
+class Recorder;
+
 // A training run's state: the optimizer's moments and update count, and scratch for its batch size.
 struct Trainer {
     std::shared_ptr<Model> model;
@@ -135,6 +137,7 @@ struct Trainer {
         nullptr;  // the trained parameters' shape, zero at the start; null when the optimizer keeps none
     void* v = nullptr;
     int64_t t = 0;
+    std::unique_ptr<Recorder> recorder;  // part 3's records, made at a run's first
 
     Trainer(std::shared_ptr<Model> model, int B, const OptConfig& opt);
     ~Trainer();
@@ -149,8 +152,65 @@ struct Summary {
     double mean, std;
     int64_t beyond;
 };
+// tally: scratch of SUMMARY_TABLES * bins, or null to allocate it.
+constexpr int SUMMARY_TABLES = 4;
 template <class T>
 Summary summarize(const T* a, int64_t n, bool fit, double lo, double hi, double threshold, int bins,
-                  int64_t* counts, double* edges);
+                  int64_t* counts, double* edges, int64_t* tally = nullptr);
+
+// Part 3's statistics of one training-mode pass over a minibatch (cpp/diagnose.cpp): for each Tanh
+// layer in order, its output's (hist over fixed bins on [-1, 1], beyond: |t| > saturated) and the
+// loss's gradient's with respect to it (bins fitted to the data); for each trained parameter in
+// table order, its data's and its gradient's (a histogram for a matrix).
+struct DiagRecord {
+    int64_t step;
+    double loss;
+    std::vector<Summary> act, dact;   // per Tanh layer
+    std::vector<Summary> data, grad;  // per trained parameter
+    // bins counts and bins + 1 edges for each histogram: the Tanh layers' outputs, their
+    // gradients, then the matrices' gradients, in that order
+    std::vector<int64_t> counts;
+    std::vector<double> edges;
+};
+
+// Takes DiagRecords of a model: one pass of the layer plan (an MLP's through a copy of its
+// parameters in that plan's arena) over B rows, with the parameters as they are, changing nothing.
+// Everything a pass needs is allocated by the constructor and reserve(); take() allocates nothing,
+// so train() can call it between steps.
+class Recorder {
+  public:
+    Recorder(const Model& m, int B, bool dropout, int bins, double saturated);
+    ~Recorder();
+    Recorder(const Recorder&) = delete;
+    Recorder& operator=(const Recorder&) = delete;
+    // Room for n records (those taken before are dropped; the room is kept for the next call).
+    void reserve(int64_t n);
+    // The record of global step `step` from the B rows (X (B, T), Y (B,)); dropout with the masks
+    // of (seed, step). Ignored past the reserved room.
+    void take(const int32_t* X, const int32_t* Y, double dropout, uint64_t seed, int64_t step);
+    // The layer indices of the Tanh layers, the trained parameters' indices in the table.
+    const std::vector<int>& tanh_layers() const { return layers; }
+    const std::vector<int>& trained() const { return params; }
+    const std::vector<int64_t>& tanh_values() const { return values; }  // the values of each one's output
+    double saturation() const { return saturated; }
+    const Model& model() const { return m; }
+    int bins() const { return nbins; }
+    std::vector<DiagRecord> records;
+    int64_t taken = 0;
+
+  private:
+    const Model& m;
+    std::unique_ptr<Model> shadow;  // the MLP's parameters in the layer plan's arena
+    const Model* run;
+    NetWorkspace* ws = nullptr;
+    int B, nbins;
+    double saturated;
+    std::vector<int> ops, layers;  // the Tanh layers' ops and layer indices
+    std::vector<int> params;       // the trained parameters' indices
+    std::vector<int> matrices;     // those of them with two dimensions
+    std::vector<int64_t> values;   // the values of each Tanh's output
+    std::vector<char> a, d, buf;   // scratch: an op's output, its gradient, a parameter
+    std::vector<int64_t> tally;
+};
 
 }  // namespace mm

@@ -54,7 +54,7 @@ static inline void parallel(int nparts, F&& f) {
 
 // An epilogue with sums (EpSgdStats) keeps a tile's in registers: apply(m, n, acc, sums) for each
 // output vector, then add(sums) once a tile (kept in the epilogue, they would be stored and loaded
-// again at every tile).
+// again at every tile). Its sums are also its finite check (UpdateSums).
 template <class E, class = void>
 struct EpHasSums : std::false_type {};
 template <class E>
@@ -86,21 +86,21 @@ static inline void kern_bcast(const T* a, int64_t sm, int64_t sk, int K, const T
         bp += ldb;
     }
     Ep e = ep;  // a local copy: the compiler then need not reload its fields after each store
-    V chk = V{};
     if constexpr (EpHasSums<Ep>::value) {
         typename Ep::Sums ts{};  // the tile's sums, in registers
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; ++j) chk += e.apply(m0 + i, n0 + j * W, acc[i][j], ts);
+            for (int j = 0; j < NR; ++j) e.apply(m0 + i, n0 + j * W, acc[i][j], ts);
         e.add(ts);
     } else {
+        V chk = V{};
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
             for (int j = 0; j < NR; ++j) chk += e(m0 + i, n0 + j * W, acc[i][j]);
+        e.check(chk);
     }
-    e.check(chk);
     ep = e;
 }
 
@@ -211,6 +211,13 @@ static inline bool all_zero(vec<T> x) {
     for (int k = 0; k < VT<T>::W; ++k) z = z && x[k] == T(0);
     return z;
 }
+// Whether each of n values is finite.
+template <class T>
+static bool all_finite(const T* p, int64_t n) {
+    bool ok = true;
+    for (int64_t i = 0; i < n; ++i) ok = ok && __builtin_isfinite(p[i]);
+    return ok;
+}
 // Plain SGD on n parameters (a multiple of the vector width) from their gradient g; returns whether
 // every updated parameter is finite.
 template <class T>
@@ -231,15 +238,16 @@ struct EpSgd {
     void check(vec<T> c) { chk += c; }
 };
 // With the update's statistics (STATS): the sums of the update u and of the parameter x after it,
-// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits), lane by lane.
+// u, u^2, x, x^2, as sgd_vector updates each vector (the same bits), lane by lane. They are the
+// update's finite check too: x is not finite once an updated parameter is not (or once the sum
+// overflows, which the caller tells apart by looking at the parameters: train.h).
 template <class T>
 struct UpdateSums {
     vec<T> u, u2, x, x2;
-    inline vec<T> apply(T* p, vec<T> lr, vec<T> d) {
+    inline void apply(T* p, vec<T> lr, vec<T> d) {
         const vec<T> before = vload(p), after = before - lr * d, du = after - before;
         vstore(p, after);
         u += du, u2 += du * du, x += after, x2 += after * after;
-        return after * T(0);
     }
     inline void add(const UpdateSums& s) { u += s.u, u2 += s.u2, x += s.x, x2 += s.x2; }
 };
@@ -250,7 +258,7 @@ struct EpSgdStats {
     int64_t ld;
     vec<T> lr, chk;
     Sums* param;  // the sums of the parameter the block belongs to
-    inline vec<T> apply(int m, int n, vec<T> acc, Sums& s) const { return s.apply(p + m * ld + n, lr, acc); }
+    inline void apply(int m, int n, vec<T> acc, Sums& s) const { s.apply(p + m * ld + n, lr, acc); }
     void add(const Sums& s) const { param->add(s); }
     void check(vec<T> c) { chk += c; }
 };
@@ -269,7 +277,7 @@ struct GradOut {
     GradOut part(int) const { return *this; }
 };
 // With STATS, part k adds its updates' sums to sums[k * nspans + q] (UpdateSums, q the parameter
-// of spans the block lies in).
+// of spans the block lies in), and they are the finite check: ok() is then the caller's.
 template <class T, bool STATS = false>
 struct SgdOut {
     static constexpr bool updates = true;
@@ -289,10 +297,9 @@ struct SgdOut {
     bool update(T* q, const T* g, int64_t n) {
         if constexpr (STATS) {
             UpdateSums<T> us{};
-            vec<T> c = vec<T>{};
-            for (int64_t i = 0; i < n; i += VT<T>::W) c += us.apply(q + i, lr, vload(g + i));
+            for (int64_t i = 0; i < n; i += VT<T>::W) us.apply(q + i, lr, vload(g + i));
             param(q - p)->add(us);
-            return all_zero<T>(c);
+            return true;
         } else {
             return sgd_update<T>(q, g, n, lr[0]);
         }
@@ -612,13 +619,13 @@ static void colsum(int R, int nv0, int nv1, const T* x, int64_t ld, Ep& ep) {
         for (int r = 0; r < R; ++r) s += vload(x + r * ld + nv * W);
         if constexpr (EpHasSums<Ep>::value) {
             typename Ep::Sums ts{};
-            chk += ep.apply(0, nv * W, s, ts);
+            ep.apply(0, nv * W, s, ts);
             ep.add(ts);
         } else {
             chk += ep(0, nv * W, s);
         }
     }
-    ep.check(chk);
+    if constexpr (!EpHasSums<Ep>::value) ep.check(chk);
 }
 
 // out[r] = (parts_0[r] + parts_1[r] + ... + parts_{kb-1}[r]) + bias, added in that order, for rows

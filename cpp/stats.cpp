@@ -20,7 +20,7 @@ namespace mm {
 
 template <class T>
 Summary summarize(const T* a, int64_t n, bool fit, double lo, double hi, double threshold, int bins,
-                  int64_t* counts, double* edges) {
+                  int64_t* counts, double* edges, int64_t* tally) {
     // Sums, minima and maxima in K vectors of two lanes side by side (SSE2 or NEON, GCC's vector
     // extensions): the additions' latency, not their count, would bound one running sum.
     typedef double v2 __attribute__((vector_size(16)));
@@ -91,28 +91,45 @@ Summary summarize(const T* a, int64_t n, bool fit, double lo, double hi, double 
     edges[bins] = hi;
     for (int i = 0; i < bins; ++i) counts[i] = 0;
     if (!(std::isfinite(lo) && std::isfinite(hi))) return s;
-    // Each value's bin counted in one of four tables in turn: a run of values in one bin would
-    // otherwise wait on its own last increment.
-    constexpr int TABLES = 4;
-    std::vector<int64_t> tally((size_t)TABLES * bins, 0);
-    const double scale = bins / delta;  // NumPy divides; the estimate is corrected to the edges below
-    for (int64_t i = 0; i < n; ++i) {
-        const double x = (double)a[i];
-        if (!(x >= lo && x <= hi)) continue;
-        int64_t k = (int64_t)((x - lo) * scale);
-        if (k > bins - 1) k = bins - 1;
-        if (x < edges[k]) --k;
-        if (x >= edges[k + 1] && k != bins - 1) ++k;
-        ++tally[(size_t)(i % TABLES) * bins + k];
+    // Each value's bin counted in one of SUMMARY_TABLES tables in turn: a run of values in one bin
+    // would otherwise wait on its own last increment.
+    constexpr int TABLES = SUMMARY_TABLES;
+    std::vector<int64_t> own;
+    if (!tally) {
+        own.resize((size_t)TABLES * bins);
+        tally = own.data();
     }
+    for (int64_t i = 0; i < (int64_t)TABLES * bins; ++i) tally[i] = 0;
+    const double scale = bins / delta;  // NumPy divides; the estimate is corrected to the edges below
+    // Value i's bin in table i % TABLES, without branches: a value outside [lo, hi] (or NaN) counts
+    // 0 in bin 0.
+    auto count = [&](int64_t* table, double x) {
+        const bool in = x >= lo && x <= hi;
+        x = in ? x : lo;
+        int64_t k = (int64_t)((x - lo) * scale);
+        k = k > bins - 1 ? bins - 1 : k;
+        k -= x < edges[k];
+        k += (x >= edges[k + 1]) & (k != bins - 1);
+        table[k] += in;
+    };
+    static_assert(TABLES == 4, "the loop below takes a value for each table in turn");
+    int64_t *t0 = tally, *t1 = tally + bins, *t2 = tally + 2 * bins, *t3 = tally + 3 * bins;
+    const int64_t four = n / 4 * 4;
+    for (int64_t i = 0; i < four; i += 4) {
+        count(t0, (double)a[i]);
+        count(t1, (double)a[i + 1]);
+        count(t2, (double)a[i + 2]);
+        count(t3, (double)a[i + 3]);
+    }
+    for (int64_t i = four; i < n; ++i) count(tally + (i % TABLES) * bins, (double)a[i]);
     for (int t = 0; t < TABLES; ++t)
         for (int k = 0; k < bins; ++k) counts[k] += tally[(size_t)t * bins + k];
     return s;
 }
 
-template Summary summarize<float>(const float*, int64_t, bool, double, double, double, int, int64_t*,
-                                  double*);
+template Summary summarize<float>(const float*, int64_t, bool, double, double, double, int, int64_t*, double*,
+                                  int64_t*);
 template Summary summarize<double>(const double*, int64_t, bool, double, double, double, int, int64_t*,
-                                   double*);
+                                   double*, int64_t*);
 
 }  // namespace mm

@@ -277,6 +277,8 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
     };
     for (int64_t s = 0; s < a->steps; ++s) {
         if (!ready) next_batch(s);
+        if (a->record && (a->step0 + s) % a->record_every == 0)
+            a->record(a->record_ctx, es->cur.xb, es->cur.yb, a->step0 + s);
         if (s + 1 < a->steps && !beside_prep) {
             // Asked for now, the rows are there when the next step reads them.
             request_rows(s + 1, es->cur);
@@ -308,7 +310,8 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
             UpdateSums<T> sums[MAX_KBLOCKS * 5];
             for (int k = 0; k < sp.col_parts * a->nspans; ++k) sums[k] = UpdateSums<T>{};
             SgdOut<T, true> so{pv.p, vset<T>(T(a->lr[s])), vec<T>{}, sums, a->spans, a->nspans};
-            ok = mlp_backward<T>(pv, ws, B, sp, sb, g, so, beside);
+            mlp_backward<T>(pv, ws, B, sp, sb, g, so, beside);
+            bool finite = true;  // the sums are the finite check (UpdateSums)
             for (int q = 0; q < a->nspans; ++q) {
                 double total[4] = {};
                 for (int part = 0; part < sp.col_parts; ++part) {
@@ -316,8 +319,10 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
                     total[0] += hsum<T>(us.u), total[1] += hsum<T>(us.u2);
                     total[2] += hsum<T>(us.x), total[3] += hsum<T>(us.x2);
                 }
+                finite = finite && __builtin_isfinite(total[2]);
                 update_std(total, a->spans[q].count, a->ustats + 2 * (a->nspans * s + q));
             }
+            ok = finite || all_finite<T>(pv.p, n);  // a sum can overflow where every parameter is finite
             updated = true;
         } else if (sp.sgd_inside) {
             ok = mlp_backward<T>(pv, ws, B, sp, sb, g, SgdOut<T>{pv.p, vset<T>(T(a->lr[s])), vec<T>{}},
@@ -378,6 +383,7 @@ static RunResult mlp_train_loop(ParamView<T> pv, OptState<T>* os, const OptConfi
             TrainArgs replay = *a;
             replay.steps = s;
             replay.seconds = 0;
+            replay.record = nullptr;
             mlp_train_loop<T>(pv, os, o, ws, &replay, false);
             return RunResult{s, RUN_NONFINITE_PARAMS};
         }
@@ -426,6 +432,8 @@ static RunResult net_train_loop(NetView<T> nv, OptState<T>* os, const OptConfig*
         draw_rows(a, B, s, kb_key, es->cur.rows);
         gather_batch(a, B, net.T, es->cur.rows, es->cur.xb, es->cur.yb);
         net_prepare_batch(net, ws);
+        if (a->record && (a->step0 + s) % a->record_every == 0)
+            a->record(a->record_ctx, es->cur.xb, es->cur.yb, a->step0 + s);
         if (s + 1 < a->steps) {
             draw_rows(a, B, s + 1, kb_key, es->next.rows);
             gather_batch(a, B, net.T, es->next.rows, nullptr, nullptr, true);
@@ -451,6 +459,7 @@ static RunResult net_train_loop(NetView<T> nv, OptState<T>* os, const OptConfig*
             TrainArgs replay = *a;
             replay.steps = s;
             replay.seconds = 0;
+            replay.record = nullptr;
             net_train_loop<T>(nv, os, o, ws, &replay, false);
             return RunResult{s, RUN_NONFINITE_PARAMS};
         }

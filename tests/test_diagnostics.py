@@ -207,6 +207,61 @@ def test_diagnostics_do_not_change_training():
         assert again == rec
 
 
+def _fused_runs(dtype, lr, params=None, steps=12):
+    """The same run of a one-hidden-layer MLP with plain SGD (updated inside the backward pass, where
+    the update's sums are also its finite check) without and with diagnostics."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 27, (300, 3)).astype(np.int32)
+    Y = rng.integers(0, 27, 300).astype(np.int32)
+    runs = []
+    for every in (None, 5):
+        model = mm.MLP(27, block_size=3, n_embd=7, n_hidden=37, seed=3, dtype=dtype, init="kaiming")
+        if params:
+            model.set_params(params(model.get_params()))
+        h = mm.train(model, X, Y, steps, batch_size=16, lr=lr, diagnostics_every=every, on_divergence="stop")
+        runs.append((model.get_params(), h))
+    return runs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_diagnostics_do_not_change_a_run_updated_inside_the_backward_pass(dtype):
+    (p1, h1), (p2, h2) = _fused_runs(dtype, 0.1)
+    assert h1.loss.tobytes() == h2.loss.tobytes()
+    assert all(p1[k].tobytes() == p2[k].tobytes() for k in p1)
+    assert [s for s, _ in h2.diagnostics.records] == [0, 5, 10]
+
+
+def test_diagnostics_stop_where_the_run_without_them_stops():
+    """An lr beyond float32 makes the update of step 6 non-finite: both runs stop there, keeping the
+    parameters after step 5, with the same message."""
+    lr = np.full(12, 0.1)
+    lr[6] = 1e300
+    (p1, h1), (p2, h2) = _fused_runs("float32", lr)
+    assert h1.stopped is not None and "made a parameter non-finite" in h1.stopped
+    assert h2.stopped == h1.stopped
+    assert len(h2.loss) == len(h1.loss) == 6
+    assert h1.loss.tobytes() == h2.loss.tobytes()
+    assert all(p1[k].tobytes() == p2[k].tobytes() for k in p1)
+    assert all(np.isfinite(a).all() for a in p2.values())
+
+
+@pytest.mark.parametrize("dtype, big", [("float32", 3e37), ("float64", 1.5e307)])
+def test_an_overflowing_update_sum_with_finite_parameters_does_not_stop_the_run(dtype, big):
+    """W1's entries near the largest float: the sum of W1 overflows while every parameter is
+    finite. The run goes on as the run without diagnostics does."""
+
+    def huge(p):
+        p["W1"] = np.where(p["W1"] >= 0, big, -big).astype(dtype)
+        p["W1"][0] = big  # the sum of a row, and of every lane, beyond the largest float
+        return p
+
+    (p1, h1), (p2, h2) = _fused_runs(dtype, 1e-3, huge)
+    assert h1.stopped is None and h2.stopped is None
+    assert len(h2.loss) == 12
+    assert h1.loss.tobytes() == h2.loss.tobytes()
+    assert all(p1[k].tobytes() == p2[k].tobytes() for k in p1)
+
+
 def test_the_lectures_initialisation_saturates_and_kaimings_does_not():
     """Part 3's first finding. With W1 N(0, 1) the pre-activations of 30 inputs of unit variance
     spread over about N(0, 30): most Tanh outputs are beyond 0.97. With (5/3)/sqrt(30) they are

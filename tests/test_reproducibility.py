@@ -292,7 +292,7 @@ def test_ids_read_as_bytes_give_the_same_bits(V, dropout):
         x, y = (
             (X.astype(np.uint8), Y.astype(np.uint8)) if as_bytes else (X.astype(np.int32), Y.astype(np.int32))
         )
-        assert st._t.run(x, y, None, lr, st.step, 0, 0.0, losses) == (300, 0)
+        assert st._t.run(x, y, None, lr, st.step, 0, 0.0, losses) == (300, 0, [])  # (done, status, records)
         got.append((losses.tobytes(), [a.tobytes() for a in m.get_params().values()]))
     assert got[0] == got[1]
     # and through train(): 300 steps of 32 rows read more than an eighth of the 3,000 rows (bytes);

@@ -51,6 +51,13 @@ _Layer = tuple[int, int, int, bool, float, float]
 _Float = npt.NDArray[np.floating]
 _I32 = npt.NDArray[np.int32]
 _U8 = npt.NDArray[np.uint8]
+_Layer = tuple[int, int, float, float, int, list[int], list[float]]
+_Param = tuple[list[int], int, float, float, float, Optional[list[int]], Optional[list[float]]]
+_Record = tuple[int, float, list[_Layer], list[_Layer], list[_Param]]
+"""A record of part 3's statistics: (step, loss, activations, gradients, params); per Tanh layer
+(layer index, values, mean, std, count beyond the saturation, histogram counts, edges) of its
+output and of the gradient with respect to it; per trained parameter (shape, values, data std,
+gradient mean, gradient std, and for a matrix its gradient's histogram counts and edges)."""
 
 class Model:
     """A model: its layers, its parameter table and its parameters in one aligned arena."""
@@ -86,11 +93,12 @@ class Model:
     def loss_and_grad(self, X: _I32, Y: _I32, /) -> tuple[float, list[_Float]]:
         """Training mode: mean cross-entropy of the rows and its gradient for every trained parameter."""
     def diagnose(
-        self, X: _I32, Y: _I32, dropout: float = 0.0, seed: int = 0, step: int = 0
-    ) -> tuple[float, list[_Float], list[int], list[_Float], list[_Float]]:
-        """One training-mode pass, changing nothing: (loss, the trained parameters' gradients, the
-        Tanh layers' indices, their outputs (rows, channels), the gradient with respect to them);
-        dropout with the masks of (seed, step) when ``dropout`` > 0."""
+        self, X: _I32, Y: _I32, dropout: float, seed: int, step: int, bins: int, saturated: float
+    ) -> _Record:
+        """One training-mode pass over the rows (X, Y), changing nothing, and part 3's statistics of
+        it (cpp/diagnose.cpp): a record of step ``step`` (see :data:`_Record`), ``bins`` bins to each
+        histogram, saturation beyond ``saturated``; dropout with the masks of (seed, step) when
+        ``dropout`` > 0."""
     def evaluate(
         self, X: _I32, Y: Optional[_I32], want_logits: bool, dedup: bool, /
     ) -> tuple[Optional[npt.NDArray[np.float64]], Optional[_Float]]:
@@ -164,13 +172,18 @@ class Trainer:
         seconds: float,
         losses: npt.NDArray[np.float64],
         ustats: Optional[npt.NDArray[np.float64]] = None,
-    ) -> tuple[int, int]:
+        record_every: int = 0,
+        bins: int = 0,
+        saturated: float = 0.0,
+    ) -> tuple[int, int, list[_Record]]:
         """Up to ``len(lr)`` steps from global step ``step0`` (fewer if ``seconds`` run out), each
         step's minibatch loss written to ``losses``. X and Y as int32, or both as uint8 when the
         vocabulary has at most 256 characters (read faster at random). Returns (steps done,
         status): status 0 is fine, 1 a non-finite loss, 2 a non-finite parameter after an update.
         With ``ustats`` (steps, trained parameters, 2): each step's standard deviation of every
-        trained parameter's update and of its value after the update."""
+        trained parameter's update and of its value after the update. With ``record_every`` > 0:
+        the records (``diagnose()`` of the step's minibatch, before its update) of the steps whose
+        global index is a multiple of it, the third element."""
     def moments(self) -> tuple[Optional[list[_Float]], Optional[list[_Float]]]:
         """The first and second moment buffers in user shapes (None where the optimizer keeps none)."""
     def set_moments(self, m: Optional[list[_Float]], v: Optional[list[_Float]], /) -> None:

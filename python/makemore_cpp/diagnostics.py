@@ -11,9 +11,9 @@ The statistics are those of the lecture's notebook: ``t.mean()``, ``t.std()`` (u
 ``(t.abs() > 0.97).float().mean()`` of each Tanh's output ``t``, the same of ``t.grad`` (its
 ``retain_grad()``), ``p.grad.std() / p.std()`` of each parameter, and
 ``((lr * p.grad).std() / p.data.std()).log10()`` after each update -- here with the optimizer's
-actual update, so momentum and AdamW are measured as they act. The core computes the pass and
-records the updates' spread at every step (cpp/train.h); the statistics are NumPy's, computed
-in one pass each (cpp/stats.cpp).
+actual update, so momentum and AdamW are measured as they act. The core computes the pass and its
+statistics (cpp/diagnose.cpp; NumPy's statistics, cpp/stats.cpp), inside the training loop for
+train()'s records, and the updates' spread at every step (cpp/train.h).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _files
+from . import _files
 from . import _validate as v
 from .model import Model
 
@@ -62,46 +62,49 @@ def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 
 
 
 def _diagnose(model: Model, X: np.ndarray, Y: np.ndarray, dropout: float, seed: int, step: int) -> dict:
-    """diagnose() of arguments it has checked (train()'s records: rows of its checked X and Y)."""
+    """diagnose() of arguments it has checked."""
     with model._exclusive():
-        loss, grads, layers, acts, dacts = model._m.diagnose(X, Y, dropout, seed, step)
-        params = {name: model._m.get(model.param_names.index(name)) for name in model.trained_names}
-    return {
+        raw = model._m.diagnose(X, Y, dropout, seed, step, BINS, SATURATED)
+    return _record(raw, model.trained_names)[1]
+
+
+def _record(raw: tuple, names: list[str]) -> tuple[int, dict]:
+    """(step, the statistics' dict) of the core's record of a pass (cpp/diagnose.cpp, the same for
+    diagnose() and for train()'s records)."""
+    step, loss, acts, dacts, params = raw
+    return step, {
         "loss": float(loss),
-        "activations": [dict(layer=i, **_summary(a, True)) for i, a in zip(layers, acts)],
-        "gradients": [dict(layer=i, **_summary(d, False)) for i, d in zip(layers, dacts)],
-        "params": {name: _param_stats(params[name], g) for name, g in zip(model.trained_names, grads)},
+        "activations": [_layer_summary(a, True) for a in acts],
+        "gradients": [_layer_summary(d, False) for d in dacts],
+        "params": {name: _param_summary(p) for name, p in zip(names, params)},
     }
 
 
-def _summary(a: np.ndarray, saturation: bool) -> dict:
+def _layer_summary(s: tuple, saturation: bool) -> dict:
     """Mean, std (unbiased) and histogram of a Tanh layer's outputs (fixed bins on [-1, 1], and the
     fraction saturated) or of their gradient (bins over its range)."""
-    lo, hi = (-1.0, 1.0) if saturation else (None, None)
-    mean, std, beyond, counts, edges = _core.summarize(a, lo, hi, SATURATED, BINS)
-    out = {"mean": mean, "std": std, "hist": counts.tolist(), "edges": edges.tolist()}
+    layer, n, mean, std, beyond, counts, edges = s
+    out = {"layer": layer, "mean": mean, "std": std, "hist": counts, "edges": edges}
     if saturation:
-        out["saturated"] = beyond / a.size
+        out["saturated"] = beyond / n
     return out
 
 
-def _param_stats(data: np.ndarray, grad: np.ndarray) -> dict:
+def _param_summary(s: tuple) -> dict:
     """Data and gradient spread of a parameter, and its gradient's histogram when it is a matrix
     (the lecture's figure shows the weights')."""
-    shape = list(grad.shape)
-    data_std = _core.summarize(data, None, None, np.inf, 0)[1] if data.size > 1 else 0.0
-    bins = BINS if len(shape) == 2 else 0
-    mean, grad_std, _, counts, edges = _core.summarize(grad, None, None, np.inf, bins)
-    grad_std = grad_std if grad.size > 1 else 0.0
+    shape, n, data_std, grad_mean, grad_std = s[:5]
+    data_std = data_std if n > 1 else 0.0
+    grad_std = grad_std if n > 1 else 0.0
     out = {
         "shape": shape,
         "data_std": data_std,
         "grad_std": grad_std,
         "grad_data_ratio": grad_std / data_std if data_std > 0 else float("inf"),
-        "grad_mean": mean,
+        "grad_mean": grad_mean,
     }
     if len(shape) == 2:
-        out["hist"], out["edges"] = counts.tolist(), edges.tolist()
+        out["hist"], out["edges"] = s[5], s[6]
     return out
 
 

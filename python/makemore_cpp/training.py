@@ -15,15 +15,15 @@ import numpy as np
 from . import _core
 from . import _validate as v
 from ._signals import interrupts_deferred
-from .diagnostics import Diagnostics, _diagnose
+from .diagnostics import BINS, SATURATED, Diagnostics, _record
 from .model import Model
-from .reference import batch_indices as drawn_rows
 from .schedules import _StepSchedule
 
 __all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError", "TrainingInterrupted"]
 
 OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
+UPDATE_STATS_STEPS = 4096  # the most steps of one call with diagnostics (its update statistics' buffer)
 
 
 class DivergenceError(FloatingPointError):
@@ -495,16 +495,7 @@ def train(
             # the run's update ratios, filled in place as the core's calls return
             ratio_all = np.empty((steps, len(diag.names)))
             steps_all = np.arange(step0, step0 + steps, dtype=np.int64)
-
-        def record(step_index: int) -> None:
-            """Part 3's statistics of the minibatch of global step state.step, before its update."""
-            rows = (
-                bidx[step_index]
-                if bidx is not None
-                else drawn_rows(options.seed, 1, options.batch_size, len(X), step0=state.step)[0]
-            )
-            stats = _diagnose(model, X[rows], Y[rows], options.dropout, options.seed, state.step)
-            diag.records.append((state.step, stats))
+            ustats_buffer = np.zeros((min(steps, UPDATE_STATS_STEPS), len(diag.names), 2))
 
         best_params = None
         bar = _progress_bar(steps) if progress else None
@@ -524,17 +515,15 @@ def train(
             end = steps if eval_every is None else min(steps, (done // eval_every + 1) * eval_every)
             ustats = None
             if diag is not None:
-                if state.step % diagnostics_every == 0 and (
-                    not diag.records or diag.records[-1][0] != state.step
-                ):
-                    record(done)
-                end = min(end, done + diagnostics_every - state.step % diagnostics_every)
-                ustats = np.zeros((end - done, len(model.trained_names), 2))
+                # the core records part 3's statistics of every diagnostics_every-th step's minibatch
+                # before its update, and each step's update statistics
+                end = min(end, done + UPDATE_STATS_STEPS)
+                ustats = ustats_buffer[: end - done]
             # Ctrl-C waits for the statements that count the core's steps (not for the core, which
             # returns every CHUNK_SECONDS): the run's count, its diagnostics and the state's step
             # always agree with the model.
             with interrupts_deferred():
-                n, status = state._t.run(
+                n, status, records = state._t.run(
                     X_run,
                     Y_run,
                     None if bidx is None else bidx[done:end],
@@ -544,8 +533,12 @@ def train(
                     CHUNK_SECONDS,
                     losses[done:end],
                     ustats,
+                    diagnostics_every or 0,
+                    BINS,
+                    SATURATED,
                 )
                 if diag is not None:
+                    diag.records += [_record(r, diag.names) for r in records]
                     ratio_all[done : done + n] = Diagnostics.ratios(ustats[:n])
                     diag.update_ratio, diag.steps = ratio_all[: done + n], steps_all[: done + n]
                 done += n
