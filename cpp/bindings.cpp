@@ -130,19 +130,14 @@ std::shared_ptr<Model> make_model(ModelDesc d, const std::string& dtype) {
 std::vector<ParamSpan> trained_spans(const Model& m) {
     std::vector<ParamSpan> out;
     for (const ParamInfo& q : m.d.params)
-        if (q.trained) out.push_back(ParamSpan{q.off, q.span, q.rows * (q.cols ? q.cols : 1)});
+        if (q.trained) out.push_back(ParamSpan{q.off, q.span, q.values()});
     return out;
 }
 
-py::list int_list(const int64_t* x, int n) {
-    py::list out(n);
-    for (int i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), i, PyLong_FromLongLong(x[i]));
-    return out;
-}
-py::list float_list(const double* x, int n) {
-    py::list out(n);
-    for (int i = 0; i < n; ++i) PyList_SET_ITEM(out.ptr(), i, PyFloat_FromDouble(x[i]));
-    return out;
+// n values from x as a Python list.
+template <class T>
+py::object as_list(const T* x, int n) {
+    return py::cast(std::vector<T>(x, x + n));
 }
 
 // A record as Python objects: (step, loss, activations, gradients, params), the first two a list
@@ -154,8 +149,8 @@ py::tuple record_to_py(const Recorder& rec, const DiagRecord& r) {
     int h = 0;
     auto layer = [&](const Summary& s, int k, int64_t n) {
         py::tuple t = py::make_tuple(rec.tanh_layers()[k], n, s.mean, s.std, s.beyond,
-                                     int_list(r.counts.data() + (size_t)h * bins, bins),
-                                     float_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1));
+                                     as_list(r.counts.data() + (size_t)h * bins, bins),
+                                     as_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1));
         ++h;
         return t;
     };
@@ -170,12 +165,12 @@ py::tuple record_to_py(const Recorder& rec, const DiagRecord& r) {
         if (pi.cols) shape.append(pi.cols);
         py::object counts = py::none(), edges = py::none();
         if (pi.cols) {
-            counts = int_list(r.counts.data() + (size_t)h * bins, bins);
-            edges = float_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1);
+            counts = as_list(r.counts.data() + (size_t)h * bins, bins);
+            edges = as_list(r.edges.data() + (size_t)h * (bins + 1), bins + 1);
             ++h;
         }
-        params.append(py::make_tuple(shape, pi.rows * (pi.cols ? pi.cols : 1), r.data[j].std, r.grad[j].mean,
-                                     r.grad[j].std, counts, edges));
+        params.append(
+            py::make_tuple(shape, pi.values(), r.data[j].std, r.grad[j].mean, r.grad[j].std, counts, edges));
     }
     return py::make_tuple(r.step, r.loss, acts, dacts, params);
 }

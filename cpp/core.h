@@ -55,6 +55,7 @@ struct ParamInfo {
     bool trained;  // false: a running statistic, outside the optimizer's range
     int init;      // InitKind
     double scale;  // the normal's scale, or the constant
+    int64_t values() const { return rows * (cols ? cols : 1); }
 };
 
 enum Plan : int { PLAN_MLP = 0, PLAN_LAYERS = 1 };

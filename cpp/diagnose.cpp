@@ -30,7 +30,7 @@ Recorder::Recorder(const Model& model, int batch, bool dropout, int bins, double
     size_t biggest = 0;
     for (int q = 0; q < (int)m.d.params.size(); ++q) {
         const ParamInfo& pi = m.d.params[q];
-        biggest = std::max(biggest, (size_t)(pi.rows * (pi.cols ? pi.cols : 1)));
+        biggest = std::max(biggest, (size_t)pi.values());
         if (!pi.trained) continue;
         params.push_back(q);
         if (pi.cols) matrices.push_back(q);
@@ -99,7 +99,7 @@ static void take_pass(const Model& run, NetWorkspace* ws, bool backward, const s
     const double inf = __builtin_inf();
     for (size_t j = 0; j < params.size(); ++j) {
         const ParamInfo& pi = run.d.params[params[j]];
-        const int64_t n = pi.rows * (pi.cols ? pi.cols : 1);
+        const int64_t n = pi.values();
         run.read(params[j], run.p, buf);
         r.data[j] = hist((const T*)buf, n, false, inf, 0);
         if (backward)
