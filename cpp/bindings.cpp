@@ -220,7 +220,15 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
         a.ustats = ustats->mutable_data();
     }
     require(record_every >= 0, "record_every must be >= 0");
-    require(record_every == 0 || bins >= 1, "bins must be >= 1");
+    require(record_every == 0 || (bins >= 1 && step0 >= 0), "records need bins >= 1 and step0 >= 0");
+    if constexpr (sizeof(I) == 1) {
+        a.X8 = X.data();
+        a.Y8 = Y.data();
+    } else {
+        a.X = X.data();
+        a.Y = Y.data();
+    }
+    BusyGuard g(m);  // before the recorder, which a call refused here must not touch
     Recorder* rec = nullptr;
     struct RecordCall {
         Recorder* rec;
@@ -237,14 +245,6 @@ py::tuple trainer_run(Trainer& tr, carray<I> X, carray<I> Y, std::optional<carra
         a.record_every = record_every;
         call = RecordCall{rec, tr.opt.dropout, seed};
     }
-    if constexpr (sizeof(I) == 1) {
-        a.X8 = X.data();
-        a.Y8 = Y.data();
-    } else {
-        a.X = X.data();
-        a.Y = Y.data();
-    }
-    BusyGuard g(m);
     RunResult r;
     {
         py::gil_scoped_release nogil;

@@ -256,11 +256,10 @@ struct EpSgdStats {
     typedef UpdateSums<T> Sums;
     T* p;
     int64_t ld;
-    vec<T> lr, chk;
+    vec<T> lr;
     Sums* param;  // the sums of the parameter the block belongs to
     inline void apply(int m, int n, vec<T> acc, Sums& s) const { s.apply(p + m * ld + n, lr, acc); }
     void add(const Sums& s) const { param->add(s); }
-    void check(vec<T> c) { chk += c; }
 };
 
 // update(p, g, n): the update of n parameters from a gradient computed whole (C's, in the MLP
@@ -289,11 +288,13 @@ struct SgdOut {
     int nspans = 0;
     Ep ep(int64_t off, int64_t ld) const {
         if constexpr (STATS)
-            return Ep{p + off, ld, lr, vec<T>{}, param(off)};
+            return Ep{p + off, ld, lr, param(off)};
         else
             return Ep{p + off, ld, lr, vec<T>{}};
     }
-    void take(const Ep& e) { chk += e.chk; }
+    void take(const Ep& e) {
+        if constexpr (!STATS) chk += e.chk;
+    }
     bool update(T* q, const T* g, int64_t n) {
         if constexpr (STATS) {
             UpdateSums<T> us{};

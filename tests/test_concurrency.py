@@ -120,6 +120,46 @@ def test_core_releases_the_gil(dataset):
     )
 
 
+def test_a_refused_call_leaves_the_running_calls_records_alone(dataset):
+    """A second call into a training state that a thread is running with part 3's records is
+    refused before it touches them: the running call returns the records of the same call made
+    alone (the core's calls, as train() makes them)."""
+    from makemore_cpp.diagnostics import BINS, SATURATED
+
+    vocab, X, Y = dataset
+    steps = 3000 // SHORTER
+    X32, Y32 = X.astype(np.int32), Y.astype(np.int32)
+
+    def call(st):
+        return st._t.run(
+            X32, Y32, None, np.full(steps, 0.01), 0, 0, 0.0, np.zeros(steps), None, 10, BINS, SATURATED
+        )
+
+    alone = call(mm.train(mm.MLP(vocab, 3, 10, 100, seed=4), X, Y, 0, batch_size=32).state)
+    st = mm.train(mm.MLP(vocab, 3, 10, 100, seed=4), X, Y, 0, batch_size=32).state
+    inside, out = threading.Event(), {}
+
+    def run():
+        inside.set()
+        out["a"] = call(st)
+
+    t = threading.Thread(target=run)
+    t.start()
+    inside.wait()
+    time.sleep(0.02)
+    refused = 0
+    while t.is_alive() and refused < 20:
+        with pytest.raises(RuntimeError, match="in use"):
+            st._t.run(X32, Y32, None, np.full(5, 0.01), 0, 0, 0.0, np.zeros(5), None, 10, BINS + 1, SATURATED)
+        refused += 1
+    t.join()
+    assert refused > 0, "the running call ended first: make it longer"
+    n, status, records = out["a"]
+    assert (n, status) == (steps, 0)
+    assert [r[0] for r in records] == list(range(0, steps, 10))
+    assert out["a"] == alone
+
+
 def test_one_model_from_two_threads_is_refused_whole(dataset):
     """While thread A trains a model, every call of thread B on it -- train, loss, logits,
     loss_and_grad, sample, get_params, set_params, save -- raises RuntimeError at once, even

@@ -51,9 +51,9 @@ _Layer = tuple[int, int, int, bool, float, float]
 _Float = npt.NDArray[np.floating]
 _I32 = npt.NDArray[np.int32]
 _U8 = npt.NDArray[np.uint8]
-_Layer = tuple[int, int, float, float, int, list[int], list[float]]
-_Param = tuple[list[int], int, float, float, float, Optional[list[int]], Optional[list[float]]]
-_Record = tuple[int, float, list[_Layer], list[_Layer], list[_Param]]
+_LayerStats = tuple[int, int, float, float, int, list[int], list[float]]
+_ParamStats = tuple[list[int], int, float, float, float, Optional[list[int]], Optional[list[float]]]
+_Record = tuple[int, float, list[_LayerStats], list[_LayerStats], list[_ParamStats]]
 """A record of part 3's statistics: (step, loss, activations, gradients, params); per Tanh layer
 (layer index, values, mean, std, count beyond the saturation, histogram counts, edges) of its
 output and of the gradient with respect to it; per trained parameter (shape, values, data std,

@@ -24,6 +24,7 @@ __all__ = ["train", "TrainOptions", "History", "TrainState", "DivergenceError", 
 OPTIMIZERS = {"sgd": _core.OPT_SGD, "adamw": _core.OPT_ADAMW}
 CHUNK_SECONDS = 0.05  # longest stretch in C++ between checks for Ctrl-C
 UPDATE_STATS_STEPS = 4096  # the most steps of one call with diagnostics (its update statistics' buffer)
+RECORDS_PER_CALL = 64  # and of its records (the room the core keeps for them)
 
 
 class DivergenceError(FloatingPointError):
@@ -517,7 +518,7 @@ def train(
             if diag is not None:
                 # the core records part 3's statistics of every diagnostics_every-th step's minibatch
                 # before its update, and each step's update statistics
-                end = min(end, done + UPDATE_STATS_STEPS)
+                end = min(end, done + UPDATE_STATS_STEPS, done + RECORDS_PER_CALL * diagnostics_every)
                 ustats = ustats_buffer[: end - done]
             # Ctrl-C waits for the statements that count the core's steps (not for the core, which
             # returns every CHUNK_SECONDS): the run's count, its diagnostics and the state's step
@@ -565,7 +566,7 @@ def train(
     except KeyboardInterrupt:
         # Where Ctrl-C cannot be held back (another thread's handler), Python may raise it before
         # the loop above counted the last call's steps: the core's count of updates says how many
-        # were completed.
+        # were completed (that call's diagnostics are then not in the history).
         interrupted = True
         done = state._t.t - updates0
         state.step = step0 + done
