@@ -112,26 +112,24 @@ static bool optimizer_update_stats(T* p, OptState<T>* os, const OptConfig& o, co
     const bool plain = o.kind == OPT_SGD && o.momentum == 0 && o.weight_decay == 0;
     const vec<T> lrv = vset<T>(T(lr));
     alignas(64) T old[BLK];
-    vec<T> chk = vec<T>{};
-    bool ok = true;
+    bool ok = true, finite = true;
     for (int q = 0; q < nspans; ++q) {
         double su = 0, su2 = 0, sp = 0, sp2 = 0;
         const int64_t end = spans[q].off + spans[q].span;
         if (plain) {
-            // sgd_update's arithmetic and the sums, two vectors a step (eight chains of adds; one
-            // chain a sum would make the loop wait on each add's latency).
-            vec<T> a[2] = {}, a2[2] = {}, b[2] = {}, b2[2] = {};
+            // sgd_update's arithmetic and the sums (UpdateSums, also the finite check), two vectors
+            // a step (eight chains of adds; one chain a sum would make the loop wait on each add's
+            // latency).
+            UpdateSums<T> us[2] = {};
             int64_t k = spans[q].off;
-            auto one = [&](int64_t at, int j) {
-                const vec<T> before = vload(p + at), x = before - lrv * vload(g + at), u = x - before;
-                vstore(p + at, x);
-                chk += x * T(0);
-                a[j] += u, a2[j] += u * u, b[j] += x, b2[j] += x * x;
-            };
-            for (; k + 2 * W <= end; k += 2 * W) one(k, 0), one(k + W, 1);
-            for (; k < end; k += W) one(k, 0);
-            su = hsum<T>(a[0] + a[1]), su2 = hsum<T>(a2[0] + a2[1]);
-            sp = hsum<T>(b[0] + b[1]), sp2 = hsum<T>(b2[0] + b2[1]);
+            for (; k + 2 * W <= end; k += 2 * W) {
+                us[0].apply(p + k, lrv, vload(g + k));
+                us[1].apply(p + k + W, lrv, vload(g + k + W));
+            }
+            for (; k < end; k += W) us[0].apply(p + k, lrv, vload(g + k));
+            us[0].add(us[1]);
+            su = hsum<T>(us[0].u), su2 = hsum<T>(us[0].u2), sp = hsum<T>(us[0].x), sp2 = hsum<T>(us[0].x2);
+            finite = finite && __builtin_isfinite(sp);
         } else {
             for (int64_t i = spans[q].off; i < end; i += BLK) {
                 const int64_t n = end - i < BLK ? end - i : BLK;
@@ -148,7 +146,12 @@ static bool optimizer_update_stats(T* p, OptState<T>* os, const OptConfig& o, co
         const double sums[4] = {su, su2, sp, sp2};
         update_std(sums, spans[q].count, out + 2 * q);
     }
-    return ok && all_zero<T>(chk);
+    // A sum can overflow where every parameter is finite: then the parameters say.
+    if (!finite) {
+        finite = true;
+        for (int q = 0; q < nspans; ++q) finite = finite && all_finite<T>(p + spans[q].off, spans[q].span);
+    }
+    return ok && finite;
 }
 
 // The update of arena elements [0, total).

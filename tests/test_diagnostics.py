@@ -207,15 +207,29 @@ def test_diagnostics_do_not_change_training():
         assert again == rec
 
 
-def _fused_runs(dtype, lr, params=None, steps=12):
-    """The same run of a one-hidden-layer MLP with plain SGD (updated inside the backward pass, where
-    the update's sums are also its finite check) without and with diagnostics."""
+def _model(kind, dtype):
+    """Plain SGD with statistics updates the one-hidden-layer MLP inside the backward pass (its
+    sums also the finite check); the two-layer MLP and a layer list in a pass of its own."""
+    if kind == "layers":
+        return nn.Sequential(
+            [nn.Embedding(27, 7), nn.Flatten(), nn.Linear(21, 37), nn.Tanh(), nn.Linear(37, 27)],
+            vocab=27,
+            block_size=3,
+            seed=3,
+            dtype=dtype,
+        )
+    hidden = 37 if kind == "fused" else (37, 20)
+    return mm.MLP(27, block_size=3, n_embd=7, n_hidden=hidden, seed=3, dtype=dtype, init="kaiming")
+
+
+def _runs(kind, dtype, lr, params=None, steps=12):
+    """The same run without and with diagnostics."""
     rng = np.random.default_rng(7)
     X = rng.integers(0, 27, (300, 3)).astype(np.int32)
     Y = rng.integers(0, 27, 300).astype(np.int32)
     runs = []
     for every in (None, 5):
-        model = mm.MLP(27, block_size=3, n_embd=7, n_hidden=37, seed=3, dtype=dtype, init="kaiming")
+        model = _model(kind, dtype)
         if params:
             model.set_params(params(model.get_params()))
         h = mm.train(model, X, Y, steps, batch_size=16, lr=lr, diagnostics_every=every, on_divergence="stop")
@@ -223,20 +237,25 @@ def _fused_runs(dtype, lr, params=None, steps=12):
     return runs
 
 
+KINDS = ["fused", "separate", "layers"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_diagnostics_do_not_change_a_run_updated_inside_the_backward_pass(dtype):
-    (p1, h1), (p2, h2) = _fused_runs(dtype, 0.1)
+def test_diagnostics_do_not_change_a_plain_sgd_run(kind, dtype):
+    (p1, h1), (p2, h2) = _runs(kind, dtype, 0.1)
     assert h1.loss.tobytes() == h2.loss.tobytes()
     assert all(p1[k].tobytes() == p2[k].tobytes() for k in p1)
     assert [s for s, _ in h2.diagnostics.records] == [0, 5, 10]
 
 
-def test_diagnostics_stop_where_the_run_without_them_stops():
+@pytest.mark.parametrize("kind", KINDS)
+def test_diagnostics_stop_where_the_run_without_them_stops(kind):
     """An lr beyond float32 makes the update of step 6 non-finite: both runs stop there, keeping the
     parameters after step 5, with the same message."""
     lr = np.full(12, 0.1)
     lr[6] = 1e300
-    (p1, h1), (p2, h2) = _fused_runs("float32", lr)
+    (p1, h1), (p2, h2) = _runs(kind, "float32", lr)
     assert h1.stopped is not None and "made a parameter non-finite" in h1.stopped
     assert h2.stopped == h1.stopped
     assert len(h2.loss) == len(h1.loss) == 6
@@ -245,17 +264,19 @@ def test_diagnostics_stop_where_the_run_without_them_stops():
     assert all(np.isfinite(a).all() for a in p2.values())
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype, big", [("float32", 3e37), ("float64", 1.5e307)])
-def test_an_overflowing_update_sum_with_finite_parameters_does_not_stop_the_run(dtype, big):
-    """W1's entries near the largest float: the sum of W1 overflows while every parameter is
-    finite. The run goes on as the run without diagnostics does."""
+def test_an_overflowing_update_sum_with_finite_parameters_does_not_stop_the_run(kind, dtype, big):
+    """The first hidden layer's weight near the largest float: its sum overflows while every
+    parameter is finite. The run goes on as the run without diagnostics does."""
 
     def huge(p):
-        p["W1"] = np.where(p["W1"] >= 0, big, -big).astype(dtype)
-        p["W1"][0] = big  # the sum of a row, and of every lane, beyond the largest float
+        name = [k for k, a in p.items() if a.ndim == 2][1]  # the Linear after the embedding
+        p[name] = np.where(p[name] >= 0, big, -big).astype(dtype)
+        p[name][0] = big  # the sum of a row, and of every lane, beyond the largest float
         return p
 
-    (p1, h1), (p2, h2) = _fused_runs(dtype, 1e-3, huge)
+    (p1, h1), (p2, h2) = _runs(kind, dtype, 1e-3, huge)
     assert h1.stopped is None and h2.stopped is None
     assert len(h2.loss) == 12
     assert h1.loss.tobytes() == h2.loss.tobytes()
