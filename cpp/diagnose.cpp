@@ -25,7 +25,7 @@ Recorder::Recorder(const Model& model, int batch, bool dropout, int bins, double
             ops.push_back(i);
             layers.push_back(net.ops[i].layer);
             values.push_back((int64_t)B * net.ops[i].t * net.ops[i].cout);
-            most = std::max(most, (size_t)B * net.ops[i].t * net.ops[i].cout);
+            most = std::max(most, (size_t)values.back());
         }
     size_t biggest = 0;
     for (int q = 0; q < (int)m.d.params.size(); ++q) {

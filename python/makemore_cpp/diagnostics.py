@@ -58,11 +58,6 @@ def diagnose(model: Model, X: Any, Y: Any, *, dropout: float = 0.0, seed: int = 
     model._check_batch(len(X), "X")
     dropout = v.real(dropout, "dropout", 0.0, 1.0, high_open=True)
     seed, step = v.seed(seed), v.integer(step, "step", 0, 2**62)
-    return _diagnose(model, X, Y, dropout, seed, step)
-
-
-def _diagnose(model: Model, X: np.ndarray, Y: np.ndarray, dropout: float, seed: int, step: int) -> dict:
-    """diagnose() of arguments it has checked."""
     with model._exclusive():
         raw = model._m.diagnose(X, Y, dropout, seed, step, BINS, SATURATED)
     return _record(raw, model.trained_names)[1]
